@@ -1,0 +1,243 @@
+// Package keyformat generates and parses cryptokeys API keys.
+//
+// A key has one shape so that scanners can find it and every consumer can
+// reject garbage without touching storage:
+//
+//	<prefix>_<environment>_<key_id><secret><checksum>
+//
+// key_id is 12 base62 characters, secret 32, checksum 6: the CRC32 (IEEE) of
+// everything before it, written in base62, most significant digit first.
+package keyformat
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"regexp"
+	"strings"
+)
+
+const (
+	// Alphabet is the base62 alphabet, in digit order.
+	Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+	KeyIDLen    = 12
+	SecretLen   = 32
+	ChecksumLen = 6
+	// BodyLen is the length of the part after the second underscore.
+	BodyLen = KeyIDLen + SecretLen + ChecksumLen
+
+	// DefaultPrefix is the mount's key_prefix unless configured otherwise.
+	DefaultPrefix = "ck"
+
+	MaxPrefixLen      = 8
+	MaxEnvironmentLen = 16
+	// MaxKeyLen bounds any well-formed key; longer input is rejected unread.
+	MaxKeyLen = MaxPrefixLen + 1 + MaxEnvironmentLen + 1 + BodyLen
+)
+
+// Pattern matches every well-formed key (checksum not checked). It is the
+// pattern published for secret scanners.
+const Pattern = `\b[a-z][a-z0-9]{1,7}_[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{50}\b`
+
+var patternRE = regexp.MustCompile(Pattern)
+
+var (
+	ErrMalformed   = errors.New("not a well-formed cryptokeys key")
+	ErrBadChecksum = errors.New("checksum does not match")
+)
+
+// Key is a parsed key. Secret is the only sensitive field; String() and the
+// %v verbs never print it.
+type Key struct {
+	Prefix      string
+	Environment string
+	KeyID       string
+	raw         string
+}
+
+// Raw returns the whole key, secret included.
+func (k Key) Raw() string { return k.raw }
+
+// String is safe to log: it shows the public parts only.
+func (k Key) String() string {
+	return k.Prefix + "_" + k.Environment + "_" + k.KeyID + "…"
+}
+
+// GoString keeps %#v as safe as %v.
+func (k Key) GoString() string { return "keyformat.Key{" + k.String() + "}" }
+
+// ValidPrefix reports whether p may be a key prefix: [a-z][a-z0-9]{1,7}.
+func ValidPrefix(p string) bool { return validLabel(p, 2, MaxPrefixLen) }
+
+// ValidEnvironment reports whether e may be an environment: [a-z][a-z0-9]{0,15}.
+func ValidEnvironment(e string) bool { return validLabel(e, 1, MaxEnvironmentLen) }
+
+// ValidKeyID reports whether id has the shape of a key_id (12 base62).
+func ValidKeyID(id string) bool { return len(id) == KeyIDLen && isBase62(id) }
+
+func validLabel(s string, minLen, maxLen int) bool {
+	if len(s) < minLen || len(s) > maxLen || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func isBase62(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if digitValue(s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func digitValue(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'Z':
+		return int(c-'A') + 10
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 36
+	}
+	return -1
+}
+
+// Checksum returns the 6-digit base62 CRC32 (IEEE) of s.
+func Checksum(s string) string {
+	var out [ChecksumLen]byte
+	appendChecksum(out[:0], s)
+	return string(out[:])
+}
+
+func appendChecksum(dst []byte, s string) []byte {
+	v := crc32.ChecksumIEEE([]byte(s))
+	var digits [ChecksumLen]byte
+	for i := ChecksumLen - 1; i >= 0; i-- {
+		digits[i] = Alphabet[v%62]
+		v /= 62
+	}
+	return append(dst, digits[:]...)
+}
+
+// Generate returns a new key with a random key_id and secret from crypto/rand.
+func Generate(prefix, environment string) (Key, error) {
+	return GenerateFrom(rand.Reader, prefix, environment)
+}
+
+// GenerateFrom is Generate with an explicit randomness source (tests only
+// pass a deterministic one to check the codec; production uses crypto/rand).
+func GenerateFrom(r io.Reader, prefix, environment string) (Key, error) {
+	if !ValidPrefix(prefix) {
+		return Key{}, fmt.Errorf("key prefix %q must match [a-z][a-z0-9]{1,7}", prefix)
+	}
+	if !ValidEnvironment(environment) {
+		return Key{}, fmt.Errorf("environment %q must match [a-z][a-z0-9]{0,15}", environment)
+	}
+	buf := make([]byte, 0, len(prefix)+len(environment)+2+BodyLen)
+	buf = append(buf, prefix...)
+	buf = append(buf, '_')
+	buf = append(buf, environment...)
+	buf = append(buf, '_')
+	idStart := len(buf)
+	body, err := RandomBase62(r, KeyIDLen+SecretLen)
+	if err != nil {
+		return Key{}, err
+	}
+	buf = append(buf, body...)
+	buf = appendChecksum(buf, string(buf))
+	return Key{
+		Prefix:      prefix,
+		Environment: environment,
+		KeyID:       string(buf[idStart : idStart+KeyIDLen]),
+		raw:         string(buf),
+	}, nil
+}
+
+// RandomBase62 returns n base62 characters drawn uniformly from r. Bytes at
+// or above 248 (= 4*62) are rejected rather than reduced, so every digit is
+// equally likely (no modulo bias).
+func RandomBase62(r io.Reader, n int) (string, error) {
+	out := make([]byte, 0, n)
+	var pool [64]byte
+	for len(out) < n {
+		if _, err := io.ReadFull(r, pool[:]); err != nil {
+			return "", fmt.Errorf("reading randomness: %w", err)
+		}
+		for _, b := range pool {
+			if b >= 248 {
+				continue
+			}
+			out = append(out, Alphabet[b%62])
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// Parse checks the shape and checksum of s without any I/O. The error is
+// ErrMalformed or ErrBadChecksum and never contains s.
+func Parse(s string) (Key, error) {
+	if len(s) > MaxKeyLen || len(s) < 2+1+1+1+BodyLen {
+		return Key{}, ErrMalformed
+	}
+	i := strings.IndexByte(s, '_')
+	if i < 0 || !ValidPrefix(s[:i]) {
+		return Key{}, ErrMalformed
+	}
+	rest := s[i+1:]
+	j := strings.IndexByte(rest, '_')
+	if j < 0 || !ValidEnvironment(rest[:j]) {
+		return Key{}, ErrMalformed
+	}
+	body := rest[j+1:]
+	if len(body) != BodyLen || !isBase62(body) {
+		return Key{}, ErrMalformed
+	}
+	cut := len(s) - ChecksumLen
+	var want [ChecksumLen]byte
+	appendChecksum(want[:0], s[:cut])
+	if string(want[:]) != s[cut:] {
+		return Key{}, ErrBadChecksum
+	}
+	return Key{Prefix: s[:i], Environment: rest[:j], KeyID: body[:KeyIDLen], raw: s}, nil
+}
+
+// Match is one key-shaped string found in a text.
+type Match struct {
+	Key Key
+	// Offset is the byte offset of the key in the text.
+	Offset int
+	// ChecksumOK is false for look-alikes whose checksum does not hold.
+	ChecksumOK bool
+}
+
+// Find returns every key-shaped string in text, in order. Look-alikes with a
+// bad checksum are returned with ChecksumOK false so callers can count them.
+func Find(text []byte) []Match {
+	var out []Match
+	for _, loc := range patternRE.FindAllIndex(text, -1) {
+		s := string(text[loc[0]:loc[1]])
+		k, err := Parse(s)
+		switch {
+		case err == nil:
+			out = append(out, Match{Key: k, Offset: loc[0], ChecksumOK: true})
+		case errors.Is(err, ErrBadChecksum):
+			i := strings.IndexByte(s, '_')
+			j := i + 1 + strings.IndexByte(s[i+1:], '_')
+			out = append(out, Match{Key: Key{Prefix: s[:i], Environment: s[i+1 : j], KeyID: s[j+1 : j+1+KeyIDLen]}, Offset: loc[0]})
+		}
+	}
+	return out
+}

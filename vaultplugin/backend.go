@@ -1,0 +1,139 @@
+// Package vaultplugin is the cryptokeys Vault secrets engine: it issues API
+// keys as leased secrets, verifies them on every request, rotates them with
+// overlap and revokes them on expiry, on demand or in bulk.
+package vaultplugin
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is the engine's version, set at build time with
+// -ldflags "-X github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin.Version=v1.2.3".
+// Vault shows it in `vault plugin list` and `vault secrets list -detailed`.
+var Version = "v0.0.0-dev"
+
+// operationPrefix names the engine in Vault's generated OpenAPI operation IDs.
+const operationPrefix = "cryptokeys"
+
+const backendHelp = `
+The cryptokeys secrets engine issues, leases, verifies, rotates and revokes
+API keys for crypto API services. Keys are generated inside the engine,
+leased with a TTL, scoped to an environment and a set of scopes, and stored
+only as a keyed hash (bearer keys) or barrier-encrypted (signing keys).
+API gateways call "verify" on every request.
+`
+
+// Factory is the logical.Factory Vault calls to create a mount of the engine.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(time.Now)
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	b.storage = conf.StorageView
+	return b, nil
+}
+
+type backend struct {
+	*framework.Backend
+
+	// now is the engine's clock; tests inject a fake one.
+	now func() time.Time
+
+	// roleLocks serialise issuance per role so max_active_keys holds under
+	// concurrency; keyLocks serialise changes to one key record.
+	roleLocks []*locksutil.LockEntry
+	keyLocks  []*locksutil.LockEntry
+
+	configMu      sync.RWMutex
+	config        *engineConfig // cached; nil until loaded
+	configWriteMu sync.Mutex
+
+	// storage is kept for Clean, which Vault calls without a request.
+	storage logical.Storage
+
+	// cache holds key records for verify, so the hot path reads storage
+	// only on a miss. Every change to a record goes through putKey/dropKey,
+	// and Invalidate keeps other nodes' caches honest.
+	cache *recordCache
+
+	usage   *usageTracker
+	limiter *rateLimiters
+}
+
+func newBackend(now func() time.Time) *backend {
+	b := &backend{
+		now:       now,
+		roleLocks: locksutil.CreateLocks(),
+		keyLocks:  locksutil.CreateLocks(),
+		cache:     newRecordCache(defaultCacheSize),
+		usage:     newUsageTracker(),
+		limiter:   newRateLimiters(),
+	}
+	b.Backend = &framework.Backend{
+		Help:           strings.TrimSpace(backendHelp),
+		BackendType:    logical.TypeLogical,
+		RunningVersion: Version,
+		PathsSpecial: &logical.Paths{
+			// The pepper lives in config and HMAC secrets in key records:
+			// seal-wrap both where the seal supports it.
+			SealWrapStorage: []string{configStoragePath, keyStoragePrefix},
+		},
+		Paths: framework.PathAppend(
+			pathInfo(b),
+			pathConfig(b),
+			pathRoles(b),
+			pathCreds(b),
+			pathKeys(b),
+			pathRotate(b),
+			pathVerify(b),
+			pathRevoke(b),
+		),
+		Secrets:      []*framework.Secret{secretAPIKey(b)},
+		Invalidate:   b.invalidate,
+		PeriodicFunc: b.periodic,
+		Clean:        b.clean,
+	}
+	return b
+}
+
+// invalidate runs on nodes that did not make a storage change (standbys,
+// performance replicas) so their caches never serve a stale record.
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case key == configStoragePath:
+		b.configMu.Lock()
+		b.config = nil
+		b.configMu.Unlock()
+	case strings.HasPrefix(key, keyStoragePrefix):
+		b.cache.drop(strings.TrimPrefix(key, keyStoragePrefix))
+	}
+}
+
+// periodic flushes in-memory usage counters; verify never writes storage, so
+// this is the only place they become durable. Only nodes that may write run it.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	return b.flushUsage(ctx, req.Storage)
+}
+
+// clean runs when the mount is unloaded (plugin reload, seal, shutdown):
+// flush usage recorded since the last periodic run so a clean stop loses none.
+func (b *backend) clean(ctx context.Context) {
+	if b.storage == nil || !b.WriteSafeReplicationState() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.flushUsage(ctx, b.storage); err != nil {
+		b.Logger().Warn("flushing usage on shutdown", "error", err)
+	}
+}

@@ -1,0 +1,208 @@
+package vaultplugin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	keyStoragePrefix = "keys/"
+	// Indexes let bulk revocation and max_active_keys find a role's or an
+	// environment's keys without scanning every record. An index entry
+	// without a record is ignored (it can only be left by an interrupted
+	// issue, which writes the index first).
+	roleIndexPrefix = "index/role/"
+	envIndexPrefix  = "index/environment/"
+
+	statusActive  = "active"
+	statusRevoked = "revoked"
+	statusExpired = "expired"
+
+	defaultCacheSize = 200_000
+)
+
+// keyRecord is everything the engine keeps about one key. It never holds a
+// bearer key: only HMAC-SHA256(pepper, api_key). HMAC secret keys are kept
+// because the engine must recompute signatures; the entry is seal-wrapped.
+type keyRecord struct {
+	KeyID        string            `json:"key_id"`
+	Prefix       string            `json:"prefix"`
+	Name         string            `json:"name,omitempty"`
+	Role         string            `json:"role"`
+	Environment  string            `json:"environment"`
+	Scopes       []string          `json:"scopes"`
+	KeyType      string            `json:"key_type"`
+	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	RateLimit    float64           `json:"rate_limit,omitempty"`
+	RateBurst    int               `json:"rate_burst,omitempty"`
+	RecvWindow   time.Duration     `json:"recv_window,omitempty"`
+
+	Hash      []byte `json:"hash"`
+	SecretKey []byte `json:"secret_key,omitempty"` // hmac keys only
+	PublicKey string `json:"public_key,omitempty"` // ed25519 keys only (PEM)
+
+	CreatedAt         time.Time `json:"created_at"`
+	CreatedBy         string    `json:"created_by"`
+	CreatedByEntityID string    `json:"created_by_entity_id,omitempty"`
+	// TTL is the lease TTL asked for at issue; renewals reuse it.
+	TTL          time.Duration `json:"ttl"`
+	ExpiresAt    time.Time     `json:"expires_at"`
+	MaxExpiresAt time.Time     `json:"max_expires_at"`
+
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+	RevokedBy    string    `json:"revoked_by,omitempty"`
+	RevokeReason string    `json:"revoke_reason,omitempty"`
+
+	RotatedFrom string `json:"rotated_from,omitempty"`
+	RotatedTo   string `json:"rotated_to,omitempty"`
+
+	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
+	UseCount     uint64    `json:"use_count,omitempty"`
+	LastSourceIP string    `json:"last_source_ip,omitempty"`
+
+	// pub is PublicKey parsed once when the record is loaded, so verify
+	// does not decode PEM per request.
+	pub ed25519.PublicKey
+}
+
+func (r *keyRecord) ed25519Key() ed25519.PublicKey { return r.pub }
+
+// decodeKeyRecord decodes a stored record and prepares derived fields.
+func decodeKeyRecord(e *logical.StorageEntry) (*keyRecord, error) {
+	r := new(keyRecord)
+	if err := e.DecodeJSON(r); err != nil {
+		return nil, fmt.Errorf("decoding key record: %w", err)
+	}
+	r.prepare()
+	return r, nil
+}
+
+func (r *keyRecord) prepare() {
+	if r.PublicKey != "" && r.pub == nil {
+		r.pub, _ = parseEd25519PublicKey(r.PublicKey)
+	}
+}
+
+func (r *keyRecord) status(now time.Time) string {
+	switch {
+	case !r.RevokedAt.IsZero():
+		return statusRevoked
+	case !now.Before(r.ExpiresAt):
+		return statusExpired
+	}
+	return statusActive
+}
+
+func (r *keyRecord) live(now time.Time) bool { return r.status(now) == statusActive }
+
+// keyHash is the only form in which a bearer key is stored.
+func keyHash(pepper []byte, apiKey string) []byte {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte(apiKey))
+	return m.Sum(nil)
+}
+
+// getKey reads a record, from the cache when it holds one.
+func (b *backend) getKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
+	if r, ok := b.cache.get(keyID); ok {
+		return r, nil
+	}
+	e, err := s.Get(ctx, keyStoragePrefix+keyID)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	r, err := decodeKeyRecord(e)
+	if err != nil {
+		return nil, err
+	}
+	b.cache.put(keyID, r)
+	return r, nil
+}
+
+// loadKey reads a record from storage, bypassing the cache, for
+// read-modify-write under the key's lock. The returned record is private to
+// the caller.
+func (b *backend) loadKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
+	e, err := s.Get(ctx, keyStoragePrefix+keyID)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	return decodeKeyRecord(e)
+}
+
+// putKey writes a record and replaces the cached copy. Records in the cache
+// are never mutated in place: verify reads them without locks.
+func (b *backend) putKey(ctx context.Context, s logical.Storage, r *keyRecord) error {
+	e, err := logical.StorageEntryJSON(keyStoragePrefix+r.KeyID, r)
+	if err != nil {
+		return err
+	}
+	e.SealWrap = r.SecretKey != nil
+	r.prepare()
+	if err := s.Put(ctx, e); err != nil {
+		return fmt.Errorf("writing key record %s: %w", r.KeyID, err)
+	}
+	b.cache.put(r.KeyID, r)
+	return nil
+}
+
+func (b *backend) writeIndexes(ctx context.Context, s logical.Storage, r *keyRecord) error {
+	for _, k := range []string{roleIndexPrefix + r.Role + "/" + r.KeyID, envIndexPrefix + r.Environment + "/" + r.KeyID} {
+		if err := s.Put(ctx, &logical.StorageEntry{Key: k, Value: []byte{}}); err != nil {
+			return fmt.Errorf("writing key index: %w", err)
+		}
+	}
+	return nil
+}
+
+// recordCache is a bounded map of key records. When full it evicts an
+// arbitrary entry: verify traffic concentrates on live keys, so a miss only
+// costs one storage read.
+type recordCache struct {
+	mu   sync.RWMutex
+	max  int
+	recs map[string]*keyRecord
+}
+
+func newRecordCache(max int) *recordCache {
+	return &recordCache{max: max, recs: make(map[string]*keyRecord)}
+}
+
+func (c *recordCache) get(id string) (*keyRecord, bool) {
+	c.mu.RLock()
+	r, ok := c.recs[id]
+	c.mu.RUnlock()
+	return r, ok
+}
+
+func (c *recordCache) put(id string, r *keyRecord) {
+	c.mu.Lock()
+	if _, ok := c.recs[id]; !ok && len(c.recs) >= c.max {
+		for k := range c.recs {
+			delete(c.recs, k)
+			break
+		}
+	}
+	c.recs[id] = r
+	c.mu.Unlock()
+}
+
+func (c *recordCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.recs, id)
+	c.mu.Unlock()
+}
+
+func (c *recordCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.recs)
+}

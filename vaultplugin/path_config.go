@@ -1,0 +1,279 @@
+package vaultplugin
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	configStoragePath = "config"
+	defaultRetention  = 30 * 24 * time.Hour
+	pepperLen         = 32
+)
+
+// engineConfig is the mount's configuration. Pepper keys the hash that bearer
+// keys are stored as; it is generated here and never leaves the engine.
+type engineConfig struct {
+	KeyPrefix    string        `json:"key_prefix"`
+	DefaultTTL   time.Duration `json:"default_ttl"`
+	MaxTTL       time.Duration `json:"max_ttl"`
+	Scopes       []string      `json:"scopes"`
+	Environments []string      `json:"environments"`
+	SignedScopes []string      `json:"signed_scopes"`
+	Retention    time.Duration `json:"retention"`
+	Pepper       []byte        `json:"pepper"`
+}
+
+func defaultConfig() *engineConfig {
+	return &engineConfig{KeyPrefix: keyformat.DefaultPrefix, Retention: defaultRetention}
+}
+
+func pathConfig(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "config",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "configuration",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"key_prefix": {
+				Type:        framework.TypeString,
+				Default:     keyformat.DefaultPrefix,
+				Description: "Prefix of every key issued by this mount, [a-z][a-z0-9]{1,7}. Fixed once keys exist.",
+			},
+			"default_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Lease TTL for roles that set none. 0 uses the mount's default.",
+			},
+			"max_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Upper bound on any key's lifetime in this mount. 0 uses the mount's max.",
+			},
+			"scopes": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Scope catalog: roles and keys may only use these scopes. Empty allows any scope.",
+			},
+			"environments": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Environments roles may name (e.g. dev,staging,prod). Empty allows any.",
+			},
+			"signed_scopes": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Critical scopes (e.g. withdraw) that verify grants only to a request with a valid signature. Roles holding one must use a signing key type.",
+			},
+			"retention": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(defaultRetention / time.Second),
+				Description: "How long records of revoked or expired keys are kept for audit before tidy drops them.",
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: b.pathConfigRead,
+				Summary:  "Read the engine configuration (the pepper is never returned).",
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: strict(b.pathConfigWrite),
+				Summary:  "Configure key prefix, TTL bounds, scope catalog and allowed environments.",
+			},
+			logical.CreateOperation: &framework.PathOperation{
+				Callback: strict(b.pathConfigWrite),
+				Summary:  "Configure key prefix, TTL bounds, scope catalog and allowed environments.",
+			},
+		},
+		ExistenceCheck:  b.pathConfigExists,
+		HelpSynopsis:    "Configure the cryptokeys engine.",
+		HelpDescription: "Sets the prefix of issued keys, default and maximum TTLs, the scope catalog, the allowed environments and the critical scopes that need a signed request. Fields not given keep their value.",
+	}}
+}
+
+func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	e, err := req.Storage.Get(ctx, configStoragePath)
+	return e != nil, err
+}
+
+// getConfig returns the cached configuration, loading it on first use. It
+// never writes, so verify may call it on any node.
+func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*engineConfig, error) {
+	b.configMu.RLock()
+	c := b.config
+	b.configMu.RUnlock()
+	if c != nil {
+		return c, nil
+	}
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	if b.config != nil {
+		return b.config, nil
+	}
+	e, err := s.Get(ctx, configStoragePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c = defaultConfig()
+	if e != nil {
+		if err := e.DecodeJSON(c); err != nil {
+			return nil, fmt.Errorf("decoding config: %w", err)
+		}
+	}
+	b.config = c
+	return c, nil
+}
+
+func (b *backend) putConfig(ctx context.Context, s logical.Storage, c *engineConfig) error {
+	e, err := logical.StorageEntryJSON(configStoragePath, c)
+	if err != nil {
+		return err
+	}
+	e.SealWrap = true
+	if err := s.Put(ctx, e); err != nil {
+		return fmt.Errorf("writing config: %w", err)
+	}
+	b.configMu.Lock()
+	b.config = c
+	b.configMu.Unlock()
+	return nil
+}
+
+// configForIssue returns the configuration with a pepper, creating and
+// storing one if this is the first key the mount issues.
+func (b *backend) configForIssue(ctx context.Context, s logical.Storage) (*engineConfig, error) {
+	c, err := b.getConfig(ctx, s)
+	if err != nil || len(c.Pepper) > 0 {
+		return c, err
+	}
+	nc := *c
+	if nc.Pepper, err = newPepper(); err != nil {
+		return nil, err
+	}
+	return &nc, b.putConfig(ctx, s, &nc)
+}
+
+func newPepper() ([]byte, error) {
+	p := make([]byte, pepperLen)
+	if _, err := rand.Read(p); err != nil {
+		return nil, fmt.Errorf("generating pepper: %w", err)
+	}
+	return p, nil
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	c, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]any{
+		"key_prefix":    c.KeyPrefix,
+		"default_ttl":   int64(c.DefaultTTL / time.Second),
+		"max_ttl":       int64(c.MaxTTL / time.Second),
+		"scopes":        nonNil(c.Scopes),
+		"environments":  nonNil(c.Environments),
+		"signed_scopes": nonNil(c.SignedScopes),
+		"retention":     int64(c.Retention / time.Second),
+	}}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Config changes are rare; one lock for them keeps read-modify-write whole.
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
+
+	old, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	c := *old
+	if err := b.applyConfig(ctx, req.Storage, &c, old, d); err != nil {
+		return respond(err)
+	}
+	if len(c.Pepper) == 0 {
+		if c.Pepper, err = newPepper(); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.putConfig(ctx, req.Storage, &c); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (b *backend) applyConfig(ctx context.Context, s logical.Storage, c, old *engineConfig, d *framework.FieldData) error {
+	if v, ok := d.GetOk("key_prefix"); ok {
+		p := v.(string)
+		if !keyformat.ValidPrefix(p) {
+			return badField("key_prefix", "%q must match [a-z][a-z0-9]{1,7}", printable(p))
+		}
+		if p != old.KeyPrefix {
+			issued, err := s.List(ctx, keyStoragePrefix)
+			if err != nil {
+				return err
+			}
+			if len(issued) > 0 {
+				return badField("key_prefix", "cannot change once keys have been issued: they would stop verifying (revoke and tidy them, or use a new mount)")
+			}
+		}
+		c.KeyPrefix = p
+	}
+	for _, f := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"default_ttl", &c.DefaultTTL}, {"max_ttl", &c.MaxTTL}, {"retention", &c.Retention}} {
+		if v, ok := d.GetOk(f.name); ok {
+			dur := time.Duration(v.(int)) * time.Second
+			if dur < 0 {
+				return badField(f.name, "must not be negative")
+			}
+			*f.dst = dur
+		}
+	}
+	if c.MaxTTL > 0 && c.DefaultTTL > c.MaxTTL {
+		return badField("default_ttl", "(%s) must not exceed max_ttl (%s)", c.DefaultTTL, c.MaxTTL)
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		scopes, err := validateScopes("scopes", v.([]string), nil)
+		if err != nil {
+			return err
+		}
+		c.Scopes = scopes
+	}
+	if v, ok := d.GetOk("environments"); ok {
+		envs := v.([]string)
+		for _, e := range envs {
+			if !keyformat.ValidEnvironment(e) {
+				return badField("environments", "%q must match [a-z][a-z0-9]{0,15}", printable(e))
+			}
+		}
+		slices.Sort(envs)
+		c.Environments = slices.Compact(envs)
+	}
+	if v, ok := d.GetOk("signed_scopes"); ok {
+		scopes, err := validateScopes("signed_scopes", v.([]string), nil)
+		if err != nil {
+			return err
+		}
+		c.SignedScopes = scopes
+	}
+	if len(c.Scopes) > 0 {
+		for _, s := range c.SignedScopes {
+			if !slices.Contains(c.Scopes, s) {
+				return badField("signed_scopes", "scope %q is not in the scope catalog (scopes: %s)", s, strings.Join(c.Scopes, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,399 @@
+package vaultplugin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// hmacSecretLen is the length of an hmac key's secret_key in base62
+// characters (~380 bits). Clients use its ASCII bytes as the HMAC key.
+const hmacSecretLen = 64
+
+func pathCreds(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "creds/" + framework.MatchAllRegex("role"),
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "issue",
+			OperationSuffix: "api-key",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"role": {
+				Type:        framework.TypeString,
+				Description: "Role to issue the key from.",
+				Required:    true,
+			},
+			"ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Lease TTL for this key; may be shorter than the role's, never longer than its max_ttl.",
+			},
+			"scopes": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Narrow the key to a subset of the role's scopes.",
+			},
+			"allowed_cidrs": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Narrow the key's source CIDRs; each must lie inside the role's allowed_cidrs when the role sets any.",
+			},
+			"name": {
+				Type:        framework.TypeString,
+				Description: "Label for the key (shown in listings and verify metadata), e.g. the customer or service using it.",
+			},
+			"metadata": {
+				Type:        framework.TypeKVPairs,
+				Description: "Key-value pairs added to the role's metadata for this key.",
+			},
+			"public_key": {
+				Type:        framework.TypeString,
+				Description: "ed25519 roles only: the client's public key (PEM, SubjectPublicKeyInfo), so the engine never sees the private key.",
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback: strict(b.pathCredsIssue),
+				Summary:  "Issue a key with the role's defaults.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationVerb: "issue",
+				},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: strict(b.pathCredsIssue),
+				Summary:  "Issue a key, optionally narrowing ttl, scopes and allowed_cidrs.",
+				DisplayAttrs: &framework.DisplayAttributes{
+					OperationVerb: "issue-with-parameters",
+				},
+			},
+		},
+		HelpSynopsis: "Issue an API key from a role as a leased secret.",
+		HelpDescription: `Issues a new API key from the named role. The key is returned once, as a
+leased secret: renew the lease (up to the role's max_ttl) to keep it, revoke
+it (vault lease revoke) to end it. The engine stores only a keyed hash of
+bearer keys. hmac keys also return a secret_key to sign requests with;
+ed25519 keys return a private_key, or take your own public_key.`,
+	}}
+}
+
+// keyTemplate is what a new key copies: from a role on creds, from the
+// predecessor on rotate.
+type keyTemplate struct {
+	roleName    string
+	environment string
+	scopes      []string
+	keyType     string
+	cidrs       []string
+	metadata    map[string]string
+	rateLimit   float64
+	rateBurst   int
+	recvWindow  time.Duration
+	name        string
+	ttl         time.Duration // 0 = engine default
+	maxTTL      time.Duration // 0 = engine default
+	publicKey   string
+	rotatedFrom string
+}
+
+func templateFromRole(name string, r *role) keyTemplate {
+	return keyTemplate{
+		roleName:    name,
+		environment: r.Environment,
+		scopes:      r.Scopes,
+		keyType:     r.KeyType,
+		cidrs:       r.AllowedCIDRs,
+		metadata:    r.Metadata,
+		rateLimit:   r.RateLimit,
+		rateBurst:   r.RateBurst,
+		recvWindow:  r.RecvWindow,
+		ttl:         r.TTL,
+		maxTTL:      r.MaxTTL,
+	}
+}
+
+func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	roleName := d.Get("role").(string)
+	if err := validateName("role", roleName); err != nil {
+		return respond(err)
+	}
+	lock := locksutil.LockForKey(b.roleLocks, roleName)
+	lock.Lock()
+	defer lock.Unlock()
+
+	r, err := b.getRole(ctx, req.Storage, roleName)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return logical.ErrorResponse("role: %q does not exist", roleName), nil
+	}
+	cfg, err := b.configForIssue(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	t := templateFromRole(roleName, r)
+	if err := narrowTemplate(&t, d, cfg); err != nil {
+		return respond(err)
+	}
+	if r.MaxActiveKeys > 0 {
+		n, err := b.countLiveKeys(ctx, req.Storage, roleIndexPrefix+roleName+"/")
+		if err != nil {
+			return nil, err
+		}
+		if n >= r.MaxActiveKeys {
+			return logical.ErrorResponse("max_active_keys: role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n), nil
+		}
+	}
+	resp, _, err := b.issue(ctx, req, cfg, t)
+	if err != nil {
+		return respond(err)
+	}
+	return resp, nil
+}
+
+// narrowTemplate applies the request's optional narrowing. A request may only
+// take away from what the role grants, never add.
+func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig) error {
+	if v, ok := d.GetOk("ttl"); ok {
+		ttl := time.Duration(v.(int)) * time.Second
+		if ttl < 0 {
+			return badField("ttl", "must not be negative")
+		}
+		if max := effectiveMax(t.maxTTL, cfg.MaxTTL); max > 0 && ttl > max {
+			return badField("ttl", "(%s) must not exceed the role's max_ttl (%s)", ttl, max)
+		}
+		if ttl > 0 {
+			t.ttl = ttl
+		}
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		scopes, err := validateScopes("scopes", v.([]string), t.scopes)
+		if err != nil {
+			if len(t.scopes) == 0 && len(v.([]string)) > 0 {
+				return badField("scopes", "the role grants no scopes, so none can be requested")
+			}
+			return badField("scopes", "%s (a key may only narrow its role's scopes: %s)", err.(*fieldError).rule, strings.Join(t.scopes, ", "))
+		}
+		t.scopes = scopes
+	}
+	if v, ok := d.GetOk("allowed_cidrs"); ok {
+		cidrs, err := validateCIDRs("allowed_cidrs", v.([]string))
+		if err != nil {
+			return err
+		}
+		if len(cidrs) > 0 {
+			if err := cidrsWithin("allowed_cidrs", cidrs, t.cidrs); err != nil {
+				return err
+			}
+			t.cidrs = cidrs
+		}
+	}
+	if v, ok := d.GetOk("name"); ok {
+		name := v.(string)
+		if len(name) > maxNameLen*2 || strings.ContainsFunc(name, isControl) {
+			return badField("name", "must be at most %d printable characters", maxNameLen*2)
+		}
+		t.name = name
+	}
+	if v, ok := d.GetOk("metadata"); ok {
+		extra := v.(map[string]string)
+		merged := make(map[string]string, len(t.metadata)+len(extra))
+		for k, v := range t.metadata {
+			merged[k] = v
+		}
+		for k, v := range extra {
+			merged[k] = v
+		}
+		if err := validateMetadata("metadata", merged); err != nil {
+			return err
+		}
+		t.metadata = merged
+	}
+	if v, ok := d.GetOk("public_key"); ok && v.(string) != "" {
+		if t.keyType != keyTypeEd25519 {
+			return badField("public_key", "only ed25519 roles take a public_key (this role's key_type is %s)", t.keyType)
+		}
+		if _, err := parseEd25519PublicKey(v.(string)); err != nil {
+			return badField("public_key", "%v", err)
+		}
+		t.publicKey = v.(string)
+	}
+	return nil
+}
+
+// effectiveMax is the smaller of the non-zero bounds (0 = no bound here).
+func effectiveMax(bounds ...time.Duration) time.Duration {
+	var m time.Duration
+	for _, b := range bounds {
+		if b > 0 && (m == 0 || b < m) {
+			m = b
+		}
+	}
+	return m
+}
+
+// issue creates, stores and returns a new key as a leased secret. It is the
+// single place where TTLs are clamped, so creds and rotate cannot disagree.
+func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
+	now := b.now()
+	sys := b.System()
+	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, sys.MaxLeaseTTL())
+	ttl, warnings, err := framework.CalculateTTL(sys, 0, effectiveTTL(t.ttl, cfg.DefaultTTL, sys.DefaultLeaseTTL()), 0, maxTTL, 0, now)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	key, err := keyformat.Generate(cfg.KeyPrefix, t.environment)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := &keyRecord{
+		KeyID:             key.KeyID,
+		Prefix:            key.Prefix,
+		Name:              t.name,
+		Role:              t.roleName,
+		Environment:       t.environment,
+		Scopes:            t.scopes,
+		KeyType:           t.keyType,
+		AllowedCIDRs:      t.cidrs,
+		Metadata:          t.metadata,
+		RateLimit:         t.rateLimit,
+		RateBurst:         t.rateBurst,
+		RecvWindow:        t.recvWindow,
+		Hash:              keyHash(cfg.Pepper, key.Raw()),
+		CreatedAt:         now,
+		CreatedBy:         req.DisplayName,
+		CreatedByEntityID: req.EntityID,
+		TTL:               ttl,
+		ExpiresAt:         now.Add(ttl),
+		MaxExpiresAt:      now.Add(maxTTL),
+		RotatedFrom:       t.rotatedFrom,
+	}
+	data := map[string]any{
+		"api_key":       key.Raw(),
+		"key_id":        key.KeyID,
+		"name":          t.name,
+		"role":          t.roleName,
+		"environment":   t.environment,
+		"scopes":        nonNil(t.scopes),
+		"key_type":      t.keyType,
+		"allowed_cidrs": nonNil(t.cidrs),
+		"metadata":      nonNilMap(t.metadata),
+		"expires_at":    formatTime(rec.ExpiresAt),
+	}
+	switch t.keyType {
+	case keyTypeHMAC:
+		secret, err := keyformat.RandomBase62(rand.Reader, hmacSecretLen)
+		if err != nil {
+			return nil, nil, err
+		}
+		rec.SecretKey = []byte(secret)
+		data["secret_key"] = secret
+	case keyTypeEd25519:
+		pubPEM := t.publicKey
+		if pubPEM == "" {
+			pub, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				return nil, nil, err
+			}
+			privDER, err := x509.MarshalPKCS8PrivateKey(priv)
+			if err != nil {
+				return nil, nil, err
+			}
+			pubDER, err := x509.MarshalPKIXPublicKey(pub)
+			if err != nil {
+				return nil, nil, err
+			}
+			data["private_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
+			pubPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+		}
+		rec.PublicKey = pubPEM
+		data["public_key"] = pubPEM
+	}
+
+	// Indexes first: an index entry without a record is harmless, a record
+	// missing from the indexes would escape bulk revocation.
+	if err := b.writeIndexes(ctx, req.Storage, rec); err != nil {
+		return nil, nil, err
+	}
+	if err := b.putKey(ctx, req.Storage, rec); err != nil {
+		return nil, nil, err
+	}
+
+	resp := b.Secret(secretAPIKeyType).Response(data, map[string]any{
+		"key_id": rec.KeyID,
+		"role":   rec.Role,
+	})
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = maxTTL
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
+	return resp, rec, nil
+}
+
+func effectiveTTL(ttls ...time.Duration) time.Duration {
+	for _, t := range ttls {
+		if t > 0 {
+			return t
+		}
+	}
+	return 0
+}
+
+func (b *backend) countLiveKeys(ctx context.Context, s logical.Storage, indexPrefix string) (int, error) {
+	ids, err := s.List(ctx, indexPrefix)
+	if err != nil {
+		return 0, err
+	}
+	now := b.now()
+	n := 0
+	for _, id := range ids {
+		r, err := b.getKey(ctx, s, id)
+		if err != nil {
+			return 0, err
+		}
+		if r != nil && r.live(now) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func parseEd25519PublicKey(s string) (ed25519.PublicKey, error) {
+	blk, _ := pem.Decode([]byte(s))
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("must be a PEM \"PUBLIC KEY\" block (SubjectPublicKeyInfo)")
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid SubjectPublicKeyInfo")
+	}
+	pk, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("must be an Ed25519 public key")
+	}
+	return pk, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}

@@ -1,0 +1,205 @@
+package vaultplugin
+
+import (
+	"context"
+	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func keyIDField() *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "The key's public identifier (12 base62 characters, the part after the environment).",
+		Required:    true,
+	}
+}
+
+func reasonField() *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Why the key is revoked; recorded with who and when.",
+	}
+}
+
+func pathKeys(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "keys/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "keys",
+				Navigation:      true,
+				ItemType:        "Key",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"role":        {Type: framework.TypeString, Description: "Only keys issued from this role.", Query: true},
+				"environment": {Type: framework.TypeString, Description: "Only keys of this environment.", Query: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathKeysList,
+					Summary:  "List key_ids, with each key's role, environment, status and expiry.",
+				},
+			},
+			HelpSynopsis:    "List issued keys (metadata only).",
+			HelpDescription: "Lists key_ids, optionally filtered by role or environment. key_info carries each key's name, role, environment, status and expires_at. Secrets are never listed.",
+		},
+		{
+			Pattern: "keys/" + framework.GenericNameRegex("key_id") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "key",
+				ItemType:        "Key",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"key_id": keyIDField(),
+				"reason": reasonField(),
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathKeyRead,
+					Summary:  "Read a key's metadata (never its secret).",
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback: strict(b.pathKeyRevoke),
+					Summary:  "Revoke a key now. Idempotent.",
+					DisplayAttrs: &framework.DisplayAttributes{
+						OperationVerb: "revoke",
+					},
+				},
+			},
+			HelpSynopsis: "Read or revoke one key.",
+			HelpDescription: `Read returns the key's metadata: role, environment, scopes, key type, who
+created it and when, expiry, revocation (when, by whom, why) and usage
+(last_used_at, use_count). Delete revokes the key at once; verify refuses it
+from then on. Revoking a key that is already revoked or gone succeeds.`,
+		},
+	}
+}
+
+func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	roleName := d.Get("role").(string)
+	env := d.Get("environment").(string)
+	var ids []string
+	var err error
+	switch {
+	case roleName != "":
+		if err := validateName("role", roleName); err != nil {
+			return respond(err)
+		}
+		ids, err = req.Storage.List(ctx, roleIndexPrefix+roleName+"/")
+	case env != "":
+		if !keyformat.ValidEnvironment(env) {
+			return respond(badField("environment", "%q must match [a-z][a-z0-9]{0,15}", printable(env)))
+		}
+		ids, err = req.Storage.List(ctx, envIndexPrefix+env+"/")
+	default:
+		ids, err = req.Storage.List(ctx, keyStoragePrefix)
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	keys := make([]string, 0, len(ids))
+	info := make(map[string]any, len(ids))
+	for _, id := range ids {
+		rec, err := b.getKey(ctx, req.Storage, id)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || (env != "" && rec.Environment != env) {
+			continue
+		}
+		keys = append(keys, id)
+		info[id] = map[string]any{
+			"name":        rec.Name,
+			"role":        rec.Role,
+			"environment": rec.Environment,
+			"status":      rec.status(now),
+			"expires_at":  formatTime(rec.ExpiresAt),
+		}
+	}
+	return logical.ListResponseWithInfo(keys, info), nil
+}
+
+func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	keyID := d.Get("key_id").(string)
+	if !keyformat.ValidKeyID(keyID) {
+		return respond(badField("key_id", "must be 12 base62 characters"))
+	}
+	rec, err := b.getKey(ctx, req.Storage, keyID)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: b.keyView(rec)}, nil
+}
+
+// keyView is the public face of a record: everything but hash and secrets,
+// with usage not yet flushed added in.
+func (b *backend) keyView(rec *keyRecord) map[string]any {
+	u := b.usage.pending(rec.KeyID)
+	lastUsed, count, lastIP := rec.LastUsedAt, rec.UseCount+u.count, rec.LastSourceIP
+	if u.last.After(lastUsed) {
+		lastUsed, lastIP = u.last, u.sourceIP
+	}
+	out := map[string]any{
+		"key_id":               rec.KeyID,
+		"name":                 rec.Name,
+		"role":                 rec.Role,
+		"environment":          rec.Environment,
+		"scopes":               nonNil(rec.Scopes),
+		"key_type":             rec.KeyType,
+		"allowed_cidrs":        nonNil(rec.AllowedCIDRs),
+		"metadata":             nonNilMap(rec.Metadata),
+		"status":               rec.status(b.now()),
+		"created_at":           formatTime(rec.CreatedAt),
+		"created_by":           rec.CreatedBy,
+		"created_by_entity_id": rec.CreatedByEntityID,
+		"expires_at":           formatTime(rec.ExpiresAt),
+		"max_expires_at":       formatTime(rec.MaxExpiresAt),
+		"revoked_at":           formatTime(rec.RevokedAt),
+		"revoked_by":           rec.RevokedBy,
+		"revoke_reason":        rec.RevokeReason,
+		"rotated_from":         rec.RotatedFrom,
+		"rotated_to":           rec.RotatedTo,
+		"last_used_at":         formatTime(lastUsed),
+		"last_source_ip":       lastIP,
+		"use_count":            count,
+	}
+	if rec.PublicKey != "" {
+		out["public_key"] = rec.PublicKey
+	}
+	return out
+}
+
+func (b *backend) pathKeyRevoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	keyID := d.Get("key_id").(string)
+	if !keyformat.ValidKeyID(keyID) {
+		return respond(badField("key_id", "must be 12 base62 characters"))
+	}
+	reason := strings.TrimSpace(d.Get("reason").(string))
+	if err := validateReason(reason); err != nil {
+		return respond(err)
+	}
+	if reason == "" {
+		reason = "revoked on request"
+	}
+	_, err := b.revokeKey(ctx, req.Storage, keyID, requester(req), reason, false)
+	return nil, err
+}
+
+// requester names who made a request, for accountability records.
+func requester(req *logical.Request) string {
+	switch {
+	case req.DisplayName != "" && req.EntityID != "":
+		return req.DisplayName + " (entity " + req.EntityID + ")"
+	case req.DisplayName != "":
+		return req.DisplayName
+	case req.EntityID != "":
+		return "entity " + req.EntityID
+	}
+	return "unknown"
+}

@@ -1,0 +1,195 @@
+package vaultplugin
+
+import (
+	"context"
+	"crypto/hmac"
+	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// maxLeakedText bounds revoke/leaked input: a paste or a log excerpt, not a
+// whole disk (the scanner sends only the lines it found).
+const maxLeakedText = 4 << 20
+
+func pathRevoke(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "revoke/role/" + framework.MatchAllRegex("role"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationVerb:   "revoke",
+				OperationSuffix: "role-keys",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"role":   {Type: framework.TypeString, Description: "Role whose live keys are revoked.", Required: true},
+				"reason": reasonField(),
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: strict(b.pathRevokeRole),
+					Summary:  "Revoke every live key of a role (incident response).",
+				},
+			},
+			HelpSynopsis:    "Revoke every live key issued from a role.",
+			HelpDescription: "Incident playbook: revokes at once every live key of the role, also when the role itself was deleted, and reports how many. Each revocation records who, when and the reason given.",
+		},
+		{
+			Pattern: "revoke/environment/" + framework.MatchAllRegex("environment"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationVerb:   "revoke",
+				OperationSuffix: "environment-keys",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"environment": {Type: framework.TypeString, Description: "Environment whose live keys are revoked.", Required: true},
+				"reason":      reasonField(),
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: strict(b.pathRevokeEnvironment),
+					Summary:  "Revoke every live key of an environment (incident response).",
+				},
+			},
+			HelpSynopsis:    "Revoke every live key of an environment.",
+			HelpDescription: "Incident playbook: revokes at once every live key of the environment and reports how many. Each revocation records who, when and the reason given.",
+		},
+		{
+			Pattern: "revoke/leaked",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationVerb:   "revoke",
+				OperationSuffix: "leaked-keys",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"text":   {Type: framework.TypeString, Description: "Any text (a file, a paste, a log) that may contain keys.", Required: true},
+				"reason": reasonField(),
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: strict(b.pathRevokeLeaked),
+					Summary:  "Revoke every key of this mount found in a text.",
+				},
+			},
+			HelpSynopsis: "Revoke keys found in leaked text.",
+			HelpDescription: `Finds every well-formed key with a valid checksum in "text", and revokes
+those that are keys of this mount (the whole key must match, not just its
+key_id). Replies with the key_ids revoked and counts of keys unknown,
+already revoked, and look-alikes with a bad checksum. Never echoes key
+material.`,
+		},
+	}
+}
+
+func (b *backend) pathRevokeRole(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	role := d.Get("role").(string)
+	if err := validateName("role", role); err != nil {
+		return respond(err)
+	}
+	return b.revokeIndexed(ctx, req, d, roleIndexPrefix+role+"/", "role "+role)
+}
+
+func (b *backend) pathRevokeEnvironment(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	env := d.Get("environment").(string)
+	if err := validateEnvironment("environment", env, nil); err != nil {
+		return respond(err)
+	}
+	return b.revokeIndexed(ctx, req, d, envIndexPrefix+env+"/", "environment "+env)
+}
+
+func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *framework.FieldData, index, what string) (*logical.Response, error) {
+	reason := strings.TrimSpace(d.Get("reason").(string))
+	if err := validateReason(reason); err != nil {
+		return respond(err)
+	}
+	if reason == "" {
+		reason = "bulk revocation of " + what
+	}
+	ids, err := req.Storage.List(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	by := requester(req)
+	revoked := []string{}
+	for _, id := range ids {
+		ok, err := b.revokeKey(ctx, req.Storage, id, by, reason, false)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			revoked = append(revoked, id)
+		}
+	}
+	b.Logger().Info("bulk revocation", "scope", what, "revoked", len(revoked), "by", by)
+	return &logical.Response{Data: map[string]any{
+		"revoked": len(revoked),
+		"key_ids": revoked,
+	}}, nil
+}
+
+func (b *backend) pathRevokeLeaked(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	text := d.Get("text").(string)
+	if text == "" {
+		return respond(badField("text", "is required"))
+	}
+	if len(text) > maxLeakedText {
+		return respond(badField("text", "must be at most %d bytes; send the lines that hold keys", maxLeakedText))
+	}
+	reason := strings.TrimSpace(d.Get("reason").(string))
+	if err := validateReason(reason); err != nil {
+		return respond(err)
+	}
+	if reason == "" {
+		reason = "leaked"
+	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	by := requester(req)
+	revoked := []string{}
+	unknown, already, badChecksum := 0, 0, 0
+	seen := map[string]bool{}
+	for _, m := range keyformat.Find([]byte(text)) {
+		if !m.ChecksumOK {
+			badChecksum++
+			continue
+		}
+		raw := m.Key.Raw()
+		if seen[raw] {
+			continue
+		}
+		seen[raw] = true
+		// Only the whole key proves a leak: key_ids are public, so a
+		// forged string with a valid checksum must not revoke anything.
+		rec, err := b.getKey(ctx, req.Storage, m.Key.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || len(cfg.Pepper) == 0 || m.Key.Prefix != rec.Prefix || !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, raw)) {
+			unknown++
+			continue
+		}
+		ok, err := b.revokeKey(ctx, req.Storage, rec.KeyID, by, reason, false)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			revoked = append(revoked, rec.KeyID)
+		} else {
+			already++
+		}
+	}
+	if len(revoked) > 0 {
+		b.Logger().Warn("revoked leaked keys", "count", len(revoked), "key_ids", revoked, "by", by)
+	}
+	return &logical.Response{Data: map[string]any{
+		"revoked":               revoked,
+		"revoked_count":         len(revoked),
+		"unknown_count":         unknown,
+		"already_revoked_count": already,
+		"bad_checksum_count":    badChecksum,
+	}}, nil
+}

@@ -1,0 +1,394 @@
+package vaultplugin
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	roleStoragePrefix = "roles/"
+
+	keyTypeBearer  = "bearer"
+	keyTypeHMAC    = "hmac"
+	keyTypeEd25519 = "ed25519"
+
+	defaultRecvWindow = 5 * time.Second
+	maxRecvWindow     = 60 * time.Second
+	maxRateLimit      = 1e6
+	maxActiveKeysCap  = 1_000_000
+)
+
+var keyTypes = []string{keyTypeBearer, keyTypeHMAC, keyTypeEd25519}
+
+// role is a template for keys. Issued keys copy the role's policy (scopes,
+// environment, CIDRs, limits) so that verify needs only the key's own record
+// and a deleted role cannot strand or widen its keys.
+type role struct {
+	Environment   string            `json:"environment"`
+	Scopes        []string          `json:"scopes"`
+	KeyType       string            `json:"key_type"`
+	TTL           time.Duration     `json:"ttl"`
+	MaxTTL        time.Duration     `json:"max_ttl"`
+	AllowedCIDRs  []string          `json:"allowed_cidrs"`
+	RateLimit     float64           `json:"rate_limit"`
+	RateBurst     int               `json:"rate_burst"`
+	MaxActiveKeys int               `json:"max_active_keys"`
+	RecvWindow    time.Duration     `json:"recv_window"`
+	Metadata      map[string]string `json:"metadata"`
+	Description   string            `json:"description"`
+}
+
+func roleFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"name": {
+			Type:        framework.TypeString,
+			Description: "Name of the role (letters, digits, '_', '-', '.'; at most 64).",
+			Required:    true,
+		},
+		"environment": {
+			Type:        framework.TypeString,
+			Description: "Environment of the role's keys, [a-z][a-z0-9]{0,15} (dev, staging, prod...). Required. A key verifies only in its own environment.",
+		},
+		"scopes": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "Scopes the role's keys carry (e.g. read,trade). Must be in the mount's scope catalog if one is configured.",
+		},
+		"key_type": {
+			Type:          framework.TypeString,
+			Default:       keyTypeBearer,
+			AllowedValues: []any{keyTypeBearer, keyTypeHMAC, keyTypeEd25519},
+			Description:   "bearer (the key alone authenticates), hmac (requests are signed with a secret_key) or ed25519 (requests are signed with a private key).",
+		},
+		"ttl": {
+			Type:        framework.TypeDurationSecond,
+			Description: "Lease TTL of issued keys. 0 uses the mount config's default_ttl, then Vault's.",
+		},
+		"max_ttl": {
+			Type:        framework.TypeDurationSecond,
+			Description: "Longest a key may live, renewals included. 0 uses the mount config's max_ttl, then Vault's.",
+		},
+		"allowed_cidrs": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "Source CIDR blocks keys may be used from (verify checks source_ip). Empty allows any source.",
+		},
+		"rate_limit": {
+			Type:        framework.TypeFloat,
+			Description: "Requests per second each key may make (token bucket in verify). 0 is unlimited.",
+		},
+		"rate_burst": {
+			Type:        framework.TypeInt,
+			Description: "Bucket size for rate_limit. 0 means ceil(rate_limit).",
+		},
+		"max_active_keys": {
+			Type:        framework.TypeInt,
+			Description: "Most live (unrevoked, unexpired) keys the role may have at once. 0 is unlimited.",
+		},
+		"recv_window": {
+			Type:        framework.TypeString,
+			Description: "How far a signed request's timestamp may be from now: milliseconds (5000) or a duration (5s). Default 5000, max 60000.",
+		},
+		"metadata": {
+			Type:        framework.TypeKVPairs,
+			Description: "Key-value pairs copied onto every key of the role and returned by verify (e.g. customer=acme).",
+		},
+		"description": {
+			Type:        framework.TypeString,
+			Description: "Human-readable description of the role.",
+		},
+	}
+}
+
+func pathRoles(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "roles/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "roles",
+				Navigation:      true,
+				ItemType:        "Role",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathRoleList,
+					Summary:  "List roles.",
+				},
+			},
+			HelpSynopsis:    "List the roles of this mount.",
+			HelpDescription: "Lists role names. Read roles/<name> for a role's fields.",
+		},
+		{
+			Pattern: "roles/" + framework.MatchAllRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "role",
+				ItemType:        "Role",
+			},
+			Fields:         roleFields(),
+			ExistenceCheck: b.pathRoleExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathRoleRead,
+					Summary:  "Read a role.",
+				},
+				logical.CreateOperation: &framework.PathOperation{
+					Callback: strict(b.pathRoleWrite),
+					Summary:  "Create a role.",
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: strict(b.pathRoleWrite),
+					Summary:  "Update a role; fields not given keep their value.",
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback: b.pathRoleDelete,
+					Summary:  "Delete a role. Its keys stay valid until they expire or are revoked.",
+				},
+			},
+			HelpSynopsis: "Manage the roles keys are issued from.",
+			HelpDescription: `A role fixes the environment, scopes, key type, TTLs, source CIDRs and
+limits of the keys issued from it (creds/<role>). Keys copy the role's policy
+when issued: later role changes apply to new keys, and deleting a role leaves
+its keys valid until they expire or are revoked.`,
+		},
+	}
+}
+
+func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
+	e, err := s.Get(ctx, roleStoragePrefix+name)
+	if err != nil || e == nil {
+		return nil, err
+	}
+	r := new(role)
+	if err := e.DecodeJSON(r); err != nil {
+		return nil, fmt.Errorf("decoding role: %w", err)
+	}
+	return r, nil
+}
+
+func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	name := d.Get("name").(string)
+	if validateName("name", name) != nil {
+		// Let the write path report the bad name.
+		return false, nil
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
+	return r != nil, err
+}
+
+func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName("name", name); err != nil {
+		return respond(err)
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: r.toResponse(name)}, nil
+}
+
+func (r *role) toResponse(name string) map[string]any {
+	md := r.Metadata
+	if md == nil {
+		md = map[string]string{}
+	}
+	return map[string]any{
+		"name":            name,
+		"environment":     r.Environment,
+		"scopes":          nonNil(r.Scopes),
+		"key_type":        r.KeyType,
+		"ttl":             int64(r.TTL / time.Second),
+		"max_ttl":         int64(r.MaxTTL / time.Second),
+		"allowed_cidrs":   nonNil(r.AllowedCIDRs),
+		"rate_limit":      r.RateLimit,
+		"rate_burst":      r.RateBurst,
+		"max_active_keys": r.MaxActiveKeys,
+		"recv_window":     r.RecvWindow.Milliseconds(),
+		"metadata":        md,
+		"description":     r.Description,
+	}
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName("name", name); err != nil {
+		return respond(err)
+	}
+	lock := locksutil.LockForKey(b.roleLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	r := &role{KeyType: keyTypeBearer, RecvWindow: defaultRecvWindow}
+	if existing != nil {
+		r = existing
+	}
+	if err := applyRole(r, d, cfg); err != nil {
+		return respond(err)
+	}
+	e, err := logical.StorageEntryJSON(roleStoragePrefix+name, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Put(ctx, e); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// applyRole validates every given field against the engine's rules and the
+// mount config, then updates r. On error r may be partly changed; callers
+// discard it, so nothing is half-written.
+func applyRole(r *role, d *framework.FieldData, cfg *engineConfig) error {
+	if v, ok := d.GetOk("environment"); ok {
+		r.Environment = v.(string)
+	}
+	if err := validateEnvironment("environment", r.Environment, cfg.Environments); err != nil {
+		return err
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		scopes, err := validateScopes("scopes", v.([]string), cfg.Scopes)
+		if err != nil {
+			return err
+		}
+		r.Scopes = scopes
+	}
+	if v, ok := d.GetOk("key_type"); ok {
+		kt := v.(string)
+		if !slices.Contains(keyTypes, kt) {
+			return badField("key_type", "%q must be one of %s", printable(kt), strings.Join(keyTypes, ", "))
+		}
+		r.KeyType = kt
+	}
+	for _, f := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"ttl", &r.TTL}, {"max_ttl", &r.MaxTTL}} {
+		if v, ok := d.GetOk(f.name); ok {
+			dur := time.Duration(v.(int)) * time.Second
+			if dur < 0 {
+				return badField(f.name, "must not be negative")
+			}
+			*f.dst = dur
+		}
+	}
+	if r.MaxTTL > 0 && r.TTL > r.MaxTTL {
+		return badField("ttl", "(%s) must not exceed max_ttl (%s)", r.TTL, r.MaxTTL)
+	}
+	if cfg.MaxTTL > 0 && r.MaxTTL > cfg.MaxTTL {
+		return badField("max_ttl", "(%s) must not exceed the mount config's max_ttl (%s)", r.MaxTTL, cfg.MaxTTL)
+	}
+	if cfg.MaxTTL > 0 && r.TTL > cfg.MaxTTL {
+		return badField("ttl", "(%s) must not exceed the mount config's max_ttl (%s)", r.TTL, cfg.MaxTTL)
+	}
+	if v, ok := d.GetOk("allowed_cidrs"); ok {
+		cidrs, err := validateCIDRs("allowed_cidrs", v.([]string))
+		if err != nil {
+			return err
+		}
+		r.AllowedCIDRs = cidrs
+	}
+	if v, ok := d.GetOk("rate_limit"); ok {
+		rl := v.(float64)
+		if math.IsNaN(rl) || rl < 0 || rl > maxRateLimit {
+			return badField("rate_limit", "must be between 0 (unlimited) and %g requests per second", maxRateLimit)
+		}
+		r.RateLimit = rl
+	}
+	if v, ok := d.GetOk("rate_burst"); ok {
+		rb := v.(int)
+		if rb < 0 || rb > maxRateLimit {
+			return badField("rate_burst", "must be between 0 and %d", int(maxRateLimit))
+		}
+		r.RateBurst = rb
+	}
+	if v, ok := d.GetOk("max_active_keys"); ok {
+		n := v.(int)
+		if n < 0 || n > maxActiveKeysCap {
+			return badField("max_active_keys", "must be between 0 (unlimited) and %d", maxActiveKeysCap)
+		}
+		r.MaxActiveKeys = n
+	}
+	if v, ok := d.GetOk("recv_window"); ok {
+		w, err := parseRecvWindow(v.(string))
+		if err != nil {
+			return err
+		}
+		r.RecvWindow = w
+	}
+	if v, ok := d.GetOk("metadata"); ok {
+		md := v.(map[string]string)
+		if err := validateMetadata("metadata", md); err != nil {
+			return err
+		}
+		r.Metadata = md
+	}
+	if v, ok := d.GetOk("description"); ok {
+		desc := v.(string)
+		if len(desc) > maxDescriptionLen {
+			return badField("description", "must be at most %d characters", maxDescriptionLen)
+		}
+		r.Description = desc
+	}
+	for _, s := range r.Scopes {
+		if slices.Contains(cfg.SignedScopes, s) && r.KeyType == keyTypeBearer {
+			return badField("scopes", "scope %q needs a signed request (config signed_scopes), so key_type must be hmac or ed25519, not bearer", s)
+		}
+	}
+	return nil
+}
+
+// parseRecvWindow accepts milliseconds, as exchanges publish recvWindow, or
+// a Go duration.
+func parseRecvWindow(s string) (time.Duration, error) {
+	var w time.Duration
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if ms > int64(maxRecvWindow/time.Millisecond) {
+			return 0, badField("recv_window", "must be at most %d ms", maxRecvWindow.Milliseconds())
+		}
+		w = time.Duration(ms) * time.Millisecond
+	} else if d, err := time.ParseDuration(s); err == nil {
+		w = d
+	} else {
+		return 0, badField("recv_window", "%q must be milliseconds (5000) or a duration (5s)", printable(s))
+	}
+	if w <= 0 || w > maxRecvWindow {
+		return 0, badField("recv_window", "must be more than 0 and at most %d ms", maxRecvWindow.Milliseconds())
+	}
+	return w, nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateName("name", name); err != nil {
+		return respond(err)
+	}
+	lock := locksutil.LockForKey(b.roleLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
+	return nil, req.Storage.Delete(ctx, roleStoragePrefix+name)
+}

@@ -1,0 +1,133 @@
+package vaultplugin
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathRotate(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "keys/" + framework.GenericNameRegex("key_id") + "/rotate$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "rotate",
+			OperationSuffix: "key",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"key_id": keyIDField(),
+			"grace": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How long the old key keeps verifying after rotation (never past its own expiry). 0 revokes it now.",
+			},
+			"public_key": {
+				Type:        framework.TypeString,
+				Description: "ed25519 keys with a client-held private key: the successor's public key (PEM).",
+			},
+			"reason": reasonField(),
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: strict(b.pathRotate),
+				Summary:  "Issue a successor key and retire this one after a grace period.",
+			},
+		},
+		HelpSynopsis: "Rotate a key with overlap.",
+		HelpDescription: `Issues a successor with the same role, environment, scopes, metadata and key
+type, as a new leased secret, and shortens the old key to the grace period
+(default 0: revoked at once). Both verify during the grace period; afterwards
+only the successor does.`,
+	}}
+}
+
+func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	keyID := d.Get("key_id").(string)
+	if !keyformat.ValidKeyID(keyID) {
+		return respond(badField("key_id", "must be 12 base62 characters"))
+	}
+	grace := time.Duration(d.Get("grace").(int)) * time.Second
+	if grace < 0 {
+		return respond(badField("grace", "must not be negative"))
+	}
+	reason := strings.TrimSpace(d.Get("reason").(string))
+	if err := validateReason(reason); err != nil {
+		return respond(err)
+	}
+
+	lock := locksutil.LockForKey(b.keyLocks, keyID)
+	lock.Lock()
+	defer lock.Unlock()
+
+	old, err := b.loadKey(ctx, req.Storage, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if old == nil {
+		return respond(badField("key_id", "no key %s in this mount", keyID))
+	}
+	now := b.now()
+	if st := old.status(now); st != statusActive {
+		return respond(badField("key_id", "key %s is %s; issue a new key from its role instead", keyID, st))
+	}
+	cfg, err := b.configForIssue(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	t := keyTemplate{
+		roleName:    old.Role,
+		environment: old.Environment,
+		scopes:      old.Scopes,
+		keyType:     old.KeyType,
+		cidrs:       old.AllowedCIDRs,
+		metadata:    old.Metadata,
+		rateLimit:   old.RateLimit,
+		rateBurst:   old.RateBurst,
+		recvWindow:  old.RecvWindow,
+		name:        old.Name,
+		ttl:         old.TTL,
+		maxTTL:      old.MaxExpiresAt.Sub(old.CreatedAt),
+		rotatedFrom: old.KeyID,
+	}
+	if pk := d.Get("public_key").(string); pk != "" {
+		if old.KeyType != keyTypeEd25519 {
+			return respond(badField("public_key", "only ed25519 keys take a public_key (this key is %s)", old.KeyType))
+		}
+		if _, err := parseEd25519PublicKey(pk); err != nil {
+			return respond(badField("public_key", "%v", err))
+		}
+		t.publicKey = pk
+	}
+	resp, succ, err := b.issue(ctx, req, cfg, t)
+	if err != nil {
+		return respond(err)
+	}
+
+	// Retire the old key: revoked now, or shortened to the grace period.
+	// Shortening max_expires_at too keeps a renewal from undoing it.
+	old.RotatedTo = succ.KeyID
+	if reason == "" {
+		reason = "rotated to " + succ.KeyID
+	}
+	if end := now.Add(grace); grace == 0 {
+		old.RevokedAt, old.RevokedBy, old.RevokeReason = now, requester(req), reason
+		b.limiter.drop(keyID)
+	} else if end.Before(old.ExpiresAt) {
+		old.ExpiresAt, old.MaxExpiresAt = end, end
+	} else {
+		old.MaxExpiresAt = old.ExpiresAt
+	}
+	if err := b.putKey(ctx, req.Storage, old); err != nil {
+		return nil, err
+	}
+	resp.Data["previous_key_id"] = old.KeyID
+	resp.Data["previous_expires_at"] = formatTime(old.ExpiresAt)
+	if !old.RevokedAt.IsZero() {
+		resp.Data["previous_expires_at"] = formatTime(old.RevokedAt)
+	}
+	return resp, nil
+}

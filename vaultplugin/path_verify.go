@@ -1,0 +1,232 @@
+package vaultplugin
+
+import (
+	"context"
+	"crypto/hmac"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Verify codes, the contract API gateways switch on.
+const (
+	codeValid               = "VALID"
+	codeMalformed           = "MALFORMED"
+	codeNotFound            = "NOT_FOUND"
+	codeRevoked             = "REVOKED"
+	codeExpired             = "EXPIRED"
+	codeEnvironmentMismatch = "ENVIRONMENT_MISMATCH"
+	codeInsufficientScope   = "INSUFFICIENT_SCOPE"
+	codeIPNotAllowed        = "IP_NOT_ALLOWED"
+	codeRateLimited         = "RATE_LIMITED"
+	codeBadSignature        = "BAD_SIGNATURE"
+	codeStaleTimestamp      = "STALE_TIMESTAMP"
+	codeSuspended           = "SUSPENDED"
+)
+
+var verifyCodes = []string{
+	codeValid, codeMalformed, codeNotFound, codeRevoked, codeExpired,
+	codeEnvironmentMismatch, codeInsufficientScope, codeIPNotAllowed,
+	codeRateLimited, codeBadSignature, codeStaleTimestamp, codeSuspended,
+}
+
+func pathVerify(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "verify",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationVerb:   "verify",
+			OperationSuffix: "api-key",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"api_key":     {Type: framework.TypeString, Description: "The key the client presented."},
+			"scopes":      {Type: framework.TypeCommaStringSlice, Description: "Scopes the request needs; all must be granted."},
+			"environment": {Type: framework.TypeString, Description: "Environment the calling service serves; a key of another environment is refused."},
+			"source_ip":   {Type: framework.TypeString, Description: "Client address, checked against the key's allowed_cidrs."},
+			"signature":   {Type: framework.TypeString, Description: "Signed keys: hex HMAC-SHA256 (hmac) or base64 Ed25519 signature (ed25519) of timestamp+method+path+body."},
+			"timestamp":   {Type: framework.TypeString, Description: "Signed keys: the request's timestamp in milliseconds since the epoch."},
+			"method":      {Type: framework.TypeString, Description: "Signed keys: the HTTP method (upper-cased before signing)."},
+			"path":        {Type: framework.TypeString, Description: "Signed keys: the request path with its query string."},
+			"body":        {Type: framework.TypeString, Description: "Signed keys: the raw request body (empty for none)."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback: strict(b.pathVerify),
+				Summary:  "Check whether a presented key may make a request.",
+				// Verify only reads: standbys answer it themselves.
+				ForwardPerformanceStandby:   false,
+				ForwardPerformanceSecondary: false,
+			},
+		},
+		HelpSynopsis: "Verify a presented API key (zero trust: call it on every request).",
+		HelpDescription: `Always answers 200 with "valid" and a "code": VALID, MALFORMED (bad shape or
+checksum; no storage read), NOT_FOUND, REVOKED, EXPIRED, ENVIRONMENT_MISMATCH,
+INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED (with retry_after_ms),
+BAD_SIGNATURE, STALE_TIMESTAMP or SUSPENDED; plus the key's key_id, role,
+environment, scopes, expires_at and metadata once the key is authenticated.
+Verify never writes storage: usage is counted in memory and flushed
+periodically.`,
+	}}
+}
+
+type verifyInput struct {
+	apiKey, environment, sourceIP string
+	scopes                        []string
+	signature, timestamp          string
+	method, path, body            string
+}
+
+func verifyInputFrom(d *framework.FieldData) verifyInput {
+	return verifyInput{
+		apiKey:      d.Get("api_key").(string),
+		scopes:      d.Get("scopes").([]string),
+		environment: d.Get("environment").(string),
+		sourceIP:    d.Get("source_ip").(string),
+		signature:   d.Get("signature").(string),
+		timestamp:   d.Get("timestamp").(string),
+		method:      d.Get("method").(string),
+		path:        d.Get("path").(string),
+		body:        d.Get("body").(string),
+	}
+}
+
+type verifyResult struct {
+	code         string
+	message      string
+	rec          *keyRecord
+	retryAfterMs int64
+}
+
+func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	in := verifyInputFrom(d)
+	res, err := b.verify(ctx, req.Storage, in)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]any{
+		"valid":   res.code == codeValid,
+		"code":    res.code,
+		"message": res.message,
+	}
+	if r := res.rec; r != nil {
+		data["key_id"] = r.KeyID
+		data["name"] = r.Name
+		data["role"] = r.Role
+		data["environment"] = r.Environment
+		data["scopes"] = nonNil(r.Scopes)
+		data["key_type"] = r.KeyType
+		data["expires_at"] = formatTime(r.ExpiresAt)
+		data["metadata"] = nonNilMap(r.Metadata)
+	}
+	if res.retryAfterMs > 0 {
+		data["retry_after_ms"] = res.retryAfterMs
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// verify decides a request. It reads at most one storage entry (on a cache
+// miss) and writes none.
+func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput) (verifyResult, error) {
+	key, err := keyformat.Parse(in.apiKey)
+	if err != nil {
+		return verifyResult{code: codeMalformed, message: "not a well-formed key: " + err.Error()}, nil
+	}
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return verifyResult{}, err
+	}
+	notFound := verifyResult{code: codeNotFound, message: "no such key in this mount"}
+	if key.Prefix != cfg.KeyPrefix || len(cfg.Pepper) == 0 {
+		return notFound, nil
+	}
+	rec, err := b.getKey(ctx, s, key.KeyID)
+	if err != nil {
+		return verifyResult{}, err
+	}
+	// A key_id that exists with a different secret is indistinguishable
+	// from one that does not: both are NOT_FOUND.
+	if rec == nil || !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.apiKey)) {
+		return notFound, nil
+	}
+	now := b.now()
+	refuse := func(code, msg string) (verifyResult, error) {
+		return verifyResult{code: code, message: msg, rec: rec}, nil
+	}
+	switch rec.status(now) {
+	case statusRevoked:
+		return refuse(codeRevoked, "key was revoked at "+formatTime(rec.RevokedAt))
+	case statusExpired:
+		return refuse(codeExpired, "key expired at "+formatTime(rec.ExpiresAt))
+	}
+	if in.environment != "" && in.environment != rec.Environment {
+		return refuse(codeEnvironmentMismatch, "key belongs to environment "+rec.Environment+", not "+printable(in.environment))
+	}
+	if len(rec.AllowedCIDRs) > 0 && !ipAllowed(in.sourceIP, rec.AllowedCIDRs) {
+		return refuse(codeIPNotAllowed, "source_ip is not in the key's allowed_cidrs")
+	}
+	signed := false
+	if rec.KeyType != keyTypeBearer {
+		if code, msg := checkSignature(rec, in, now); code != "" {
+			return refuse(code, msg)
+		}
+		signed = true
+	}
+	for _, sc := range in.scopes {
+		if !slices.Contains(rec.Scopes, sc) {
+			return refuse(codeInsufficientScope, "key lacks scope "+printable(sc))
+		}
+		if !signed && slices.Contains(cfg.SignedScopes, sc) {
+			return refuse(codeInsufficientScope, "scope "+sc+" needs a signed request")
+		}
+	}
+	if ok, retry := b.limiter.allow(rec, now); !ok {
+		res, _ := refuse(codeRateLimited, "rate limit exceeded")
+		res.retryAfterMs = max(1, retry.Milliseconds())
+		return res, nil
+	}
+	b.usage.record(rec.KeyID, now, in.sourceIP)
+	return verifyResult{code: codeValid, rec: rec}, nil
+}
+
+func ipAllowed(sourceIP string, cidrs []string) bool {
+	a, err := netip.ParseAddr(sourceIP)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSignature applies the replay window, then the signature. It returns
+// an empty code when the request is properly signed.
+func checkSignature(rec *keyRecord, in verifyInput, now time.Time) (code, msg string) {
+	if in.signature == "" || in.timestamp == "" {
+		return codeBadSignature, "a " + rec.KeyType + " key must sign its requests (signature and timestamp are required)"
+	}
+	ts, err := strconv.ParseInt(in.timestamp, 10, 64)
+	if err != nil || ts < 0 {
+		return codeBadSignature, "timestamp must be milliseconds since the epoch"
+	}
+	window := rec.RecvWindow
+	if window <= 0 {
+		window = defaultRecvWindow
+	}
+	skew := now.Sub(time.UnixMilli(ts))
+	if skew > window || skew < -window {
+		return codeStaleTimestamp, "timestamp is outside the key's recv_window of " + window.String()
+	}
+	if !signatureValid(rec, signingMessage(in.timestamp, in.method, in.path, in.body), in.signature) {
+		return codeBadSignature, "signature does not match the request"
+	}
+	return "", ""
+}

@@ -1,0 +1,103 @@
+package vaultplugin
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// usageTracker counts verify successes in memory. Verify must not write
+// storage (it runs on standbys and on every request), so counts become
+// durable only when periodic (about once a minute) or clean flushes them.
+type usageTracker struct {
+	mu   sync.Mutex
+	keys map[string]usage
+}
+
+type usage struct {
+	count    uint64
+	last     time.Time
+	sourceIP string
+}
+
+func newUsageTracker() *usageTracker {
+	return &usageTracker{keys: make(map[string]usage)}
+}
+
+func (t *usageTracker) record(keyID string, now time.Time, sourceIP string) {
+	t.mu.Lock()
+	u := t.keys[keyID]
+	u.count++
+	u.last = now
+	if sourceIP != "" {
+		u.sourceIP = sourceIP
+	}
+	t.keys[keyID] = u
+	t.mu.Unlock()
+}
+
+func (t *usageTracker) pending(keyID string) usage {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.keys[keyID]
+}
+
+// take removes and returns everything counted so far.
+func (t *usageTracker) take() map[string]usage {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.keys
+	t.keys = make(map[string]usage, len(out))
+	return out
+}
+
+// putBack returns counts that could not be flushed, so a storage error
+// delays them instead of losing them.
+func (t *usageTracker) putBack(keyID string, u usage) {
+	t.mu.Lock()
+	cur := t.keys[keyID]
+	cur.count += u.count
+	if u.last.After(cur.last) {
+		cur.last, cur.sourceIP = u.last, u.sourceIP
+	}
+	t.keys[keyID] = cur
+	t.mu.Unlock()
+}
+
+func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
+	var firstErr error
+	for id, u := range b.usage.take() {
+		if err := b.flushOne(ctx, s, id, u); err != nil {
+			b.usage.putBack(id, u)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
+func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u usage) error {
+	lock := locksutil.LockForKey(b.keyLocks, id)
+	lock.Lock()
+	defer lock.Unlock()
+	rec, err := b.loadKey(ctx, s, id)
+	if err != nil || rec == nil {
+		return err // a key tidied away has no usage to keep
+	}
+	rec.UseCount += u.count
+	if u.last.After(rec.LastUsedAt) {
+		rec.LastUsedAt = u.last
+		if u.sourceIP != "" {
+			rec.LastSourceIP = u.sourceIP
+		}
+	}
+	return b.putKey(ctx, s, rec)
+}
+
+// flushInterval documents how much usage a crash can lose: Vault runs
+// PeriodicFunc about once a minute.
+const flushInterval = time.Minute

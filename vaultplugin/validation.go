@@ -1,0 +1,218 @@
+package vaultplugin
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Limits on user input. They keep storage entries and responses small and
+// make hostile input fail early with a clear message.
+const (
+	maxNameLen        = 64
+	maxScopes         = 64
+	maxCIDRs          = 64
+	maxMetadataPairs  = 32
+	maxMetadataKeyLen = 64
+	maxMetadataValLen = 512
+	maxDescriptionLen = 1024
+)
+
+var (
+	// nameRE is the body of framework.GenericNameRegex, anchored, so that a
+	// bad name gets a 400 that says why instead of an "unsupported path".
+	nameRE  = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
+	scopeRE = regexp.MustCompile(`^[a-z][a-z0-9_.:-]{0,63}$`)
+	metaRE  = regexp.MustCompile(`^[A-Za-z0-9_.:/-]+$`)
+)
+
+// fieldError is a 400 that names the field and the rule it broke.
+type fieldError struct {
+	field, rule string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.rule }
+
+func badField(field, format string, args ...any) *fieldError {
+	return &fieldError{field: field, rule: fmt.Sprintf(format, args...)}
+}
+
+// respond turns a fieldError into a 400 response and passes other errors on.
+func respond(err error) (*logical.Response, error) {
+	if fe, ok := err.(*fieldError); ok {
+		return logical.ErrorResponse(fe.Error()), nil
+	}
+	return nil, err
+}
+
+// strict wraps a callback so that a request naming a field the path does not
+// know is refused instead of silently ignored (Vault's default is a warning,
+// which a typo like "max_tll" slips past).
+func strict(cb framework.OperationFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		var unknown []string
+		for k := range d.Raw {
+			if _, ok := d.Schema[k]; !ok {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			known := make([]string, 0, len(d.Schema))
+			for k := range d.Schema {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return logical.ErrorResponse("unknown field %s: this path accepts %s",
+				quoteJoin(unknown), strings.Join(known, ", ")), nil
+		}
+		return cb(ctx, req, d)
+	}
+}
+
+func quoteJoin(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+func validateName(field, name string) error {
+	switch {
+	case name == "":
+		return badField(field, "is required")
+	case len(name) > maxNameLen:
+		return badField(field, "must be at most %d characters", maxNameLen)
+	case !nameRE.MatchString(name):
+		return badField(field, "must be letters, digits, '_', '-' or '.', starting and ending with a letter or digit")
+	}
+	return nil
+}
+
+// validateScopes checks shape and, when the mount has a scope catalog,
+// membership. It returns the scopes sorted and de-duplicated.
+func validateScopes(field string, scopes, catalog []string) ([]string, error) {
+	if len(scopes) > maxScopes {
+		return nil, badField(field, "at most %d scopes", maxScopes)
+	}
+	out := make([]string, 0, len(scopes))
+	for _, s := range scopes {
+		if !scopeRE.MatchString(s) {
+			return nil, badField(field, "scope %q must match %s", printable(s), scopeRE.String())
+		}
+		if len(catalog) > 0 && !slices.Contains(catalog, s) {
+			return nil, badField(field, "scope %q is not in the mount's scope catalog (config scopes: %s)", s, strings.Join(catalog, ", "))
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
+}
+
+func validateCIDRs(field string, cidrs []string) ([]string, error) {
+	if len(cidrs) > maxCIDRs {
+		return nil, badField(field, "at most %d CIDR blocks", maxCIDRs)
+	}
+	out := make([]string, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			// A bare address means that one host.
+			a, aerr := netip.ParseAddr(c)
+			if aerr != nil {
+				return nil, badField(field, "%q is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32)", printable(c))
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked().String())
+	}
+	sort.Strings(out)
+	return slices.Compact(out), nil
+}
+
+func validateMetadata(field string, md map[string]string) error {
+	if len(md) > maxMetadataPairs {
+		return badField(field, "at most %d entries", maxMetadataPairs)
+	}
+	for k, v := range md {
+		if len(k) == 0 || len(k) > maxMetadataKeyLen || !metaRE.MatchString(k) {
+			return badField(field, "key %q must be 1-%d characters of letters, digits, '_', '.', ':', '/', '-'", printable(k), maxMetadataKeyLen)
+		}
+		if len(v) > maxMetadataValLen {
+			return badField(field, "value of %q must be at most %d characters", k, maxMetadataValLen)
+		}
+		if strings.ContainsFunc(v, isControl) {
+			return badField(field, "value of %q must not contain control characters", k)
+		}
+	}
+	return nil
+}
+
+func validateEnvironment(field, env string, allowed []string) error {
+	if env == "" {
+		return badField(field, "is required")
+	}
+	if !keyformat.ValidEnvironment(env) {
+		return badField(field, "%q must match [a-z][a-z0-9]{0,15}", printable(env))
+	}
+	if len(allowed) > 0 && !slices.Contains(allowed, env) {
+		return badField(field, "%q is not an allowed environment of this mount (config environments: %s)", env, strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// printable shortens and escapes user input echoed in an error message, so a
+// megabyte of garbage or a terminal escape never reaches a log verbatim.
+func printable(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.Trim(fmt.Sprintf("%q", s), `"`)
+}
+
+// cidrsWithin checks that every block in narrow lies inside one of wide
+// (when wide is empty, anything goes).
+func cidrsWithin(field string, narrow, wide []string) error {
+	if len(wide) == 0 {
+		return nil
+	}
+	for _, n := range narrow {
+		np := netip.MustParsePrefix(n)
+		inside := false
+		for _, w := range wide {
+			wp := netip.MustParsePrefix(w)
+			if wp.Bits() <= np.Bits() && wp.Contains(np.Addr()) {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			return badField(field, "%s is not inside the role's allowed_cidrs (%s)", n, strings.Join(wide, ", "))
+		}
+	}
+	return nil
+}
+
+const maxReasonLen = 512
+
+func validateReason(reason string) error {
+	if len(reason) > maxReasonLen {
+		return badField("reason", "must be at most %d characters", maxReasonLen)
+	}
+	if strings.ContainsFunc(reason, isControl) {
+		return badField("reason", "must not contain control characters")
+	}
+	return nil
+}
