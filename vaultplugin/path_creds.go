@@ -140,7 +140,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	t := templateFromRole(roleName, r)
-	if err := narrowTemplate(&t, d, cfg); err != nil {
+	if err := narrowTemplate(&t, d, cfg, b.System().MaxLeaseTTL()); err != nil {
 		return respond(err)
 	}
 	if r.MaxActiveKeys > 0 {
@@ -161,13 +161,13 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 
 // narrowTemplate applies the request's optional narrowing. A request may only
 // take away from what the role grants, never add.
-func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig) error {
+func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, sysMax time.Duration) error {
 	if v, ok := d.GetOk("ttl"); ok {
 		ttl := time.Duration(v.(int)) * time.Second
 		if ttl < 0 {
 			return badField("ttl", "must not be negative")
 		}
-		if max := effectiveMax(t.maxTTL, cfg.MaxTTL); max > 0 && ttl > max {
+		if max := effectiveMax(t.maxTTL, cfg.MaxTTL, sysMax); max > 0 && ttl > max {
 			return badField("ttl", "(%s) must not exceed the role's max_ttl (%s)", ttl, max)
 		}
 		if ttl > 0 {
@@ -246,7 +246,7 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 	now := b.now()
 	sys := b.System()
 	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, sys.MaxLeaseTTL())
-	ttl, warnings, err := framework.CalculateTTL(sys, 0, effectiveTTL(t.ttl, cfg.DefaultTTL, sys.DefaultLeaseTTL()), 0, maxTTL, 0, now)
+	ttl, warnings, err := framework.CalculateTTL(sys, 0, effectiveTTL(t.ttl, cfg.DefaultTTL, sys.DefaultLeaseTTL()), 0, maxTTL, 0, time.Time{})
 	if err != nil {
 		return nil, nil, err
 	}

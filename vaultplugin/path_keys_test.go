@@ -1,0 +1,100 @@
+package vaultplugin
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestKeys_listFiltersAndReadShowsNoSecret(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("p", map[string]any{"environment": "prod"})
+	e.role("d", map[string]any{"environment": "dev", "key_type": "hmac"})
+	p1, _ := e.issue("p", map[string]any{"name": "bot"})
+	e.issue("p", nil)
+	d1, _ := e.issue("d", nil)
+
+	all := e.ok(logical.ListOperation, "keys/", nil).Data
+	if len(all["keys"].([]string)) != 3 {
+		t.Fatalf("list: %v", all["keys"])
+	}
+	byRole := e.ok(logical.ListOperation, "keys/", map[string]any{"role": "p"}).Data
+	if len(byRole["keys"].([]string)) != 2 {
+		t.Fatalf("role filter: %v", byRole["keys"])
+	}
+	byEnv := e.ok(logical.ListOperation, "keys/", map[string]any{"environment": "dev"}).Data
+	if asJSON(byEnv["keys"]) != asJSON([]string{d1["key_id"].(string)}) {
+		t.Fatalf("environment filter: %v", byEnv["keys"])
+	}
+	info := all["key_info"].(map[string]any)[p1["key_id"].(string)].(map[string]any)
+	if info["name"] != "bot" || info["status"] != "active" || info["environment"] != "prod" {
+		t.Fatalf("key_info: %v", info)
+	}
+	for _, d := range []map[string]any{p1, d1} {
+		body := asJSON(e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data)
+		for _, secret := range []string{d["api_key"].(string), "hash"} {
+			if strings.Contains(body, secret) {
+				t.Fatalf("keys read reveals %q", secret)
+			}
+		}
+		if s, ok := d["secret_key"].(string); ok && strings.Contains(body, s) {
+			t.Fatal("keys read reveals the hmac secret_key")
+		}
+	}
+	if resp := e.do(logical.ReadOperation, "keys/AAAAAAAAAAAA", nil); resp != nil {
+		t.Fatalf("unknown key: %v", resp)
+	}
+	e.badRequest(logical.ReadOperation, "keys/short", nil, "key_id", "12 base62")
+}
+
+func TestKeys_deleteRevokesWithWhoWhenWhy(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("p", map[string]any{"environment": "prod"})
+	d, _ := e.issue("p", nil)
+	id := d["key_id"].(string)
+	e.ok(logical.DeleteOperation, "keys/"+id, map[string]any{"reason": "customer offboarded"})
+	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
+	if rec["status"] != "revoked" || rec["revoke_reason"] != "customer offboarded" ||
+		rec["revoked_by"] != "token-tester (entity entity-1234)" || rec["revoked_at"] != e.clock.Now().Format("2006-01-02T15:04:05Z") {
+		t.Fatalf("revocation record: %v", rec)
+	}
+	e.ok(logical.DeleteOperation, "keys/"+id, nil) // idempotent
+	e.ok(logical.DeleteOperation, "keys/AAAAAAAAAAAA", nil)
+	e.badRequest(logical.DeleteOperation, "keys/"+id, map[string]any{"reason": "bad\x00reason"}, "reason", "control characters")
+}
+
+func TestKeys_usageCountedInMemoryAndFlushed(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("p", map[string]any{"environment": "prod"})
+	d, _ := e.issue("p", nil)
+	for range 7 {
+		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "203.0.113.9"}, codeValid)
+	}
+	id := d["key_id"].(string)
+	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
+	if rec["use_count"] != uint64(7) || rec["last_source_ip"] != "203.0.113.9" {
+		t.Fatalf("pending usage not visible: %v", rec)
+	}
+	stored, _ := e.b.loadKey(t.Context(), e.storage, id)
+	if stored.UseCount != 0 {
+		t.Fatal("verify wrote usage to storage")
+	}
+	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ = e.b.loadKey(t.Context(), e.storage, id)
+	if stored.UseCount != 7 || stored.LastUsedAt.IsZero() || stored.LastSourceIP != "203.0.113.9" {
+		t.Fatalf("flush did not persist usage: %+v", stored)
+	}
+	// Counted once: the flushed count is not added again.
+	if rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data; rec["use_count"] != uint64(7) {
+		t.Fatalf("use_count after flush: %v", rec["use_count"])
+	}
+	// A clean shutdown flushes too.
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
+	e.b.clean(t.Context())
+	if stored, _ = e.b.loadKey(t.Context(), e.storage, id); stored.UseCount != 8 {
+		t.Fatalf("clean did not flush: %d", stored.UseCount)
+	}
+}

@@ -1,0 +1,213 @@
+package vaultplugin
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestVerify_bearerCodes(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("prod", map[string]any{"environment": "prod", "scopes": "read,trade", "ttl": "1h", "allowed_cidrs": "10.0.0.0/8", "metadata": "customer=acme"})
+	d, _ := e.issue("prod", nil)
+	key := d["api_key"].(string)
+	ok := map[string]any{"api_key": key, "source_ip": "10.1.2.3"}
+
+	got := e.wantCode(ok, codeValid)
+	if got["key_id"] != d["key_id"] || got["role"] != "prod" || got["environment"] != "prod" ||
+		asJSON(got["scopes"]) != `["read","trade"]` || asJSON(got["metadata"]) != `{"customer":"acme"}` || got["expires_at"] != d["expires_at"] {
+		t.Fatalf("VALID answer lacks the key's facts: %v", got)
+	}
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "scopes": "read,trade", "environment": "prod"}, codeValid)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "scopes": "withdraw"}, codeInsufficientScope)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "environment": "staging"}, codeEnvironmentMismatch)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "192.168.0.1"}, codeIPNotAllowed)
+	e.wantCode(map[string]any{"api_key": key}, codeIPNotAllowed)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "::ffff:10.0.0.1"}, codeValid)
+
+	// MALFORMED: shape, checksum, empty, oversized.
+	bad := []byte(key)
+	bad[len(bad)-1] ^= 1
+	for _, k := range []string{"", "hello", key + "x", string(bad), strings.Repeat("a", 1<<16), strings.ToUpper(key)} {
+		got := e.wantCode(map[string]any{"api_key": k}, codeMalformed)
+		if got["key_id"] != nil {
+			t.Fatalf("MALFORMED answer reveals a key_id: %v", got)
+		}
+	}
+	// NOT_FOUND: right key_id, wrong secret (valid checksum); unknown key_id; other mount's prefix.
+	parsed, _ := keyformat.Parse(key)
+	forged := forgeKey(t, "ck", "prod", parsed.KeyID)
+	got = e.wantCode(map[string]any{"api_key": forged}, codeNotFound)
+	if got["role"] != nil {
+		t.Fatalf("NOT_FOUND reveals the record: %v", got)
+	}
+	e.wantCode(map[string]any{"api_key": forgeKey(t, "ck", "prod", "")}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": forgeKey(t, "zz", "prod", parsed.KeyID)}, codeNotFound)
+
+	// REVOKED, then EXPIRED on another key (before any lease revocation).
+	e.ok(logical.DeleteOperation, "keys/"+parsed.KeyID, map[string]any{"reason": "test"})
+	e.wantCode(ok, codeRevoked)
+	d2, _ := e.issue("prod", nil)
+	e.clock.Add(time.Hour)
+	e.wantCode(map[string]any{"api_key": d2["api_key"], "source_ip": "10.0.0.1"}, codeExpired)
+}
+
+// forgeKey builds a well-formed key with a valid checksum that the engine
+// never issued (keyID "" = random).
+func forgeKey(t *testing.T, prefix, env, keyID string) string {
+	t.Helper()
+	k, err := keyformat.Generate(prefix, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := k.Raw()
+	if keyID != "" {
+		head := prefix + "_" + env + "_"
+		body := keyID + raw[len(head)+keyformat.KeyIDLen:len(raw)-keyformat.ChecksumLen]
+		raw = head + body + keyformat.Checksum(head+body)
+	}
+	if _, err := keyformat.Parse(raw); err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestVerify_writesNoStorage(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "rate_limit": 1000})
+	d, _ := e.issue("r", nil)
+	puts, _, dels := e.storage.counts()
+	for range 100 {
+		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "10.0.0.1"}, codeValid)
+		e.wantCode(map[string]any{"api_key": "ck_prod_garbage"}, codeMalformed)
+	}
+	puts2, _, dels2 := e.storage.counts()
+	if puts2 != puts || dels2 != dels {
+		t.Fatalf("verify wrote storage: %d puts, %d deletes", puts2-puts, dels2-dels)
+	}
+}
+
+func TestVerify_malformedReadsNoStorage(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"scopes": "read"})
+	_, gets, _ := e.storage.counts()
+	for range 10 {
+		e.wantCode(map[string]any{"api_key": "ck_prod_" + strings.Repeat("A", 50)}, codeMalformed)
+	}
+	if _, gets2, _ := e.storage.counts(); gets2 != gets {
+		t.Fatalf("MALFORMED read storage %d times", gets2-gets)
+	}
+}
+
+func TestVerify_rateLimited(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "rate_limit": 2, "rate_burst": 3})
+	d, _ := e.issue("r", nil)
+	req := map[string]any{"api_key": d["api_key"]}
+	for range 3 {
+		e.wantCode(req, codeValid)
+	}
+	got := e.wantCode(req, codeRateLimited)
+	if ms, _ := got["retry_after_ms"].(int64); ms < 400 || ms > 500 {
+		t.Fatalf("retry_after_ms = %v, want about 500 at 2 req/s", got["retry_after_ms"])
+	}
+	e.clock.Add(500 * time.Millisecond)
+	e.wantCode(req, codeValid)
+	e.wantCode(req, codeRateLimited)
+}
+
+func TestVerify_hmacSignedRequests(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"signed_scopes": "withdraw"})
+	e.role("h", map[string]any{"environment": "prod", "key_type": "hmac", "scopes": "read,withdraw", "recv_window": "5000"})
+	d, _ := e.issue("h", nil)
+	secret := d["secret_key"].(string)
+	now := e.clock.Now()
+	signed := func(ts time.Time, method, path, body string) map[string]any {
+		tsStr := strconv.FormatInt(ts.UnixMilli(), 10)
+		return map[string]any{
+			"api_key": d["api_key"], "timestamp": tsStr, "method": method, "path": path, "body": body,
+			"signature": SignHMAC(secret, signingMessage(tsStr, method, path, body)), "scopes": "withdraw",
+		}
+	}
+	e.wantCode(signed(now, "POST", "/withdraw?asset=BTC", `{"amount":"1"}`), codeValid)
+	e.wantCode(signed(now.Add(-4*time.Second), "GET", "/balance", ""), codeValid)
+	tampered := signed(now, "POST", "/withdraw", `{"amount":"1"}`)
+	tampered["body"] = `{"amount":"100"}`
+	e.wantCode(tampered, codeBadSignature)
+	tampered = signed(now, "POST", "/withdraw", "")
+	tampered["path"] = "/withdraw?to=attacker"
+	e.wantCode(tampered, codeBadSignature)
+	tampered = signed(now, "POST", "/withdraw", "")
+	tampered["method"] = "GET"
+	e.wantCode(tampered, codeBadSignature)
+	e.wantCode(signed(now.Add(-6*time.Second), "POST", "/withdraw", ""), codeStaleTimestamp) // replayed
+	e.wantCode(signed(now.Add(6*time.Second), "POST", "/withdraw", ""), codeStaleTimestamp)  // from the future
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeBadSignature)                    // unsigned
+	noTS := signed(now, "GET", "/", "")
+	noTS["timestamp"] = "yesterday"
+	e.wantCode(noTS, codeBadSignature)
+}
+
+func TestVerify_ed25519GeneratedAndBringYourOwn(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("ed", map[string]any{"environment": "prod", "key_type": "ed25519", "scopes": "trade"})
+	// Engine-generated pair.
+	d, _ := e.issue("ed", nil)
+	blk, _ := pem.Decode([]byte(d["private_key"].(string)))
+	priv, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(k ed25519.PrivateKey, apiKey string) map[string]any {
+		ts := strconv.FormatInt(e.clock.Now().UnixMilli(), 10)
+		return map[string]any{
+			"api_key": apiKey, "timestamp": ts, "method": "POST", "path": "/order", "body": "{}", "scopes": "trade",
+			"signature": base64.StdEncoding.EncodeToString(ed25519.Sign(k, signingMessage(ts, "POST", "/order", "{}"))),
+		}
+	}
+	e.wantCode(sign(priv.(ed25519.PrivateKey), d["api_key"].(string)), codeValid)
+
+	// Bring your own: the engine never sees the private key.
+	pub, own, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	d2, _ := e.issue("ed", map[string]any{"public_key": pubPEM})
+	if _, has := d2["private_key"]; has {
+		t.Fatal("engine returned a private key for a bring-your-own public key")
+	}
+	e.wantCode(sign(own, d2["api_key"].(string)), codeValid)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	e.wantCode(sign(other, d2["api_key"].(string)), codeBadSignature)
+	e.badRequest(logical.UpdateOperation, "creds/ed", map[string]any{"public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}, "public_key", "SubjectPublicKeyInfo")
+}
+
+func TestVerify_signedScopeRefusedToBearerKey(t *testing.T) {
+	e := newTestEnv(t)
+	// A bearer key that holds withdraw from before withdraw became critical.
+	e.role("legacy", map[string]any{"environment": "prod", "scopes": "read,withdraw"})
+	d, _ := e.issue("legacy", nil)
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, codeValid)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"signed_scopes": "withdraw"})
+	got := e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, codeInsufficientScope)
+	if !strings.Contains(got["message"].(string), "signed") {
+		t.Fatalf("message should say why: %v", got["message"])
+	}
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeValid)
+}
+
+func TestVerify_unknownFieldIsAnError(t *testing.T) {
+	// A gateway that misspells "scopes" must not get VALID for a scope it
+	// meant to require.
+	e := newTestEnv(t)
+	e.badRequest(logical.UpdateOperation, "verify", map[string]any{"api_key": "x", "scope": "withdraw"}, "scope", "unknown field")
+}

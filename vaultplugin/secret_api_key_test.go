@@ -1,0 +1,79 @@
+package vaultplugin
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func (e *testEnv) leaseOp(op logical.Operation, s *logical.Secret) *logical.Response {
+	e.t.Helper()
+	resp, err := e.b.HandleRequest(e.t.Context(), &logical.Request{
+		Operation: op, Path: "creds/x", Storage: e.storage, Secret: s,
+	})
+	if err != nil {
+		e.t.Fatalf("%s: %v", op, err)
+	}
+	return resp
+}
+
+func TestSecret_renewUpToMaxTTL(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "10m", "max_ttl": "25m"})
+	d, s := e.issue("r", nil)
+	s.IssueTime = e.clock.Now()
+	key := map[string]any{"api_key": d["api_key"]}
+
+	e.clock.Add(8 * time.Minute)
+	resp := e.leaseOp(logical.RenewOperation, s)
+	if resp.IsError() || resp.Secret.TTL != 10*time.Minute {
+		t.Fatalf("first renew: %v", resp)
+	}
+	e.clock.Add(9 * time.Minute) // 17m after issue; 8m left before max
+	resp = e.leaseOp(logical.RenewOperation, s)
+	if resp.IsError() || resp.Secret.TTL != 8*time.Minute {
+		t.Fatalf("renew near max_ttl should be capped to 8m, got %v", resp.Secret.TTL)
+	}
+	e.wantCode(key, codeValid)
+	e.clock.Add(8 * time.Minute) // at max_ttl
+	e.wantCode(key, codeExpired)
+	if resp := e.leaseOp(logical.RenewOperation, s); !resp.IsError() {
+		t.Fatalf("renew past max_ttl succeeded: %v", resp.Secret)
+	}
+}
+
+func TestSecret_revokeIsIdempotentAndNeedsOnlyLeaseData(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod"})
+	d, s := e.issue("r", nil)
+	e.ok(logical.DeleteOperation, "roles/r", nil) // revocation must not need the role
+	if resp := e.leaseOp(logical.RevokeOperation, s); resp != nil && resp.IsError() {
+		t.Fatalf("revoke: %v", resp.Error())
+	}
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeRevoked)
+	rec := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data
+	if rec["status"] != "revoked" || rec["revoke_reason"] != "lease revoked" || rec["revoked_at"] == "" {
+		t.Fatalf("revocation not recorded: %v", rec)
+	}
+	// Again, and for a key that no longer exists at all.
+	if resp := e.leaseOp(logical.RevokeOperation, s); resp != nil && resp.IsError() {
+		t.Fatalf("second revoke: %v", resp.Error())
+	}
+	gone := &logical.Secret{InternalData: map[string]any{"key_id": "AAAAAAAAAAAA", "secret_type": secretAPIKeyType}}
+	if resp := e.leaseOp(logical.RevokeOperation, gone); resp != nil && resp.IsError() {
+		t.Fatalf("revoking an unknown key: %v", resp.Error())
+	}
+}
+
+func TestSecret_leaseEndingAfterExpiryIsRecordedAsExpiry(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
+	d, s := e.issue("r", nil)
+	e.clock.Add(2 * time.Minute)
+	e.leaseOp(logical.RevokeOperation, s)
+	rec := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data
+	if rec["revoke_reason"] != "lease expired" || rec["revoked_by"] != "vault expiration manager" {
+		t.Fatalf("expiry recorded as %v by %v", rec["revoke_reason"], rec["revoked_by"])
+	}
+}
