@@ -63,8 +63,13 @@ type backend struct {
 	// and Invalidate keeps other nodes' caches honest.
 	cache *recordCache
 
-	usage   *usageTracker
-	limiter *rateLimiters
+	usage     *usageTracker
+	limiter   *rateLimiters
+	anomalies *anomalyTracker
+
+	// lastTidy is when periodic last ran tidy on this node.
+	tidyMu   sync.Mutex
+	lastTidy time.Time
 }
 
 func newBackend(now func() time.Time) *backend {
@@ -75,6 +80,7 @@ func newBackend(now func() time.Time) *backend {
 		cache:     newRecordCache(defaultCacheSize),
 		usage:     newUsageTracker(),
 		limiter:   newRateLimiters(),
+		anomalies: newAnomalyTracker(),
 	}
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
@@ -94,6 +100,8 @@ func newBackend(now func() time.Time) *backend {
 			pathRotate(b),
 			pathVerify(b),
 			pathRevoke(b),
+			pathMonitor(b),
+			pathTidy(b),
 		),
 		Secrets:      []*framework.Secret{secretAPIKey(b)},
 		Invalidate:   b.invalidate,
@@ -116,13 +124,17 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-// periodic flushes in-memory usage counters; verify never writes storage, so
-// this is the only place they become durable. Only nodes that may write run it.
+// periodic flushes in-memory usage counters and anomaly findings (verify
+// never writes storage, so this is where they become durable) and tidies
+// old records. Only nodes that may write run it.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return b.flushUsage(ctx, req.Storage)
+	if err := b.flushUsage(ctx, req.Storage); err != nil {
+		return err
+	}
+	return b.periodicTidy(ctx, req.Storage)
 }
 
 // clean runs when the mount is unloaded (plugin reload, seal, shutdown):

@@ -20,10 +20,15 @@ const (
 	// issue, which writes the index first).
 	roleIndexPrefix = "index/role/"
 	envIndexPrefix  = "index/environment/"
+	// anomalyIndexPrefix lists keys with recorded anomalies, for monitor/anomalies.
+	anomalyIndexPrefix = "index/anomalies/"
 
 	statusActive  = "active"
 	statusRevoked = "revoked"
 	statusExpired = "expired"
+	// statusSuspended is shown, never stored: a suspended key is still live
+	// (it counts toward max_active_keys and can be resumed).
+	statusSuspended = "suspended"
 
 	defaultCacheSize = 200_000
 )
@@ -44,6 +49,7 @@ type keyRecord struct {
 	RateLimit    float64           `json:"rate_limit,omitempty"`
 	RateBurst    int               `json:"rate_burst,omitempty"`
 	RecvWindow   time.Duration     `json:"recv_window,omitempty"`
+	anomalyPolicy
 
 	Hash      []byte `json:"hash"`
 	SecretKey []byte `json:"secret_key,omitempty"` // hmac keys only
@@ -67,6 +73,14 @@ type keyRecord struct {
 	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
 	UseCount     uint64    `json:"use_count,omitempty"`
 	LastSourceIP string    `json:"last_source_ip,omitempty"`
+	// SourceIPs are the most recent distinct source addresses, newest last.
+	SourceIPs []string `json:"source_ips,omitempty"`
+
+	Anomalies     []anomaly `json:"anomalies,omitempty"`
+	SuspendedAt   time.Time `json:"suspended_at,omitzero"`
+	SuspendReason string    `json:"suspend_reason,omitempty"`
+	ResumedAt     time.Time `json:"resumed_at,omitzero"`
+	ResumedBy     string    `json:"resumed_by,omitempty"`
 
 	// pub is PublicKey parsed once when the record is loaded, so verify
 	// does not decode PEM per request.

@@ -96,6 +96,7 @@ type keyTemplate struct {
 	rateLimit   float64
 	rateBurst   int
 	recvWindow  time.Duration
+	anomaly     anomalyPolicy
 	name        string
 	ttl         time.Duration // 0 = engine default
 	maxTTL      time.Duration // 0 = engine default
@@ -114,6 +115,7 @@ func templateFromRole(name string, r *role) keyTemplate {
 		rateLimit:   r.RateLimit,
 		rateBurst:   r.RateBurst,
 		recvWindow:  r.RecvWindow,
+		anomaly:     anomalyPolicy{OnAnomaly: r.OnAnomaly, AnomalyRate: r.AnomalyRate, FlagNewSource: r.FlagNewSource},
 		ttl:         r.TTL,
 		maxTTL:      r.MaxTTL,
 	}
@@ -268,6 +270,7 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 		RateLimit:         t.rateLimit,
 		RateBurst:         t.rateBurst,
 		RecvWindow:        t.recvWindow,
+		anomalyPolicy:     t.anomaly,
 		Hash:              keyHash(cfg.Pepper, key.Raw()),
 		CreatedAt:         now,
 		CreatedBy:         req.DisplayName,

@@ -10,7 +10,7 @@ import (
 
 // features lists what this engine build supports, so clients (the Terraform
 // provider) can check compatibility without guessing from the version.
-var features = []string{"bearer", "hmac", "ed25519", "rotate", "revoke_bulk", "revoke_leaked", "rate_limit", "usage"}
+var features = []string{"bearer", "hmac", "ed25519", "rotate", "revoke_bulk", "revoke_leaked", "rate_limit", "usage", "anomaly", "tidy"}
 
 func pathInfo(b *backend) []*framework.Path {
 	return []*framework.Path{{

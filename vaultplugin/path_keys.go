@@ -172,6 +172,33 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 	if rec.PublicKey != "" {
 		out["public_key"] = rec.PublicKey
 	}
+	found, suspendedAt := b.anomalies.peek(rec.KeyID)
+	anomalies := rec.Anomalies
+	if len(found) > 0 {
+		m := make(map[string]*anomaly, len(found))
+		for i := range found {
+			m[found[i].Kind] = &found[i]
+		}
+		anomalies = mergeAnomalies(anomalies, m)
+	}
+	if !rec.SuspendedAt.IsZero() {
+		suspendedAt = rec.SuspendedAt
+	}
+	views := make([]map[string]any, 0, len(anomalies))
+	for _, a := range anomalies {
+		views = append(views, map[string]any{
+			"kind": a.Kind, "first_seen": formatTime(a.FirstSeen), "last_seen": formatTime(a.LastSeen), "count": a.Count,
+		})
+	}
+	out["anomalies"] = views
+	out["suspended"] = !suspendedAt.IsZero()
+	if out["suspended"] == true && out["status"] == statusActive {
+		out["status"] = statusSuspended
+	}
+	out["suspended_at"] = formatTime(suspendedAt)
+	out["resumed_at"] = formatTime(rec.ResumedAt)
+	out["resumed_by"] = rec.ResumedBy
+	out["source_ips"] = nonNil(appendSourceIPs(rec.SourceIPs, u.ips...))
 	return out
 }
 

@@ -45,6 +45,9 @@ type role struct {
 	RecvWindow    time.Duration     `json:"recv_window"`
 	Metadata      map[string]string `json:"metadata"`
 	Description   string            `json:"description"`
+	OnAnomaly     string            `json:"on_anomaly"`
+	AnomalyRate   float64           `json:"anomaly_rate"`
+	FlagNewSource bool              `json:"flag_new_source"`
 }
 
 func roleFields() map[string]*framework.FieldSchema {
@@ -103,6 +106,20 @@ func roleFields() map[string]*framework.FieldSchema {
 		"description": {
 			Type:        framework.TypeString,
 			Description: "Human-readable description of the role.",
+		},
+		"on_anomaly": {
+			Type:          framework.TypeString,
+			Default:       anomalyNone,
+			AllowedValues: []any{anomalyNone, anomalyFlag, anomalySuspend},
+			Description:   "What verify does when a key behaves anomalously: none, flag (record and log it) or suspend (refuse it with SUSPENDED until keys/<key_id>/resume).",
+		},
+		"anomaly_rate": {
+			Type:        framework.TypeFloat,
+			Description: "Sustained requests per second (over 10 s) above which a key is anomalous. 0 disables the check.",
+		},
+		"flag_new_source": {
+			Type:        framework.TypeBool,
+			Description: "Treat a request from a source IP the key has never used as an anomaly.",
 		},
 	}
 }
@@ -223,6 +240,9 @@ func (r *role) toResponse(name string) map[string]any {
 		"recv_window":     r.RecvWindow.Milliseconds(),
 		"metadata":        md,
 		"description":     r.Description,
+		"on_anomaly":      r.OnAnomaly,
+		"anomaly_rate":    r.AnomalyRate,
+		"flag_new_source": r.FlagNewSource,
 	}
 }
 
@@ -243,7 +263,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	r := &role{KeyType: keyTypeBearer, RecvWindow: defaultRecvWindow}
+	r := &role{KeyType: keyTypeBearer, RecvWindow: defaultRecvWindow, OnAnomaly: anomalyNone}
 	if existing != nil {
 		r = existing
 	}
@@ -353,6 +373,26 @@ func applyRole(r *role, d *framework.FieldData, cfg *engineConfig) error {
 			return badField("description", "must be at most %d characters", maxDescriptionLen)
 		}
 		r.Description = desc
+	}
+	if v, ok := d.GetOk("on_anomaly"); ok {
+		oa := v.(string)
+		if !slices.Contains(anomalyActions, oa) {
+			return badField("on_anomaly", "%q must be one of %s", printable(oa), strings.Join(anomalyActions, ", "))
+		}
+		r.OnAnomaly = oa
+	}
+	if v, ok := d.GetOk("anomaly_rate"); ok {
+		ar := v.(float64)
+		if math.IsNaN(ar) || ar < 0 || ar > maxRateLimit {
+			return badField("anomaly_rate", "must be between 0 (off) and %g requests per second", maxRateLimit)
+		}
+		r.AnomalyRate = ar
+	}
+	if v, ok := d.GetOk("flag_new_source"); ok {
+		r.FlagNewSource = v.(bool)
+	}
+	if r.OnAnomaly == "" {
+		r.OnAnomaly = anomalyNone
 	}
 	for _, s := range r.Scopes {
 		if slices.Contains(cfg.SignedScopes, s) && r.KeyType == keyTypeBearer {

@@ -88,6 +88,7 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		rateLimit:   old.RateLimit,
 		rateBurst:   old.RateBurst,
 		recvWindow:  old.RecvWindow,
+		anomaly:     old.anomalyPolicy,
 		name:        old.Name,
 		ttl:         old.TTL,
 		maxTTL:      old.MaxExpiresAt.Sub(old.CreatedAt),

@@ -163,6 +163,9 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 	case statusExpired:
 		return refuse(codeExpired, "key expired at "+formatTime(rec.ExpiresAt))
 	}
+	if !rec.SuspendedAt.IsZero() {
+		return refuse(codeSuspended, "key was suspended at "+formatTime(rec.SuspendedAt)+" for anomalous use; write keys/"+rec.KeyID+"/resume to lift it")
+	}
 	if in.environment != "" && in.environment != rec.Environment {
 		return refuse(codeEnvironmentMismatch, "key belongs to environment "+rec.Environment+", not "+printable(in.environment))
 	}
@@ -183,6 +186,9 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 		if !signed && slices.Contains(cfg.SignedScopes, sc) {
 			return refuse(codeInsufficientScope, "scope "+sc+" needs a signed request")
 		}
+	}
+	if b.anomalies.observe(rec, now, in.sourceIP, b.logAnomaly) {
+		return refuse(codeSuspended, "key is suspended for anomalous use; write keys/"+rec.KeyID+"/resume to lift it")
 	}
 	if ok, retry := b.limiter.allow(rec, now); !ok {
 		res, _ := refuse(codeRateLimited, "rate limit exceeded")
@@ -229,4 +235,9 @@ func checkSignature(rec *keyRecord, in verifyInput, now time.Time) (code, msg st
 		return codeBadSignature, "signature does not match the request"
 	}
 	return "", ""
+}
+
+// logAnomaly reports a new finding. Only the key_id is logged: it is public.
+func (b *backend) logAnomaly(keyID, kind string) {
+	b.Logger().Warn("anomalous key use", "key_id", keyID, "kind", kind)
 }

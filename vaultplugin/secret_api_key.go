@@ -132,5 +132,6 @@ func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, r
 		return false, err
 	}
 	b.limiter.drop(keyID)
+	b.anomalies.forget(keyID)
 	return wasLive, nil
 }

@@ -2,6 +2,7 @@ package vaultplugin
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type usage struct {
 	count    uint64
 	last     time.Time
 	sourceIP string
+	ips      []string // distinct source addresses, at most maxSourceIPs
 }
 
 func newUsageTracker() *usageTracker {
@@ -34,6 +36,9 @@ func (t *usageTracker) record(keyID string, now time.Time, sourceIP string) {
 	u.last = now
 	if sourceIP != "" {
 		u.sourceIP = sourceIP
+		if len(u.ips) < maxSourceIPs && !slices.Contains(u.ips, sourceIP) {
+			u.ips = append(u.ips, sourceIP)
+		}
 	}
 	t.keys[keyID] = u
 	t.mu.Unlock()
@@ -60,6 +65,7 @@ func (t *usageTracker) putBack(keyID string, u usage) {
 	t.mu.Lock()
 	cur := t.keys[keyID]
 	cur.count += u.count
+	cur.ips = appendSourceIPs(cur.ips, u.ips...)
 	if u.last.After(cur.last) {
 		cur.last, cur.sourceIP = u.last, u.sourceIP
 	}
@@ -67,11 +73,29 @@ func (t *usageTracker) putBack(keyID string, u usage) {
 	t.mu.Unlock()
 }
 
+// flushUsage makes usage counts and anomaly findings durable, one storage
+// write per key that saw traffic. What cannot be written is queued again.
 func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
+	used := b.usage.take()
+	found := b.anomalies.take()
+	ids := make(map[string]struct{}, len(used)+len(found))
+	for id := range used {
+		ids[id] = struct{}{}
+	}
+	for id := range found {
+		ids[id] = struct{}{}
+	}
 	var firstErr error
-	for id, u := range b.usage.take() {
-		if err := b.flushOne(ctx, s, id, u); err != nil {
-			b.usage.putBack(id, u)
+	for id := range ids {
+		u, hasU := used[id]
+		pa := found[id]
+		if err := b.flushOne(ctx, s, id, u, pa); err != nil {
+			if hasU {
+				b.usage.putBack(id, u)
+			}
+			if pa != nil {
+				b.anomalies.putBack(id, pa)
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -80,7 +104,7 @@ func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
 	return firstErr
 }
 
-func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u usage) error {
+func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u usage, pa *pendingAnomalies) error {
 	lock := locksutil.LockForKey(b.keyLocks, id)
 	lock.Lock()
 	defer lock.Unlock()
@@ -93,6 +117,20 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u 
 		rec.LastUsedAt = u.last
 		if u.sourceIP != "" {
 			rec.LastSourceIP = u.sourceIP
+		}
+	}
+	rec.SourceIPs = appendSourceIPs(rec.SourceIPs, u.ips...)
+	if pa != nil {
+		rec.SourceIPs = appendSourceIPs(rec.SourceIPs, pa.newIPs...)
+		if len(pa.found) > 0 {
+			rec.Anomalies = mergeAnomalies(rec.Anomalies, pa.found)
+			if err := s.Put(ctx, &logical.StorageEntry{Key: anomalyIndexPrefix + id, Value: []byte{}}); err != nil {
+				return err
+			}
+		}
+		if !pa.suspendedAt.IsZero() && rec.SuspendedAt.IsZero() {
+			rec.SuspendedAt = pa.suspendedAt
+			rec.SuspendReason = "anomalous use"
 		}
 	}
 	return b.putKey(ctx, s, rec)

@@ -1,0 +1,223 @@
+package vaultplugin
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+const (
+	anomalyNone    = "none"
+	anomalyFlag    = "flag"
+	anomalySuspend = "suspend"
+
+	anomalyKindRate      = "rate"
+	anomalyKindNewSource = "new_source"
+
+	// anomalyWindow is the span over which anomaly_rate must be exceeded:
+	// long enough that one burst is not "sustained", short enough to act
+	// while abuse is still going on.
+	anomalyWindow = 10 * time.Second
+
+	// maxSourceIPs bounds the distinct source addresses kept per key.
+	maxSourceIPs = 16
+)
+
+var anomalyActions = []string{anomalyNone, anomalyFlag, anomalySuspend}
+
+// anomalyPolicy is copied from the role onto each key.
+type anomalyPolicy struct {
+	OnAnomaly     string  `json:"on_anomaly,omitempty"`
+	AnomalyRate   float64 `json:"anomaly_rate,omitempty"`
+	FlagNewSource bool    `json:"flag_new_source,omitempty"`
+}
+
+// anomaly is one kind of abnormal behaviour seen on a key.
+type anomaly struct {
+	Kind      string    `json:"kind"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Count     uint64    `json:"count"`
+}
+
+// anomalyTracker watches verify traffic in memory. What it finds reaches
+// storage with the usage flush; until then it is visible on this node and
+// already enforced here (a suspension takes effect on the very request that
+// triggered it).
+type anomalyTracker struct {
+	mu      sync.Mutex
+	windows map[string]*rateWindow
+	pending map[string]*pendingAnomalies
+}
+
+type rateWindow struct {
+	start time.Time
+	count int
+}
+
+type pendingAnomalies struct {
+	found       map[string]*anomaly
+	suspendedAt time.Time
+	newIPs      []string
+}
+
+func newAnomalyTracker() *anomalyTracker {
+	return &anomalyTracker{windows: map[string]*rateWindow{}, pending: map[string]*pendingAnomalies{}}
+}
+
+// observe looks at one authenticated request and reports whether the key is
+// now suspended (by this request or an earlier one on this node).
+func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string, log func(keyID, kind string)) (suspended bool) {
+	p := rec.anomalyPolicy
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pa := t.pending[rec.KeyID]
+	if pa != nil && !pa.suspendedAt.IsZero() {
+		return true
+	}
+	if p.OnAnomaly == "" || p.OnAnomaly == anomalyNone {
+		return false
+	}
+	var kinds []string
+	if p.AnomalyRate > 0 {
+		w := t.windows[rec.KeyID]
+		if w == nil || now.Sub(w.start) >= anomalyWindow {
+			w = &rateWindow{start: now}
+			t.windows[rec.KeyID] = w
+		}
+		w.count++
+		if float64(w.count) > p.AnomalyRate*anomalyWindow.Seconds() {
+			kinds = append(kinds, anomalyKindRate)
+		}
+	}
+	if p.FlagNewSource && sourceIP != "" {
+		known := slices.Contains(rec.SourceIPs, sourceIP) || (pa != nil && slices.Contains(pa.newIPs, sourceIP))
+		// The first address a key is used from is its baseline, not news.
+		hasBaseline := len(rec.SourceIPs) > 0 || (pa != nil && len(pa.newIPs) > 0)
+		if !known {
+			if pa == nil {
+				pa = &pendingAnomalies{found: map[string]*anomaly{}}
+				t.pending[rec.KeyID] = pa
+			}
+			if len(pa.newIPs) < maxSourceIPs {
+				pa.newIPs = append(pa.newIPs, sourceIP)
+			}
+			if hasBaseline {
+				kinds = append(kinds, anomalyKindNewSource)
+			}
+		}
+	}
+	if len(kinds) == 0 {
+		return false
+	}
+	if pa == nil {
+		pa = &pendingAnomalies{found: map[string]*anomaly{}}
+		t.pending[rec.KeyID] = pa
+	}
+	for _, k := range kinds {
+		a := pa.found[k]
+		if a == nil {
+			a = &anomaly{Kind: k, FirstSeen: now}
+			pa.found[k] = a
+			log(rec.KeyID, k)
+		}
+		a.LastSeen = now
+		a.Count++
+	}
+	if p.OnAnomaly == anomalySuspend {
+		pa.suspendedAt = now
+		return true
+	}
+	return false
+}
+
+// take removes and returns what was found since the last flush.
+func (t *anomalyTracker) take() map[string]*pendingAnomalies {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.pending
+	t.pending = map[string]*pendingAnomalies{}
+	return out
+}
+
+// putBack re-queues findings a failed flush could not store.
+func (t *anomalyTracker) putBack(keyID string, pa *pendingAnomalies) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur := t.pending[keyID]; cur != nil {
+		for k, a := range cur.found {
+			pa.found[k] = a
+		}
+		if !cur.suspendedAt.IsZero() {
+			pa.suspendedAt = cur.suspendedAt
+		}
+	}
+	t.pending[keyID] = pa
+}
+
+func (t *anomalyTracker) peek(keyID string) (found []anomaly, suspendedAt time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	pa := t.pending[keyID]
+	if pa == nil {
+		return nil, time.Time{}
+	}
+	for _, a := range pa.found {
+		found = append(found, *a)
+	}
+	return found, pa.suspendedAt
+}
+
+func (t *anomalyTracker) pendingKeys() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]string, 0, len(t.pending))
+	for id, pa := range t.pending {
+		if len(pa.found) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// forget clears a key's in-memory state (on resume, revoke and tidy).
+func (t *anomalyTracker) forget(keyID string) {
+	t.mu.Lock()
+	delete(t.pending, keyID)
+	delete(t.windows, keyID)
+	t.mu.Unlock()
+}
+
+// mergeAnomalies folds new findings into a record's list.
+func mergeAnomalies(have []anomaly, found map[string]*anomaly) []anomaly {
+	out := slices.Clone(have)
+	for _, a := range found {
+		i := slices.IndexFunc(out, func(x anomaly) bool { return x.Kind == a.Kind })
+		if i < 0 {
+			out = append(out, *a)
+			continue
+		}
+		out[i].LastSeen = a.LastSeen
+		out[i].Count += a.Count
+	}
+	slices.SortFunc(out, func(a, b anomaly) int { return a.FirstSeen.Compare(b.FirstSeen) })
+	return out
+}
+
+// appendSourceIPs keeps the newest distinct addresses, at most maxSourceIPs.
+func appendSourceIPs(have []string, ips ...string) []string {
+	out := slices.Clone(have)
+	for _, ip := range ips {
+		if ip == "" {
+			continue
+		}
+		if i := slices.Index(out, ip); i >= 0 {
+			out = slices.Delete(out, i, i+1)
+		}
+		out = append(out, ip)
+	}
+	if len(out) > maxSourceIPs {
+		out = out[len(out)-maxSourceIPs:]
+	}
+	return out
+}

@@ -1,0 +1,83 @@
+package vaultplugin
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestAnomaly_rateFlagOnlyFlags(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "flag", "anomaly_rate": 1})
+	d, _ := e.issue("r", nil)
+	req := map[string]any{"api_key": d["api_key"]}
+	for range 10 { // 10 in 10 s is exactly the threshold
+		e.wantCode(req, codeValid)
+	}
+	e.wantCode(req, codeValid) // the 11th is anomalous but only flagged
+	id := d["key_id"].(string)
+	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
+	as := rec["anomalies"].([]map[string]any)
+	if len(as) != 1 || as[0]["kind"] != "rate" || as[0]["count"] != uint64(1) || rec["suspended"] != false {
+		t.Fatalf("anomalies: %v suspended=%v", as, rec["suspended"])
+	}
+	// A new window starts clean.
+	e.clock.Add(anomalyWindow)
+	e.wantCode(req, codeValid)
+	list := e.ok(logical.ReadOperation, "monitor/anomalies", nil).Data
+	if asJSON(list["keys"]) != asJSON([]string{id}) {
+		t.Fatalf("monitor/anomalies: %v", list)
+	}
+}
+
+func TestAnomaly_suspendThenResume(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "flag_new_source": true})
+	d, _ := e.issue("r", nil)
+	id := d["key_id"].(string)
+	from := func(ip string) map[string]any { return map[string]any{"api_key": d["api_key"], "source_ip": ip} }
+	e.wantCode(from("10.0.0.1"), codeValid) // baseline
+	e.wantCode(from("10.0.0.1"), codeValid)
+	e.wantCode(from("198.51.100.7"), codeSuspended) // never seen before
+	e.wantCode(from("10.0.0.1"), codeSuspended)     // suspended for every source now
+	if st := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["status"]; st != statusSuspended {
+		t.Fatalf("status %v", st)
+	}
+
+	// The suspension survives a flush (it is stored, so other nodes and
+	// restarts see it), and resume lifts it.
+	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := e.b.loadKey(t.Context(), e.storage, id)
+	if stored.SuspendedAt.IsZero() || len(stored.Anomalies) != 1 || len(stored.SourceIPs) != 2 {
+		t.Fatalf("suspension not flushed: %+v", stored)
+	}
+	e.b.cache.drop(id) // as another node would, reading storage
+	e.wantCode(from("10.0.0.1"), codeSuspended)
+
+	resp := e.ok(logical.UpdateOperation, "keys/"+id+"/resume", map[string]any{"reason": "customer confirmed"})
+	if resp.Data["suspended"] != false || resp.Data["resumed_by"] == "" {
+		t.Fatalf("resume: %v", resp.Data)
+	}
+	e.wantCode(from("10.0.0.1"), codeValid)
+	e.wantCode(from("198.51.100.7"), codeValid) // now a known source
+	if as := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["anomalies"].([]map[string]any); len(as) != 1 {
+		t.Fatalf("history lost on resume: %v", as)
+	}
+}
+
+func TestAnomaly_noneIgnoresEverything(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "anomaly_rate": 0.1, "flag_new_source": true})
+	d, _ := e.issue("r", nil)
+	for i := range 20 {
+		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "10.0.0." + string(rune('0'+i%10))}, codeValid)
+	}
+	if list := e.ok(logical.ReadOperation, "monitor/anomalies", nil).Data["keys"].([]string); len(list) != 0 {
+		t.Fatalf("on_anomaly=none flagged %v", list)
+	}
+	e.badRequest(logical.UpdateOperation, "roles/r", map[string]any{"on_anomaly": "panic"}, "on_anomaly", "must be one of")
+	_ = time.Second
+}

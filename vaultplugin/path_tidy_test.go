@@ -1,0 +1,83 @@
+package vaultplugin
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestTidy_dropsOnlyRecordsPastRetention(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "24h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "47h"})
+	revoked, _ := e.issue("r", nil)
+	expired, _ := e.issue("r", nil)
+	live, _ := e.issue("r", map[string]any{"ttl": "40h"})
+	e.ok(logical.DeleteOperation, "keys/"+revoked["key_id"].(string), nil)
+
+	e.clock.Add(23 * time.Hour) // revoked 23h ago, expired 22h ago
+	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 0 || got["scanned"] != 3 {
+		t.Fatalf("tidy inside retention: %v", got)
+	}
+	e.clock.Add(90 * time.Minute) // revoked 24.5h ago, expired 23.5h ago
+	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 1 {
+		t.Fatalf("tidy: %v", got)
+	}
+	e.clock.Add(time.Hour)
+	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 1 {
+		t.Fatalf("tidy: %v", got)
+	}
+	for k := range e.dump() {
+		for _, gone := range []any{revoked["key_id"], expired["key_id"]} {
+			if strings.HasSuffix(k, gone.(string)) {
+				t.Fatalf("tidy left %q behind", k)
+			}
+		}
+	}
+	e.wantCode(map[string]any{"api_key": live["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, codeNotFound)
+	// Revoking a tidied key's lease is still a success.
+	if resp := e.leaseOp(logical.RevokeOperation, &logical.Secret{InternalData: map[string]any{"key_id": revoked["key_id"], "secret_type": secretAPIKeyType}}); resp != nil && resp.IsError() {
+		t.Fatal(resp.Error())
+	}
+}
+
+func TestTidy_pagesThroughManyRecords(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "1h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
+	n := tidyPage*2 + 17
+	for range n {
+		e.issue("r", nil)
+	}
+	e.clock.Add(2 * time.Hour)
+	scanned, removed, err := e.b.tidy(context.Background(), e.storage)
+	if err != nil || scanned != n || removed != n {
+		t.Fatalf("tidy scanned %d removed %d (%v), want %d", scanned, removed, err, n)
+	}
+	if left := e.dump(); len(left) != 2 { // config and the role
+		t.Fatalf("%d entries left: %v", len(left), sortedKeys(left)[:3])
+	}
+}
+
+func TestTidy_periodicRunsHourly(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "1m"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
+	e.issue("r", nil)
+	run := func() { _ = e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}) }
+	run() // first run tidies (nothing old yet) and sets the clock
+	e.clock.Add(5 * time.Minute)
+	run()
+	if n := len(e.ok(logical.ListOperation, "keys/", nil).Data["keys"].([]string)); n != 1 {
+		t.Fatal("periodic tidied before the interval")
+	}
+	e.clock.Add(tidyInterval)
+	run()
+	if resp := e.ok(logical.ListOperation, "keys/", nil); resp.Data["keys"] != nil && len(resp.Data["keys"].([]string)) != 0 {
+		t.Fatalf("periodic did not tidy: %v", resp.Data["keys"])
+	}
+}
