@@ -102,6 +102,8 @@ func newBackend(now func() time.Time) *backend {
 			pathRevoke(b),
 			pathMonitor(b),
 			pathTidy(b),
+			pathRevocations(b),
+			pathUsage(b),
 		),
 		Secrets:      []*framework.Secret{secretAPIKey(b)},
 		Invalidate:   b.invalidate,

@@ -125,6 +125,13 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if err := b.putKey(ctx, req.Storage, old); err != nil {
 		return nil, err
 	}
+	ev := revocationEvent{KeyID: old.KeyID, Kind: eventRotated, At: now, ExpiresAt: old.ExpiresAt}
+	if !old.RevokedAt.IsZero() {
+		ev.Kind, ev.ExpiresAt = eventRevoked, time.Time{}
+	}
+	if err := b.recordEvent(ctx, req.Storage, ev); err != nil {
+		return nil, err
+	}
 	resp.Data["previous_key_id"] = old.KeyID
 	resp.Data["previous_expires_at"] = formatTime(old.ExpiresAt)
 	if !old.RevokedAt.IsZero() {

@@ -87,8 +87,12 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage) (scanned, removed
 			}
 		}
 	}
-	if removed > 0 {
-		b.Logger().Info("tidy removed old key records", "removed", removed, "scanned", scanned)
+	events, err := b.tidyEvents(ctx, s)
+	if err != nil {
+		return scanned, removed, err
+	}
+	if removed > 0 || events > 0 {
+		b.Logger().Info("tidy removed old records", "keys", removed, "scanned", scanned, "feed_events", events)
 	}
 	return scanned, removed, nil
 }

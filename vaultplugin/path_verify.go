@@ -122,6 +122,10 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		data["key_type"] = r.KeyType
 		data["expires_at"] = formatTime(r.ExpiresAt)
 		data["metadata"] = nonNilMap(r.Metadata)
+		// What a local verifier needs to enforce the same policy itself.
+		data["allowed_cidrs"] = nonNil(r.AllowedCIDRs)
+		data["rate_limit"] = r.RateLimit
+		data["rate_burst"] = r.RateBurst
 	}
 	if res.retryAfterMs > 0 {
 		data["retry_after_ms"] = res.retryAfterMs

@@ -131,6 +131,11 @@ func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, r
 	if err := b.putKey(ctx, s, rec); err != nil {
 		return false, err
 	}
+	if wasLive {
+		if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked, At: now}); err != nil {
+			return true, err
+		}
+	}
 	b.limiter.drop(keyID)
 	b.anomalies.forget(keyID)
 	return wasLive, nil

@@ -44,6 +44,15 @@ func (t *usageTracker) record(keyID string, now time.Time, sourceIP string) {
 	t.mu.Unlock()
 }
 
+// add merges a batch counted elsewhere (a local verifier's report).
+func (t *usageTracker) add(keyID string, n uint64, last time.Time, sourceIP string) {
+	var ips []string
+	if sourceIP != "" {
+		ips = []string{sourceIP}
+	}
+	t.putBack(keyID, usage{count: n, last: last, sourceIP: sourceIP, ips: ips})
+}
+
 func (t *usageTracker) pending(keyID string) usage {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -131,6 +140,9 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u 
 		if !pa.suspendedAt.IsZero() && rec.SuspendedAt.IsZero() {
 			rec.SuspendedAt = pa.suspendedAt
 			rec.SuspendReason = "anomalous use"
+			if err := b.recordEvent(ctx, s, revocationEvent{KeyID: id, Kind: eventSuspended, At: pa.suspendedAt}); err != nil {
+				return err
+			}
 		}
 	}
 	return b.putKey(ctx, s, rec)
