@@ -17,6 +17,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"unsafe"
 )
 
 const (
@@ -61,6 +62,15 @@ type Key struct {
 // Raw returns the whole key, secret included.
 func (k Key) Raw() string { return k.raw }
 
+// SecretPart returns the secret and checksum: everything after the key_id.
+// Together with the public prefix, environment and key_id it is the key.
+func (k Key) SecretPart() string {
+	if len(k.raw) < SecretLen+ChecksumLen {
+		return ""
+	}
+	return k.raw[len(k.raw)-SecretLen-ChecksumLen:]
+}
+
 // String is safe to log: it shows the public parts only.
 func (k Key) String() string {
 	return k.Prefix + "_" + k.Environment + "_" + k.KeyID + "…"
@@ -91,42 +101,46 @@ func validLabel(s string, minLen, maxLen int) bool {
 	return true
 }
 
+// base62 marks the bytes of the alphabet; a table keeps Parse branch-free.
+var base62 = func() (t [256]bool) {
+	for i := 0; i < len(Alphabet); i++ {
+		t[Alphabet[i]] = true
+	}
+	return t
+}()
+
 func isBase62(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if digitValue(s[i]) < 0 {
+		if !base62[s[i]] {
 			return false
 		}
 	}
 	return true
 }
 
-func digitValue(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'A' && c <= 'Z':
-		return int(c-'A') + 10
-	case c >= 'a' && c <= 'z':
-		return int(c-'a') + 36
-	}
-	return -1
-}
-
 // Checksum returns the 6-digit base62 CRC32 (IEEE) of s.
 func Checksum(s string) string {
-	var out [ChecksumLen]byte
-	appendChecksum(out[:0], s)
-	return string(out[:])
+	d := checksumDigits(s)
+	return string(d[:])
 }
 
-func appendChecksum(dst []byte, s string) []byte {
-	v := crc32.ChecksumIEEE([]byte(s))
+// checksumDigits computes the checksum without allocating: Parse runs on
+// every request an API service receives, garbage included.
+func checksumDigits(s string) [ChecksumLen]byte {
+	// crc32 only reads its input, so it may look at the string's bytes in
+	// place instead of copying them to the heap on every call.
+	v := crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), len(s)))
 	var digits [ChecksumLen]byte
 	for i := ChecksumLen - 1; i >= 0; i-- {
 		digits[i] = Alphabet[v%62]
 		v /= 62
 	}
-	return append(dst, digits[:]...)
+	return digits
+}
+
+func appendChecksum(dst []byte, s string) []byte {
+	d := checksumDigits(s)
+	return append(dst, d[:]...)
 }
 
 // Generate returns a new key with a random key_id and secret from crypto/rand.
@@ -206,9 +220,7 @@ func Parse(s string) (Key, error) {
 		return Key{}, ErrMalformed
 	}
 	cut := len(s) - ChecksumLen
-	var want [ChecksumLen]byte
-	appendChecksum(want[:0], s[:cut])
-	if string(want[:]) != s[cut:] {
+	if want := checksumDigits(s[:cut]); string(want[:]) != s[cut:] {
 		return Key{}, ErrBadChecksum
 	}
 	return Key{Prefix: s[:i], Environment: rest[:j], KeyID: body[:KeyIDLen], raw: s}, nil

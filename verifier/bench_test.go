@@ -1,0 +1,58 @@
+package verifier
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/go-hclog"
+)
+
+// cachedVerifier is a verifier whose cache already holds key, as after one
+// engine round trip; benchmarks measure the local path only.
+func cachedVerifier(b *testing.B, key string) *Verifier {
+	now := time.Now()
+	v := &Verifier{
+		cfg:    Config{Now: func() time.Time { return now }, MaxStaleness: time.Hour, Environment: "prod"},
+		logger: hclog.NewNullLogger(),
+		cache:  newCache(1000),
+		usage:  map[string]*usageCount{},
+	}
+	v.lastFeedOK.Store(now.UnixNano())
+	k, err := keyformat.Parse(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := Result{Valid: true, Code: "VALID", KeyID: k.KeyID, Environment: "prod", Scopes: []string{"read", "trade"}, ExpiresAt: now.Add(time.Hour)}
+	e := newEntry(res, facts{}, []string{"read"}, now.Add(time.Hour))
+	e.prefix, e.environment, e.secretHash = k.Prefix, k.Environment, secretHash(k)
+	v.cache.put(k.KeyID, e)
+	return v
+}
+
+func BenchmarkVerify_cached(b *testing.B) {
+	k, _ := keyformat.Generate("ck", "prod")
+	v := cachedVerifier(b, k.Raw())
+	req := Request{APIKey: k.Raw(), Scopes: []string{"read"}, SourceIP: "10.0.0.1"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if res, _ := v.Verify(b.Context(), req); !res.Valid {
+			b.Fatal(res.Code)
+		}
+	}
+}
+
+func BenchmarkVerify_malformed(b *testing.B) {
+	k, _ := keyformat.Generate("ck", "prod")
+	v := cachedVerifier(b, k.Raw())
+	bad := []byte(k.Raw())
+	bad[len(bad)-1] = '!'
+	req := Request{APIKey: string(bad)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, _ := v.Verify(b.Context(), req); res.Code != "MALFORMED" {
+			b.Fatal(res.Code)
+		}
+	}
+}
