@@ -68,13 +68,13 @@ func (s *countingStorage) counts() (puts, gets, deletes int) {
 }
 
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	b       *backend
 	storage *countingStorage
 	clock   *testClock
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	clock := &testClock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 	conf := logical.TestBackendConfig()
