@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
@@ -224,8 +225,16 @@ func checkSignature(rec *keyRecord, in verifyInput, now time.Time) (code, msg st
 		return codeBadSignature, "a " + rec.KeyType + " key must sign its requests (signature and timestamp are required)"
 	}
 	ts, err := strconv.ParseInt(in.timestamp, 10, 64)
-	if err != nil || ts < 0 {
-		return codeBadSignature, "timestamp must be milliseconds since the epoch"
+	if err != nil || ts < 0 || strconv.FormatInt(ts, 10) != in.timestamp {
+		return codeBadSignature, "timestamp must be milliseconds since the epoch, in plain decimal"
+	}
+	// The message is a plain concatenation; fixing the shape of each part
+	// keeps the timestamp/method/path boundaries unambiguous.
+	if !validMethod(in.method) {
+		return codeBadSignature, "method must be an HTTP method (letters only)"
+	}
+	if !strings.HasPrefix(in.path, "/") {
+		return codeBadSignature, "path must start with /"
 	}
 	window := rec.RecvWindow
 	if window <= 0 {
@@ -244,4 +253,16 @@ func checkSignature(rec *keyRecord, in verifyInput, now time.Time) (code, msg st
 // logAnomaly reports a new finding. Only the key_id is logged: it is public.
 func (b *backend) logAnomaly(keyID, kind string) {
 	b.Logger().Warn("anomalous key use", "key_id", keyID, "kind", kind)
+}
+
+func validMethod(m string) bool {
+	if m == "" || len(m) > 16 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
 }

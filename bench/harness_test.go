@@ -1,0 +1,429 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/hashicorp/vault/api"
+)
+
+// mode is "full" for `make bench` and "short" inside `make test`, where
+// every measurement still runs, only briefly, so the harness cannot rot.
+type mode struct {
+	name        string
+	duration    time.Duration
+	concurrency int
+	smallKeys   int
+	largeKeys   int
+	tfResources int
+}
+
+func benchMode(t *testing.T) mode {
+	switch os.Getenv("CK_BENCH") {
+	case "full":
+		return mode{"full", 10 * time.Second, 16, 1_000, 100_000, 200}
+	case "short", "":
+		return mode{"short", 1500 * time.Millisecond, 16, 1_000, 5_000, 20}
+	default:
+		t.Fatalf("CK_BENCH=%q: want full or short", os.Getenv("CK_BENCH"))
+	}
+	return mode{}
+}
+
+type report struct {
+	Mode         string                 `json:"mode"`
+	Machine      map[string]any         `json:"machine"`
+	Measurements map[string]Measurement `json:"measurements"`
+	Ratios       map[string]float64     `json:"ratios"`
+	PluginRSSMB  float64                `json:"plugin_rss_mb"`
+	LocalVerify  float64                `json:"local_verify_rps"`
+	LocalMalform float64                `json:"local_malformed_rps"`
+	RevokeP99ms  float64                `json:"revocation_propagation_p99_ms"`
+	Notes        []string               `json:"notes,omitempty"`
+}
+
+func TestBenchHarness(t *testing.T) {
+	m := benchMode(t)
+	srv := vaulttest.Start(t)
+	mount := srv.Mount(t)
+	c := NewClient(srv.Addr, srv.Token, m.concurrency)
+	r := &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}, Machine: machine()}
+	run := func(name string, op func(w, i int) error) Measurement {
+		t.Helper()
+		res := Run(m.concurrency, m.duration, op)
+		r.Measurements[name] = res
+		t.Logf("%-22s %9.0f req/s  p50 %6.0f us  p99 %6.0f us  (%d errors)", name, res.RPS, res.P50us, res.P99us, res.Errors)
+		if res.Requests == 0 || res.Errors > res.Requests/100 {
+			t.Errorf("%s: %d requests, %d errors", name, res.Requests, res.Errors)
+		}
+		return res
+	}
+
+	srv.MustCLI(t, "write", mount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
+	srv.MustCLI(t, "write", mount+"/roles/bench-hmac", "environment=prod", "key_type=hmac", "recv_window=60000", "ttl=24h")
+	srv.MustCLI(t, "secrets", "enable", "-path=kvb", "-version=2", "kv")
+
+	small := seed(t, c, mount, "bench", m.smallKeys, m.concurrency)
+	hmacKey := issue(t, c, mount, "bench-hmac")
+
+	verifyBodies := bodies(small, `{"api_key":%q,"scopes":["read"],"environment":"prod"}`)
+	valid := []byte(`"code":"VALID"`)
+	verify1k := run("verify", func(w, i int) error {
+		return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
+	})
+	malformed := run("verify_malformed", func(w, i int) error {
+		return c.Do("POST", mount+"/verify", []byte(`{"api_key":"ck_prod_this-is-not-a-key"}`), 200, []byte(`"MALFORMED"`))
+	})
+	run("verify_hmac", func(w, i int) error {
+		ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+		sig := vaultplugin.SignHMAC(hmacKey.secret, []byte(ts+"POST/api/v3/order{}"))
+		body := fmt.Sprintf(`{"api_key":%q,"timestamp":%q,"method":"POST","path":"/api/v3/order","body":"{}","signature":%q}`, hmacKey.apiKey, ts, sig)
+		return c.Do("POST", mount+"/verify", []byte(body), 200, valid)
+	})
+	// The alternatives: keys kept in KV v2, Vault tokens used as keys.
+	if err := c.Do("POST", "kvb/data/apikey", []byte(`{"data":{"api_key":"stored"}}`), 200, nil); err != nil {
+		t.Fatal(err)
+	}
+	kvRead := run("kv_read", func(w, i int) error { return c.Do("GET", "kvb/data/apikey", nil, 200, nil) })
+	tok := strings.TrimSpace(srv.MustCLI(t, "token", "create", "-field=token", "-policy=default"))
+	lookup := []byte(fmt.Sprintf(`{"token":%q}`, tok))
+	tokenLookup := run("token_lookup", func(w, i int) error { return c.Do("POST", "auth/token/lookup", lookup, 200, nil) })
+	health := run("sys_health", func(w, i int) error { return c.Do("GET", "sys/health", nil, 200, nil) })
+	info := run("info", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) })
+	creds := run("creds", func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) })
+	kvWrite := run("kv_write", func(w, i int) error {
+		return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
+	})
+
+	// The same verify with many more keys in the engine.
+	large := seed(t, c, mount, "bench", m.largeKeys-m.smallKeys, m.concurrency*2)
+	large = append(large, small...)
+	largeBodies := bodies(large, `{"api_key":%q,"scopes":["read"],"environment":"prod"}`)
+	verifyLarge := run("verify_large", func(w, i int) error {
+		return c.Do("POST", mount+"/verify", largeBodies[(w*7919+i*31)%len(largeBodies)], 200, valid)
+	})
+	r.PluginRSSMB = pluginRSSMB(t)
+
+	r.Ratios["verify_vs_info"] = verify1k.RPS / info.RPS
+	r.Ratios["verify_vs_kv_read"] = verify1k.RPS / kvRead.RPS
+	r.Ratios["verify_vs_token_lookup"] = verify1k.RPS / tokenLookup.RPS
+	r.Ratios["verify_vs_health"] = verify1k.RPS / health.RPS
+	r.Ratios["malformed_vs_verify"] = malformed.RPS / verify1k.RPS
+	r.Ratios["creds_vs_kv_write"] = creds.RPS / kvWrite.RPS
+	r.Ratios["verify_100k_vs_1k"] = verifyLarge.RPS / verify1k.RPS
+
+	localVerifier(t, r, srv.Client, mount, m)
+	r.Ratios["local_verify_vs_kv_read"] = r.LocalVerify / kvRead.RPS
+
+	if tfRatio, note := terraformRefresh(t, srv, mount, m); note != "" {
+		r.Notes = append(r.Notes, note)
+	} else {
+		r.Ratios["tf_refresh_vs_terraform_data"] = tfRatio
+	}
+	writeReport(t, r)
+}
+
+type issuedKey struct{ apiKey, keyID, secret string }
+
+func issue(t *testing.T, c *Client, mount, role string) issuedKey {
+	t.Helper()
+	var out struct {
+		Data struct {
+			APIKey    string `json:"api_key"`
+			KeyID     string `json:"key_id"`
+			SecretKey string `json:"secret_key"`
+		} `json:"data"`
+	}
+	if err := getJSON(c, mount+"/creds/"+role, &out); err != nil {
+		t.Fatal(err)
+	}
+	return issuedKey{out.Data.APIKey, out.Data.KeyID, out.Data.SecretKey}
+}
+
+func getJSON(c *Client, path string, out any) error {
+	req, err := http.NewRequest("GET", c.Addr+"/v1/"+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Vault-Token", c.Token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %d", path, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// seed issues n keys of a role with some concurrency and returns them.
+func seed(t *testing.T, c *Client, mount, role string, n, concurrency int) []string {
+	t.Helper()
+	start := time.Now()
+	keys := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				var out struct {
+					Data struct {
+						APIKey string `json:"api_key"`
+					} `json:"data"`
+				}
+				if err := getJSON(c, mount+"/creds/"+role, &out); err != nil {
+					failed.Add(1)
+					return
+				}
+				keys[i] = out.Data.APIKey
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("seeding %d keys: %d failures", n, failed.Load())
+	}
+	t.Logf("seeded %d keys in %s", n, time.Since(start).Round(time.Millisecond))
+	return keys
+}
+
+func bodies(keys []string, format string) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = []byte(fmt.Sprintf(format, k))
+	}
+	return out
+}
+
+// pluginRSSMB reads the peak resident set of the plugin process(es).
+func pluginRSSMB(t *testing.T) float64 {
+	out, err := exec.Command("pgrep", "-f", "vault-plugin-secrets-cryptokeys").Output()
+	if err != nil {
+		t.Errorf("finding the plugin process: %v", err)
+		return 0
+	}
+	peak := 0.0
+	for _, pid := range strings.Fields(string(out)) {
+		status, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				peak = max(peak, kb/1024)
+			}
+		}
+	}
+	return peak
+}
+
+// localVerifier measures the embedded verifier: cached verify and
+// MALFORMED rejection on one goroutine, and how fast a revocation reaches it.
+func localVerifier(t *testing.T, r *report, client *api.Client, mount string, m mode) {
+	t.Helper()
+	ctx := context.Background()
+	v, err := verifier.New(ctx, verifier.Config{Client: client, Mount: mount, Environment: "prod", PollInterval: 250 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(ctx)
+	c := NewClient(client.Address(), client.Token(), 1)
+	k := issue(t, c, mount, "bench")
+	req := verifier.Request{APIKey: k.apiKey, Scopes: []string{"read"}}
+	if res, err := v.Verify(ctx, req); err != nil || !res.Valid {
+		t.Fatalf("first verify: %v %v", res.Code, err)
+	}
+	r.LocalVerify = loop(m.duration, func() bool { res, _ := v.Verify(ctx, req); return res.Valid && res.Cached })
+	bad := verifier.Request{APIKey: "ck_prod_" + strings.Repeat("x", keyformat.BodyLen)}
+	r.LocalMalform = loop(m.duration, func() bool { res, _ := v.Verify(ctx, bad); return res.Code == "MALFORMED" })
+	t.Logf("local verifier: %.0f cached verifies/s, %.0f malformed/s (one goroutine)", r.LocalVerify, r.LocalMalform)
+
+	n := 100
+	if m.name == "short" {
+		n = 10
+	}
+	var lags []time.Duration
+	for range n {
+		k := issue(t, c, mount, "bench")
+		kr := verifier.Request{APIKey: k.apiKey}
+		if res, _ := v.Verify(ctx, kr); !res.Valid {
+			t.Fatalf("fresh key refused: %s", res.Code)
+		}
+		if err := c.Do("DELETE", mount+"/keys/"+k.keyID, nil, 204, nil); err != nil {
+			t.Fatal(err)
+		}
+		revoked := time.Now()
+		for {
+			res, _ := v.Verify(ctx, kr)
+			if !res.Valid {
+				lags = append(lags, time.Since(revoked))
+				break
+			}
+			if time.Since(revoked) > 10*time.Second {
+				t.Fatal("revocation did not reach the verifier within 10 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	slices.Sort(lags)
+	r.RevokeP99ms = float64(lags[min(len(lags)-1, len(lags)*99/100)].Microseconds()) / 1000
+	t.Logf("revocation propagation p99: %.0f ms over %d revocations", r.RevokeP99ms, n)
+}
+
+// loop counts how many times f succeeds per second on this goroutine.
+func loop(d time.Duration, f func() bool) float64 {
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		for range 1000 {
+			if f() {
+				n++
+			}
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+func machine() map[string]any {
+	host, _ := os.Hostname()
+	cpu := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return map[string]any{"cpus": runtime.NumCPU(), "cpu": cpu, "go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH, "host": host}
+}
+
+func writeReport(t *testing.T, r *report) {
+	t.Helper()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(vaulttest.RepoRoot(), "bin", "bench.json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(r.Ratios))
+	for k := range r.Ratios {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-22s %12s %10s %10s\n", "measurement", "req/s", "p50 us", "p99 us")
+	for _, name := range []string{"verify", "verify_malformed", "verify_hmac", "info", "kv_read", "token_lookup", "sys_health", "creds", "kv_write", "verify_large"} {
+		mm := r.Measurements[name]
+		fmt.Fprintf(&sb, "%-22s %12.0f %10.0f %10.0f\n", name, mm.RPS, mm.P50us, mm.P99us)
+	}
+	fmt.Fprintf(&sb, "%-22s %12.0f\n%-22s %12.0f\n", "local_verify", r.LocalVerify, "local_malformed", r.LocalMalform)
+	fmt.Fprintf(&sb, "\n%-30s %8s\n", "ratio", "value")
+	for _, n := range names {
+		fmt.Fprintf(&sb, "%-30s %8.2f\n", n, r.Ratios[n])
+	}
+	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms)
+	t.Log(sb.String())
+	fmt.Println(sb.String())
+	t.Logf("wrote %s", path)
+}
+
+// terraformRefresh times `terraform plan` (which refreshes every resource)
+// over N cryptokeys_api_key resources and over N terraform_data resources,
+// and returns how many times faster (>1) or slower (<1) ours refresh.
+func terraformRefresh(t *testing.T, srv *vaulttest.Server, mount string, m mode) (float64, string) {
+	t.Helper()
+	provider := filepath.Join(vaulttest.RepoRoot(), "bin", "terraform-provider-cryptokeys")
+	tf, err := exec.LookPath("terraform")
+	if err != nil {
+		return 0, "terraform not on PATH: terraform figures skipped"
+	}
+	if _, err := os.Stat(provider); err != nil {
+		return 0, "bin/terraform-provider-cryptokeys not built: terraform figures skipped"
+	}
+	dir := t.TempDir()
+	cliConfig := filepath.Join(dir, "cli.tfrc")
+	if err := os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {
+  dev_overrides {
+    "registry.terraform.io/cryptokeys/cryptokeys" = %q
+  }
+  direct {}
+}
+`, filepath.Dir(provider))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), srv.Env()...)
+	env = append(env, "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+	timePlan := func(name, config string) time.Duration {
+		wd := filepath.Join(dir, name)
+		if err := os.MkdirAll(wd, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(wd, "main.tf"), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tfRun := func(args ...string) {
+			cmd := exec.Command(tf, args...)
+			cmd.Dir, cmd.Env = wd, env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("terraform %s in %s: %v\n%s", args[0], name, err, out)
+			}
+		}
+		tfRun("apply", "-auto-approve", "-input=false", "-no-color")
+		var runs []time.Duration
+		for range 3 {
+			start := time.Now()
+			tfRun("plan", "-input=false", "-no-color", "-lock=false")
+			runs = append(runs, time.Since(start))
+		}
+		slices.Sort(runs)
+		tfRun("destroy", "-auto-approve", "-input=false", "-no-color")
+		return runs[1]
+	}
+	keys := timePlan("keys", fmt.Sprintf(`terraform {
+  required_providers {
+    cryptokeys = { source = "cryptokeys/cryptokeys" }
+  }
+}
+provider "cryptokeys" {
+  mount = %q
+}
+resource "cryptokeys_api_key" "k" {
+  count = %d
+  role  = "bench"
+}
+`, mount, m.tfResources))
+	data := timePlan("data", fmt.Sprintf(`resource "terraform_data" "d" {
+  count = %d
+  input = "x"
+}
+`, m.tfResources))
+	t.Logf("terraform plan over %d resources: cryptokeys_api_key %s, terraform_data %s", m.tfResources, keys.Round(time.Millisecond), data.Round(time.Millisecond))
+	return data.Seconds() / keys.Seconds(), ""
+}
