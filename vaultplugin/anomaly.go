@@ -180,6 +180,19 @@ func (t *anomalyTracker) pendingKeys() []string {
 	return ids
 }
 
+// suspendedKeys lists keys suspended on this node and not yet flushed.
+func (t *anomalyTracker) suspendedKeys() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []string
+	for id, pa := range t.pending {
+		if !pa.suspendedAt.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // forget clears a key's in-memory state (on resume, revoke and tidy).
 func (t *anomalyTracker) forget(keyID string) {
 	t.mu.Lock()

@@ -121,6 +121,12 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 	if len(events) < maxFeedEvents && settled > cursor {
 		cursor = settled
 	}
+	// Suspensions this node decided but has not flushed yet: verify cannot
+	// write them, so they travel in memory until then. Sent on every read
+	// until flushed; dropping a cached key twice is harmless.
+	for _, id := range b.anomalies.suspendedKeys() {
+		events = append(events, map[string]any{"key_id": id, "kind": eventSuspended, "at": "", "expires_at": ""})
+	}
 	return &logical.Response{Data: map[string]any{"events": events, "cursor": cursor, "reset": reset}}, nil
 }
 

@@ -25,6 +25,10 @@ func TestRevocations_feedCarriesRevokeRotateSuspend(t *testing.T) {
 	e.ok(logical.UpdateOperation, "keys/"+b["key_id"].(string)+"/rotate", map[string]any{"grace": "30s"})
 	e.wantCode(map[string]any{"api_key": c["api_key"]}, codeValid)
 	e.wantCode(map[string]any{"api_key": c["api_key"]}, codeSuspended)
+	// Before the flush the suspension is already in the feed, from memory.
+	if early, _, _ := e.feed(cursor); len(early) != 3 {
+		t.Fatalf("unflushed suspension missing from the feed: %v", early)
+	}
 	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
 		t.Fatal(err)
 	}
