@@ -105,14 +105,25 @@ func (r *keyRecord) prepare() {
 	}
 }
 
+// RevokedAt may lie in the future: a key rotated out with a grace period is
+// revoked when the grace ends.
 func (r *keyRecord) status(now time.Time) string {
 	switch {
-	case !r.RevokedAt.IsZero():
+	case !r.RevokedAt.IsZero() && !now.Before(r.RevokedAt):
 		return statusRevoked
 	case !now.Before(r.ExpiresAt):
 		return statusExpired
 	}
 	return statusActive
+}
+
+// end is when the key stops verifying: its expiry, or an earlier scheduled
+// revocation. Verify reports it as expires_at, so no cache outlives it.
+func (r *keyRecord) end() time.Time {
+	if !r.RevokedAt.IsZero() && r.RevokedAt.Before(r.ExpiresAt) {
+		return r.RevokedAt
+	}
+	return r.ExpiresAt
 }
 
 func (r *keyRecord) live(now time.Time) bool { return r.status(now) == statusActive }

@@ -119,7 +119,7 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, d *fra
 			"role":        rec.Role,
 			"environment": rec.Environment,
 			"status":      rec.status(now),
-			"expires_at":  formatTime(rec.ExpiresAt),
+			"expires_at":  formatTime(rec.end()),
 		}
 	}
 	return logical.ListResponseWithInfo(keys, info), nil
@@ -158,7 +158,7 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 		"created_at":           formatTime(rec.CreatedAt),
 		"created_by":           rec.CreatedBy,
 		"created_by_entity_id": rec.CreatedByEntityID,
-		"expires_at":           formatTime(rec.ExpiresAt),
+		"expires_at":           formatTime(rec.end()),
 		"max_expires_at":       formatTime(rec.MaxExpiresAt),
 		"revoked_at":           formatTime(rec.RevokedAt),
 		"revoked_by":           rec.RevokedBy,

@@ -114,28 +114,28 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if reason == "" {
 		reason = "rotated to " + succ.KeyID
 	}
-	if end := now.Add(grace); grace == 0 {
-		old.RevokedAt, old.RevokedBy, old.RevokeReason = now, requester(req), reason
-		b.limiter.drop(keyID)
-	} else if end.Before(old.ExpiresAt) {
-		old.ExpiresAt, old.MaxExpiresAt = end, end
+	// The old key is revoked when the grace ends (now, by default), unless
+	// it expires before that; either way no renewal can take it further.
+	if end := now.Add(grace); end.Before(old.ExpiresAt) {
+		old.RevokedAt, old.RevokedBy, old.RevokeReason = end, requester(req), reason
+		old.MaxExpiresAt = end
 	} else {
 		old.MaxExpiresAt = old.ExpiresAt
+	}
+	if grace == 0 {
+		b.limiter.drop(keyID)
 	}
 	if err := b.putKey(ctx, req.Storage, old); err != nil {
 		return nil, err
 	}
-	ev := revocationEvent{KeyID: old.KeyID, Kind: eventRotated, At: now, ExpiresAt: old.ExpiresAt}
-	if !old.RevokedAt.IsZero() {
+	ev := revocationEvent{KeyID: old.KeyID, Kind: eventRotated, At: now, ExpiresAt: old.end()}
+	if old.status(now) == statusRevoked {
 		ev.Kind, ev.ExpiresAt = eventRevoked, time.Time{}
 	}
 	if err := b.recordEvent(ctx, req.Storage, ev); err != nil {
 		return nil, err
 	}
 	resp.Data["previous_key_id"] = old.KeyID
-	resp.Data["previous_expires_at"] = formatTime(old.ExpiresAt)
-	if !old.RevokedAt.IsZero() {
-		resp.Data["previous_expires_at"] = formatTime(old.RevokedAt)
-	}
+	resp.Data["previous_expires_at"] = formatTime(old.end())
 	return resp, nil
 }

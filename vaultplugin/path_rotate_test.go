@@ -22,7 +22,7 @@ func TestRotate_graceOverlapThenOnlySuccessor(t *testing.T) {
 	e.wantCode(map[string]any{"api_key": old["api_key"]}, codeValid)
 	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
 	e.clock.Add(2 * time.Second)
-	e.wantCode(map[string]any{"api_key": old["api_key"]}, codeExpired)
+	e.wantCode(map[string]any{"api_key": old["api_key"]}, codeRevoked)
 	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
 
 	rec := e.ok(logical.ReadOperation, "keys/"+old["key_id"].(string), nil).Data

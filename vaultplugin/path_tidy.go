@@ -105,11 +105,7 @@ func (b *backend) tidyOne(ctx context.Context, s logical.Storage, id string, cut
 	if err != nil || rec == nil {
 		return false, err
 	}
-	end := rec.ExpiresAt
-	if !rec.RevokedAt.IsZero() && rec.RevokedAt.Before(end) {
-		end = rec.RevokedAt
-	}
-	if rec.live(b.now()) || !end.Before(cutoff) {
+	if rec.live(b.now()) || !rec.end().Before(cutoff) {
 		return false, nil
 	}
 	// Indexes go after the record: a crash in between leaves only index

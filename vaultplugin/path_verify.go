@@ -121,7 +121,7 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		data["environment"] = r.Environment
 		data["scopes"] = nonNil(r.Scopes)
 		data["key_type"] = r.KeyType
-		data["expires_at"] = formatTime(r.ExpiresAt)
+		data["expires_at"] = formatTime(r.end())
 		data["metadata"] = nonNilMap(r.Metadata)
 		// What a local verifier needs to enforce the same policy itself.
 		data["allowed_cidrs"] = nonNil(r.AllowedCIDRs)
@@ -164,7 +164,7 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 	}
 	switch rec.status(now) {
 	case statusRevoked:
-		return refuse(codeRevoked, "key was revoked at "+formatTime(rec.RevokedAt))
+		return refuse(codeRevoked, "key was revoked at "+formatTime(rec.RevokedAt)+": "+rec.RevokeReason)
 	case statusExpired:
 		return refuse(codeExpired, "key expired at "+formatTime(rec.ExpiresAt))
 	}

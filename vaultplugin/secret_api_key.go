@@ -117,10 +117,10 @@ func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, r
 	if err != nil || rec == nil {
 		return false, err
 	}
-	if !rec.RevokedAt.IsZero() {
+	now := b.now()
+	if rec.status(now) == statusRevoked {
 		return false, nil
 	}
-	now := b.now()
 	wasLive := rec.live(now)
 	if fromLease && !wasLive {
 		reason = "lease expired"
