@@ -56,19 +56,34 @@ type Key struct {
 	Prefix      string
 	Environment string
 	KeyID       string
-	raw         string
+	// The whole key is kept as a pointer and a length, not a string: fmt
+	// prints unexported fields by reflection, without calling String, so a
+	// Key nested in another struct would otherwise print its secret.
+	rawData *byte
+	rawLen  int
 }
 
 // Raw returns the whole key, secret included.
-func (k Key) Raw() string { return k.raw }
+func (k Key) Raw() string {
+	if k.rawData == nil {
+		return ""
+	}
+	return unsafe.String(k.rawData, k.rawLen)
+}
+
+func withRaw(k Key, raw string) Key {
+	k.rawData, k.rawLen = unsafe.StringData(raw), len(raw)
+	return k
+}
 
 // SecretPart returns the secret and checksum: everything after the key_id.
 // Together with the public prefix, environment and key_id it is the key.
 func (k Key) SecretPart() string {
-	if len(k.raw) < SecretLen+ChecksumLen {
+	raw := k.Raw()
+	if len(raw) < SecretLen+ChecksumLen {
 		return ""
 	}
-	return k.raw[len(k.raw)-SecretLen-ChecksumLen:]
+	return raw[len(raw)-SecretLen-ChecksumLen:]
 }
 
 // String is safe to log: it shows the public parts only.
@@ -169,12 +184,11 @@ func GenerateFrom(r io.Reader, prefix, environment string) (Key, error) {
 	}
 	buf = append(buf, body...)
 	buf = appendChecksum(buf, string(buf))
-	return Key{
+	return withRaw(Key{
 		Prefix:      prefix,
 		Environment: environment,
 		KeyID:       string(buf[idStart : idStart+KeyIDLen]),
-		raw:         string(buf),
-	}, nil
+	}, string(buf)), nil
 }
 
 // RandomBase62 returns n base62 characters drawn uniformly from r. Bytes at
@@ -223,7 +237,7 @@ func Parse(s string) (Key, error) {
 	if want := checksumDigits(s[:cut]); string(want[:]) != s[cut:] {
 		return Key{}, ErrBadChecksum
 	}
-	return Key{Prefix: s[:i], Environment: rest[:j], KeyID: body[:KeyIDLen], raw: s}, nil
+	return withRaw(Key{Prefix: s[:i], Environment: rest[:j], KeyID: body[:KeyIDLen]}, s), nil
 }
 
 // Match is one key-shaped string found in a text.

@@ -608,3 +608,19 @@ func TestFindManyKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyInUnexportedFieldDoesNotLeak(t *testing.T) {
+	k, err := keyformat.Generate("ck", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type request struct {
+		path string
+		key  keyformat.Key
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d"} {
+		if out := fmt.Sprintf(verb, request{"/v1/orders", k}); strings.Contains(out, k.SecretPart()) {
+			t.Fatalf("%s printed the secret: %s", verb, out)
+		}
+	}
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// revokeChunk keeps each request well under the engine's 4 MiB limit on
+// revoke/leaked text; one key is at most 76 bytes, so this is ~13k keys.
+const revokeChunk = 1 << 20
+
+type revokeResult struct {
+	revoked, unknown, alreadyRevoked int
+	revokedIDs                       []string
+}
+
+// vaultClient builds a client from the Vault CLI's environment variables,
+// read through getenv rather than the process environment so that callers
+// (and tests) decide what it sees.
+func vaultClient(getenv func(string) string, stderr io.Writer) (*api.Client, error) {
+	addr := getenv("VAULT_ADDR")
+	if addr == "" {
+		// Keys are about to be sent over the network: never guess where.
+		return nil, errors.New("VAULT_ADDR is not set")
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("VAULT_ADDR %q is not an http(s) URL", addr)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		fmt.Fprintf(stderr, "cryptokeys scan: warning: sending keys to %s without TLS\n", addr)
+	}
+
+	cfg := api.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, cfg.Error
+	}
+	cfg.Address = addr
+	// DefaultConfig also applied the process's own VAULT_* TLS settings;
+	// start from a clean TLS config so only getenv's apply.
+	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	skip := false
+	if v := getenv("VAULT_SKIP_VERIFY"); v != "" {
+		if skip, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("VAULT_SKIP_VERIFY: %v", err)
+		}
+	}
+	if err := cfg.ConfigureTLS(&api.TLSConfig{
+		CACert:        getenv("VAULT_CACERT"),
+		CAPath:        getenv("VAULT_CAPATH"),
+		ClientCert:    getenv("VAULT_CLIENT_CERT"),
+		ClientKey:     getenv("VAULT_CLIENT_KEY"),
+		TLSServerName: getenv("VAULT_TLS_SERVER_NAME"),
+		Insecure:      skip,
+	}); err != nil {
+		return nil, err
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	token, err := vaultToken(getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(token)
+	if ns := getenv("VAULT_NAMESPACE"); ns != "" {
+		c.SetNamespace(ns)
+	} else {
+		c.ClearNamespace()
+	}
+	return c, nil
+}
+
+// vaultToken is VAULT_TOKEN, or else what `vault login` stored with the
+// default token helper, as the vault CLI does.
+func vaultToken(getenv func(string) string) (string, error) {
+	if t := getenv("VAULT_TOKEN"); t != "" {
+		return t, nil
+	}
+	if home := getenv("HOME"); home != "" {
+		b, err := os.ReadFile(filepath.Join(home, ".vault-token"))
+		if err == nil && strings.TrimSpace(string(b)) != "" {
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
+	return "", errors.New("VAULT_TOKEN is not set and there is no ~/.vault-token")
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// revokeLeaked sends the keys to <mount>/revoke/leaked and adds up the
+// engine's counts. Only whole keys are sent, one per line: the engine needs
+// the secret to prove a leak, and nothing else from the scanned files should
+// leave the machine.
+func revokeLeaked(ctx context.Context, getenv func(string) string, mount, reason string, keys []string, stderr io.Writer) (revokeResult, error) {
+	var res revokeResult
+	c, err := vaultClient(getenv, stderr)
+	if err != nil {
+		return res, err
+	}
+	for len(keys) > 0 {
+		var text strings.Builder
+		n := 0
+		for n < len(keys) && (n == 0 || text.Len()+len(keys[n])+1 <= revokeChunk) {
+			text.WriteString(keys[n])
+			text.WriteByte('\n')
+			n++
+		}
+		keys = keys[n:]
+		sec, err := c.Logical().WriteWithContext(ctx, mount+"/revoke/leaked", map[string]any{
+			"text":   text.String(),
+			"reason": reason,
+		})
+		if err != nil {
+			return res, err
+		}
+		if sec == nil || sec.Data == nil {
+			return res, fmt.Errorf("%s/revoke/leaked returned no data", mount)
+		}
+		for field, dst := range map[string]*int{
+			"revoked_count":         &res.revoked,
+			"unknown_count":         &res.unknown,
+			"already_revoked_count": &res.alreadyRevoked,
+		} {
+			v, err := toInt(sec.Data[field])
+			if err != nil {
+				return res, fmt.Errorf("%s/revoke/leaked: %s: %v", mount, field, err)
+			}
+			*dst += v
+		}
+		if ids, ok := sec.Data["revoked"].([]any); ok {
+			for _, id := range ids {
+				if s, ok := id.(string); ok {
+					res.revokedIDs = append(res.revokedIDs, s)
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+func toInt(v any) (int, error) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err
+	case float64:
+		return int(n), nil
+	case int:
+		return n, nil
+	case nil:
+		return 0, errors.New("missing")
+	}
+	return 0, fmt.Errorf("unexpected type %T", v)
+}
