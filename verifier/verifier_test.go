@@ -99,6 +99,12 @@ func TestVerifier(t *testing.T) {
 		if res, _ := v.Verify(t.Context(), verifier.Request{APIKey: key, Scopes: []string{"withdraw"}, SourceIP: "10.1.1.1"}); res.Code != "INSUFFICIENT_SCOPE" {
 			t.Fatalf("unapproved scope must go to the engine and be refused: %s", res.Code)
 		}
+		// The cache hit above took one token of the burst of 3.
+		for i := range 2 {
+			if res, _ := v.Verify(t.Context(), req); !res.Valid || !res.Cached {
+				t.Fatalf("request %d within the burst: %s", i, res.Code)
+			}
+		}
 		if res, _ := v.Verify(t.Context(), req); res.Code != "RATE_LIMITED" || res.RetryAfter <= 0 {
 			t.Fatalf("burst of 3 spent: %s retry=%s", res.Code, res.RetryAfter)
 		}

@@ -1,0 +1,346 @@
+// Package vaulttest starts a real Vault server for integration and
+// acceptance tests: the MPL-2.0 Vault 1.13 built into bin/vault, in dev mode
+// on a free 127.0.0.1 port, with the real plugin binary registered by sha256
+// and version. It is the one way tests in this repository get a Vault.
+//
+//	srv := vaulttest.Start(t)      // stopped in t.Cleanup, also on failure
+//	mount := srv.Mount(t)          // plugin enabled at a fresh path
+//	srv.MustCLI(t, "read", mount+"/creds/role")
+//
+// Binaries come from CK_VAULT_BIN and CK_PLUGIN_BIN, or bin/ at the
+// repository root (`make vault plugin` builds them). A missing binary fails
+// the test: integration tests never skip silently.
+package vaulttest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// PluginName is the plugin's catalog name.
+const PluginName = "vault-plugin-secrets-cryptokeys"
+
+// Server is a running Vault dev server with the plugin registered.
+type Server struct {
+	Addr   string // http://127.0.0.1:PORT
+	Token  string // root token
+	Client *api.Client
+	// Dir holds the server's files: plugin directory, config, logs, and the
+	// HOME of every vault CLI run, so nothing lands in the user's home.
+	Dir           string
+	LogPath       string
+	PluginVersion string
+	PluginSHA256  string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	once sync.Once
+}
+
+// RepoRoot is the directory holding go.mod.
+func RepoRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if b, _ := os.ReadFile(filepath.Join(dir, "go.mod")); bytes.Contains(b, []byte("module github.com/cryptokeys/terraform-provider-cryptokeys\n")) {
+				return dir
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			panic("vaulttest: repository root (go.mod) not found")
+		}
+		dir = parent
+	}
+}
+
+// VaultBin is the Vault server binary tests run.
+func VaultBin() string { return binPath("CK_VAULT_BIN", "vault") }
+
+// PluginBin is the plugin binary tests register.
+func PluginBin() string { return binPath("CK_PLUGIN_BIN", PluginName) }
+
+func binPath(env, name string) string {
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	return filepath.Join(RepoRoot(), "bin", name)
+}
+
+// Start starts a server and stops it when the test ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := start(tb.TempDir())
+	if err != nil {
+		tb.Fatalf("vaulttest: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func start(dir string) (*Server, error) {
+	vaultBin, pluginBin := VaultBin(), PluginBin()
+	for _, b := range []string{vaultBin, pluginBin} {
+		if _, err := os.Stat(b); err != nil {
+			return nil, fmt.Errorf("%s is missing: run `make vault plugin` first (%v)", b, err)
+		}
+	}
+	version, err := pluginVersion(pluginBin)
+	if err != nil {
+		return nil, err
+	}
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		return nil, err
+	}
+	sum, err := copyFile(pluginBin, filepath.Join(pluginDir, PluginName))
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	config := filepath.Join(dir, "config.hcl")
+	// raw_storage_endpoint lets storage tests read what the engine wrote.
+	if err := os.WriteFile(config, []byte("raw_storage_endpoint = true\n"), 0o644); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		Addr:          fmt.Sprintf("http://127.0.0.1:%d", port),
+		Token:         "root-" + randomHex(12),
+		Dir:           dir,
+		LogPath:       filepath.Join(dir, "vault.log"),
+		PluginVersion: version,
+		PluginSHA256:  sum,
+		done:          make(chan struct{}),
+	}
+	logf, err := os.Create(s.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(vaultBin, "server", "-dev",
+		"-dev-root-token-id="+s.Token,
+		"-dev-listen-address="+strings.TrimPrefix(s.Addr, "http://"),
+		"-dev-plugin-dir="+pluginDir,
+		"-dev-no-store-token",
+		"-config="+config,
+	)
+	s.cmd.Env = append(os.Environ(), "HOME="+dir, "VAULT_LOG_LEVEL=info")
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// Own process group, so Stop also ends the plugin processes Vault started.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() {
+		_ = s.cmd.Wait()
+		logf.Close()
+		close(s.done)
+	}()
+	if err := s.waitReady(); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("%v (log: %s)", err, tail(s.LogPath))
+	}
+	// Register explicitly by sha256 and version, as an operator would; the
+	// -dev-plugin-dir registration alone carries no version.
+	if out, err := s.CLI(nil, "plugin", "register", "-sha256="+sum, "-version="+version, "secret", PluginName); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("registering the plugin: %v: %s", err, out)
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady() error {
+	cfg := api.DefaultConfig()
+	cfg.Address = s.Addr
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	c.SetToken(s.Token)
+	s.Client = c
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("vault exited during start")
+		default:
+		}
+		if h, err := c.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("vault not ready after 60 s")
+}
+
+// Stop ends the server and every process it started. Safe to call twice.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		if s.cmd == nil || s.cmd.Process == nil {
+			return
+		}
+		pgid := -s.cmd.Process.Pid
+		_ = syscall.Kill(pgid, syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(pgid, syscall.SIGKILL)
+			<-s.done
+		}
+		// Plugin processes outlive a SIGTERM'd Vault for a moment.
+		_ = syscall.Kill(pgid, syscall.SIGKILL)
+	})
+}
+
+// Mount enables the plugin, at its registered version, at a fresh path and
+// disables it when the test ends. It returns the path without slashes.
+func (s *Server) Mount(tb testing.TB) string {
+	tb.Helper()
+	path := "ck-" + randomHex(4)
+	s.MountAt(tb, path)
+	return path
+}
+
+// MountAt enables the plugin at path.
+func (s *Server) MountAt(tb testing.TB, path string) {
+	tb.Helper()
+	s.MustCLI(tb, "secrets", "enable", "-path="+path, "-plugin-version="+s.PluginVersion, PluginName)
+	tb.Cleanup(func() { _, _ = s.CLI(nil, "secrets", "disable", path) })
+}
+
+// Env is what a subprocess (vault, terraform, the scanner) needs to reach
+// the server.
+func (s *Server) Env() []string {
+	return []string{"VAULT_ADDR=" + s.Addr, "VAULT_TOKEN=" + s.Token}
+}
+
+// CLI runs the real vault CLI against the server and returns its standard
+// output; on failure err carries the exit status and out the standard
+// error too. tb may be nil.
+func (s *Server) CLI(tb testing.TB, args ...string) (string, error) {
+	if tb != nil {
+		tb.Helper()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, VaultBin(), args...)
+	cmd.Env = append(os.Environ(), s.Env()...)
+	cmd.Env = append(cmd.Env, "HOME="+s.Dir, "VAULT_FORMAT=", "NO_COLOR=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String() + stderr.String(), fmt.Errorf("vault %s: %w", firstWords(args), err)
+	}
+	return stdout.String(), nil
+}
+
+// MustCLI is CLI that fails the test on error.
+func (s *Server) MustCLI(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := s.CLI(tb, args...)
+	if err != nil {
+		tb.Fatalf("%v\n%s", err, out)
+	}
+	return out
+}
+
+// EnableFileAudit turns on a file audit device and returns the log's path.
+func (s *Server) EnableFileAudit(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(s.Dir, "audit-"+randomHex(4)+".log")
+	s.MustCLI(tb, "audit", "enable", "-path=file-"+randomHex(3), "file", "file_path="+path)
+	return path
+}
+
+// ServerLog returns what the server has logged so far (plugin output
+// included), for secret-hygiene checks.
+func (s *Server) ServerLog(tb testing.TB) string {
+	tb.Helper()
+	b, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// firstWords names a CLI call in errors without its arguments, which may
+// hold keys.
+func firstWords(args []string) string {
+	n := min(2, len(args))
+	return strings.Join(args[:n], " ")
+}
+
+func pluginVersion(bin string) (string, error) {
+	out, err := exec.Command(bin, "-version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s -version: %v", bin, err)
+	}
+	v := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(v, "v") {
+		return "", fmt.Errorf("%s -version printed %q, not a v-prefixed semantic version", bin, v)
+	}
+	return v, nil
+}
+
+func copyFile(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
+		out.Close()
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), out.Close()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
