@@ -89,7 +89,7 @@ func binPath(env, name string) string {
 // Start starts a server and stops it when the test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s, err := start(tb.TempDir())
+	s, err := Launch(tb.TempDir())
 	if err != nil {
 		tb.Fatalf("vaulttest: %v", err)
 	}
@@ -97,7 +97,9 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
-func start(dir string) (*Server, error) {
+// Launch starts a server with its files in dir, for tools outside tests
+// (make dev, make demo). The caller must Stop it.
+func Launch(dir string) (*Server, error) {
 	vaultBin, pluginBin := VaultBin(), PluginBin()
 	for _, b := range []string{vaultBin, pluginBin} {
 		if _, err := os.Stat(b); err != nil {
@@ -226,8 +228,18 @@ func (s *Server) Mount(tb testing.TB) string {
 // MountAt enables the plugin at path.
 func (s *Server) MountAt(tb testing.TB, path string) {
 	tb.Helper()
-	s.MustCLI(tb, "secrets", "enable", "-path="+path, "-plugin-version="+s.PluginVersion, PluginName)
+	if err := s.Enable(path); err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() { _, _ = s.CLI(nil, "secrets", "disable", path) })
+}
+
+// Enable enables the plugin, at its registered version, at path.
+func (s *Server) Enable(path string) error {
+	if out, err := s.CLI(nil, "secrets", "enable", "-path="+path, "-plugin-version="+s.PluginVersion, PluginName); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
 }
 
 // Env is what a subprocess (vault, terraform, the scanner) needs to reach
