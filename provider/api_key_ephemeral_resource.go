@@ -1,0 +1,203 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral/schema"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+var (
+	_ ephemeral.EphemeralResourceWithConfigure = (*apiKeyEphemeralResource)(nil)
+	_ ephemeral.EphemeralResourceWithRenew     = (*apiKeyEphemeralResource)(nil)
+	_ ephemeral.EphemeralResourceWithClose     = (*apiKeyEphemeralResource)(nil)
+)
+
+func newAPIKeyEphemeralResource() ephemeral.EphemeralResource { return &apiKeyEphemeralResource{} }
+
+type apiKeyEphemeralResource struct{ c *client }
+
+type apiKeyEphemeralModel struct {
+	Mount         types.String         `tfsdk:"mount"`
+	Role          types.String         `tfsdk:"role"`
+	Name          types.String         `tfsdk:"name"`
+	TTL           timetypes.GoDuration `tfsdk:"ttl"`
+	Scopes        types.Set            `tfsdk:"scopes"`
+	Metadata      types.Map            `tfsdk:"metadata"`
+	RevokeOnClose types.Bool           `tfsdk:"revoke_on_close"`
+	KeyID         types.String         `tfsdk:"key_id"`
+	LeaseID       types.String         `tfsdk:"lease_id"`
+	APIKey        types.String         `tfsdk:"api_key"`
+	SecretKey     types.String         `tfsdk:"secret_key"`
+	PrivateKey    types.String         `tfsdk:"private_key"`
+	Environment   types.String         `tfsdk:"environment"`
+	ExpiresAt     timetypes.RFC3339    `tfsdk:"expires_at"`
+}
+
+// leasePrivate is what Renew and Close get: they see no configuration,
+// only this private data saved at Open.
+type leasePrivate struct {
+	LeaseID       string `json:"lease_id"`
+	Mount         string `json:"mount"`
+	Namespace     string `json:"namespace"`
+	KeyID         string `json:"key_id"`
+	LeaseSeconds  int    `json:"lease_seconds"`
+	RevokeOnClose bool   `json:"revoke_on_close"`
+}
+
+const leasePrivateKey = "lease"
+
+func (r *apiKeyEphemeralResource) Metadata(_ context.Context, req ephemeral.MetadataRequest, resp *ephemeral.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_api_key"
+}
+
+func (r *apiKeyEphemeralResource) Schema(_ context.Context, _ ephemeral.SchemaRequest, resp *ephemeral.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "Issues a leased API key that is never written to plan or state (Terraform 1.10+). The lease is renewed while Terraform runs and revoked when it is done, unless revoke_on_close = false.",
+		Attributes: map[string]schema.Attribute{
+			"mount":    schema.StringAttribute{Optional: true, Description: "Path of the cryptokeys engine. Default: the provider's mount."},
+			"role":     schema.StringAttribute{Required: true, Description: "Role to issue the key from.", Validators: nameValidators()},
+			"name":     schema.StringAttribute{Optional: true, Description: "Label for the key."},
+			"ttl":      schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Description: "Lease TTL. Default: the role's."},
+			"scopes":   schema.SetAttribute{ElementType: types.StringType, Optional: true, Description: "Narrow the key's scopes.", Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
+			"metadata": schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "Extra key-value pairs for this key."},
+			"revoke_on_close": schema.BoolAttribute{
+				Optional:    true,
+				Description: "Revoke the key when Terraform is done with it. Default true; set false to hand the key to something that outlives the run (it then lives until its lease ends).",
+			},
+			"key_id":      schema.StringAttribute{Computed: true, Description: "Public identifier of the key."},
+			"lease_id":    schema.StringAttribute{Computed: true, Description: "Vault lease of the key."},
+			"api_key":     schema.StringAttribute{Computed: true, Sensitive: true, Description: "The API key."},
+			"secret_key":  schema.StringAttribute{Computed: true, Sensitive: true, Description: "hmac keys: the signing secret."},
+			"private_key": schema.StringAttribute{Computed: true, Sensitive: true, Description: "ed25519 keys: the private key (PEM)."},
+			"environment": schema.StringAttribute{Computed: true, Description: "The key's environment."},
+			"expires_at":  schema.StringAttribute{CustomType: timetypes.RFC3339Type{}, Computed: true, Description: "When the lease ends unless renewed."},
+		},
+	}
+}
+
+func (r *apiKeyEphemeralResource) Configure(_ context.Context, req ephemeral.ConfigureRequest, resp *ephemeral.ConfigureResponse) {
+	r.c = configuredClient(req.ProviderData, &resp.Diagnostics)
+}
+
+// renewAt schedules the next renewal at two thirds of the lease, so there
+// is time to retry before it ends.
+func renewAt(now time.Time, leaseSeconds int) time.Time {
+	return now.Add(time.Duration(leaseSeconds) * time.Second * 2 / 3)
+}
+
+func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {
+	var m apiKeyEphemeralModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || r.c == nil {
+		return
+	}
+	mount := r.c.mountOr(m.Mount)
+	data := map[string]any{}
+	if s, ok := seconds(m.TTL, &resp.Diagnostics); ok {
+		data["ttl"] = s
+	}
+	if v := stringsOf(ctx, m.Scopes, &resp.Diagnostics); v != nil {
+		data["scopes"] = v
+	}
+	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
+		data["metadata"] = v
+	}
+	if v := m.Name.ValueString(); v != "" {
+		data["name"] = v
+	}
+	p := mount + "/creds/" + m.Role.ValueString()
+	s, err := r.c.vault.Logical().WriteWithContext(ctx, p, data)
+	if err != nil {
+		addVaultError(&resp.Diagnostics, r.c, "issuing a key from "+p, err)
+		return
+	}
+	if s == nil {
+		resp.Diagnostics.AddError("Vault returned no key", "writing "+p+" returned an empty response")
+		return
+	}
+	d := s.Data
+	m.Mount = types.StringValue(mount)
+	m.KeyID = types.StringValue(str(d, "key_id"))
+	m.LeaseID = types.StringValue(s.LeaseID)
+	m.APIKey = types.StringValue(str(d, "api_key"))
+	m.SecretKey = optString(str(d, "secret_key"))
+	m.PrivateKey = optString(str(d, "private_key"))
+	m.Environment = types.StringValue(str(d, "environment"))
+	m.ExpiresAt = rfc3339(str(d, "expires_at"))
+	resp.Diagnostics.Append(resp.Result.Set(ctx, &m)...)
+
+	priv := leasePrivate{
+		LeaseID: s.LeaseID, Mount: mount, Namespace: r.c.vault.Namespace(), KeyID: m.KeyID.ValueString(),
+		LeaseSeconds: s.LeaseDuration, RevokeOnClose: m.RevokeOnClose.IsNull() || m.RevokeOnClose.ValueBool(),
+	}
+	resp.Diagnostics.Append(savePrivate(ctx, resp.Private, priv)...)
+	if s.Renewable && s.LeaseDuration > 0 {
+		resp.RenewAt = renewAt(r.c.now(), s.LeaseDuration)
+	}
+}
+
+type privateData interface {
+	GetKey(ctx context.Context, key string) ([]byte, diag.Diagnostics)
+	SetKey(ctx context.Context, key string, value []byte) diag.Diagnostics
+}
+
+func savePrivate(ctx context.Context, p privateData, v leasePrivate) diag.Diagnostics {
+	b, err := json.Marshal(v)
+	if err != nil {
+		var d diag.Diagnostics
+		d.AddError("Saving lease data", err.Error())
+		return d
+	}
+	return p.SetKey(ctx, leasePrivateKey, b)
+}
+
+func loadPrivate(ctx context.Context, p privateData) (leasePrivate, diag.Diagnostics) {
+	var v leasePrivate
+	b, d := p.GetKey(ctx, leasePrivateKey)
+	if d.HasError() || len(b) == 0 {
+		return v, d
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		d.AddError("Reading lease data", err.Error())
+	}
+	return v, d
+}
+
+// Renew extends the lease while Terraform still needs the key.
+func (r *apiKeyEphemeralResource) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
+	priv, d := loadPrivate(ctx, req.Private)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() || priv.LeaseID == "" || r.c == nil {
+		return
+	}
+	v := r.c.vault.WithNamespace(priv.Namespace)
+	s, err := v.Sys().RenewWithContext(ctx, priv.LeaseID, priv.LeaseSeconds)
+	if err != nil {
+		addVaultError(&resp.Diagnostics, r.c, "renewing lease of key "+priv.KeyID, err)
+		return
+	}
+	if s != nil && s.LeaseDuration > 0 {
+		resp.RenewAt = renewAt(r.c.now(), s.LeaseDuration)
+	}
+}
+
+// Close revokes the key unless revoke_on_close = false.
+func (r *apiKeyEphemeralResource) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
+	priv, d := loadPrivate(ctx, req.Private)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() || priv.LeaseID == "" || !priv.RevokeOnClose || r.c == nil {
+		return
+	}
+	v := r.c.vault.WithNamespace(priv.Namespace)
+	if err := v.Sys().RevokeWithContext(ctx, priv.LeaseID); err != nil && !isNotFound(err) && !isInvalidLease(err) {
+		addVaultError(&resp.Diagnostics, r.c, "revoking lease of key "+priv.KeyID, err)
+	}
+}

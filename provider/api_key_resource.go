@@ -1,0 +1,343 @@
+package provider
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*apiKeyResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*apiKeyResource)(nil)
+	_ resource.ResourceWithImportState = (*apiKeyResource)(nil)
+)
+
+func newAPIKeyResource() resource.Resource { return &apiKeyResource{} }
+
+type apiKeyResource struct{ c *client }
+
+type apiKeyModel struct {
+	ID                 types.String         `tfsdk:"id"`
+	Mount              types.String         `tfsdk:"mount"`
+	Role               types.String         `tfsdk:"role"`
+	Name               types.String         `tfsdk:"name"`
+	TTL                timetypes.GoDuration `tfsdk:"ttl"`
+	Scopes             types.Set            `tfsdk:"scopes"`
+	AllowedCIDRs       types.Set            `tfsdk:"allowed_cidrs"`
+	Metadata           types.Map            `tfsdk:"metadata"`
+	RotateBefore       timetypes.GoDuration `tfsdk:"rotate_before"`
+	RotationTriggers   types.Map            `tfsdk:"rotation_triggers"`
+	PublicKeyWO        types.String         `tfsdk:"public_key_wo"`
+	PublicKeyWOVersion types.Int64          `tfsdk:"public_key_wo_version"`
+	KeyID              types.String         `tfsdk:"key_id"`
+	LeaseID            types.String         `tfsdk:"lease_id"`
+	APIKey             types.String         `tfsdk:"api_key"`
+	SecretKey          types.String         `tfsdk:"secret_key"`
+	PrivateKey         types.String         `tfsdk:"private_key"`
+	PublicKey          types.String         `tfsdk:"public_key"`
+	Environment        types.String         `tfsdk:"environment"`
+	KeyType            types.String         `tfsdk:"key_type"`
+	ExpiresAt          timetypes.RFC3339    `tfsdk:"expires_at"`
+	ReadyForRotation   types.Bool           `tfsdk:"ready_for_rotation"`
+}
+
+func (r *apiKeyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_api_key"
+}
+
+func keep() []planmodifier.String {
+	return []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
+}
+
+func (r *apiKeyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	replaceString := []planmodifier.String{stringplanmodifier.RequiresReplace()}
+	resp.Schema = schema.Schema{
+		Description: "An API key issued by the cryptokeys engine as a leased secret. Inside `rotate_before` of its expiry the plan replaces it (`-/+`; use `create_before_destroy` for overlap). A key revoked or expired outside Terraform is planned for re-creation; destroying revokes it. The key is stored in state (sensitive); use the ephemeral `cryptokeys_api_key` to keep it out of state. Import by `<key_id>` or `<mount>/<key_id>` (metadata only, never the secret).",
+		Attributes: map[string]schema.Attribute{
+			"id":    schema.StringAttribute{Computed: true, Description: "The key_id.", PlanModifiers: keep()},
+			"mount": mountAttribute(),
+			"role": schema.StringAttribute{
+				Required: true, Description: "Role to issue the key from.",
+				Validators: nameValidators(), PlanModifiers: replaceString,
+			},
+			"name": schema.StringAttribute{
+				Optional: true, Description: "Label for the key, e.g. the customer or service using it.",
+				Validators: []validator.String{stringvalidator.LengthAtMost(128)}, PlanModifiers: replaceString,
+			},
+			"ttl": schema.StringAttribute{
+				CustomType: timetypes.GoDurationType{}, Optional: true,
+				Description:   "Lease TTL, at most the role's max_ttl. Default: the role's ttl.",
+				PlanModifiers: durationModifiers(stringplanmodifier.RequiresReplace()),
+			},
+			"scopes": schema.SetAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description:   "Narrow the key to these of the role's scopes.",
+				Validators:    []validator.Set{setvalidator.ValueStringsAre(scopeValidator())},
+				PlanModifiers: []planmodifier.Set{setplanmodifier.RequiresReplace()},
+			},
+			"allowed_cidrs": schema.SetAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description:   "Narrow the key's source CIDRs (inside the role's).",
+				Validators:    []validator.Set{setvalidator.ValueStringsAre(cidrValidator{})},
+				PlanModifiers: []planmodifier.Set{setplanmodifier.RequiresReplace()},
+			},
+			"metadata": schema.MapAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description:   "Key-value pairs added to the role's metadata for this key.",
+				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()},
+			},
+			"rotate_before": schema.StringAttribute{
+				CustomType: timetypes.GoDurationType{}, Optional: true,
+				Description:   "Replace the key once its expiry is this close (e.g. \"168h\"). Unset: never rotate early.",
+				PlanModifiers: durationModifiers(),
+			},
+			"rotation_triggers": schema.MapAttribute{
+				ElementType: types.StringType, Optional: true,
+				Description:   "Arbitrary values; any change replaces the key (rotate on demand).",
+				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()},
+			},
+			"public_key_wo": schema.StringAttribute{
+				Optional: true, WriteOnly: true, Sensitive: true,
+				Description: "ed25519 roles: the client's public key (PEM), write-only so it can come from an ephemeral value. Needs Terraform 1.11. Change public_key_wo_version to send a new one.",
+			},
+			"public_key_wo_version": schema.Int64Attribute{
+				Optional: true, Description: "Bump to issue a new key with the current public_key_wo.",
+				PlanModifiers: []planmodifier.Int64{int64planmodifier.RequiresReplace()},
+			},
+			"key_id":      schema.StringAttribute{Computed: true, Description: "Public identifier of the key (safe to log).", PlanModifiers: keep()},
+			"lease_id":    schema.StringAttribute{Computed: true, Description: "Vault lease of the key.", PlanModifiers: keep()},
+			"api_key":     schema.StringAttribute{Computed: true, Sensitive: true, Description: "The API key.", PlanModifiers: keep()},
+			"secret_key":  schema.StringAttribute{Computed: true, Sensitive: true, Description: "hmac keys: the request-signing secret.", PlanModifiers: keep()},
+			"private_key": schema.StringAttribute{Computed: true, Sensitive: true, Description: "ed25519 keys generated by the engine: the private key (PKCS#8 PEM).", PlanModifiers: keep()},
+			"public_key":  schema.StringAttribute{Computed: true, Description: "ed25519 keys: the public key the engine verifies with.", PlanModifiers: keep()},
+			"environment": schema.StringAttribute{Computed: true, Description: "The key's environment (from its role).", PlanModifiers: keep()},
+			"key_type":    schema.StringAttribute{Computed: true, Description: "bearer, hmac or ed25519.", PlanModifiers: keep()},
+			"expires_at": schema.StringAttribute{
+				CustomType: timetypes.RFC3339Type{}, Computed: true,
+				Description: "When the key stops verifying.",
+			},
+			"ready_for_rotation": schema.BoolAttribute{
+				Computed:      true,
+				Description:   "True in a plan that replaces the key because it is inside rotate_before of its expiry.",
+				PlanModifiers: []planmodifier.Bool{boolplanmodifier.UseStateForUnknown()},
+			},
+		},
+	}
+}
+
+func (r *apiKeyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.c = configuredClient(req.ProviderData, &resp.Diagnostics)
+}
+
+// inRotationWindow reports whether now is within rotateBefore of expiresAt.
+func inRotationWindow(now time.Time, expiresAt timetypes.RFC3339, rotateBefore timetypes.GoDuration) bool {
+	if expiresAt.IsNull() || expiresAt.IsUnknown() || rotateBefore.IsNull() || rotateBefore.IsUnknown() {
+		return false
+	}
+	exp, d := expiresAt.ValueRFC3339Time()
+	if d.HasError() {
+		return false
+	}
+	before, d := rotateBefore.ValueGoDuration()
+	if d.HasError() || before <= 0 {
+		return false
+	}
+	return !now.Before(exp.Add(-before))
+}
+
+// ModifyPlan plans a replacement once the key is inside its rotation window,
+// as terraform-provider-tls does for early certificate renewal: the plan
+// shows -/+, so create_before_destroy and replace_triggered_by work.
+func (r *apiKeyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() || r.c == nil {
+		return
+	}
+	var state, plan apiKeyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if inRotationWindow(r.c.now(), state.ExpiresAt, plan.RotateBefore) {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), true)...)
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("ready_for_rotation"))
+	}
+}
+
+func (r *apiKeyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m apiKeyModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	// Write-only values are only in the configuration, never in the plan.
+	var pub types.String
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("public_key_wo"), &pub)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	mount := r.c.mountOr(m.Mount)
+	data := map[string]any{}
+	if s, ok := seconds(m.TTL, &resp.Diagnostics); ok {
+		data["ttl"] = s
+	}
+	if v := stringsOf(ctx, m.Scopes, &resp.Diagnostics); v != nil {
+		data["scopes"] = v
+	}
+	if v := stringsOf(ctx, m.AllowedCIDRs, &resp.Diagnostics); v != nil {
+		data["allowed_cidrs"] = v
+	}
+	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
+		data["metadata"] = v
+	}
+	if v := m.Name.ValueString(); v != "" {
+		data["name"] = v
+	}
+	if v := pub.ValueString(); v != "" {
+		data["public_key"] = v
+	}
+	p := mount + "/creds/" + m.Role.ValueString()
+	s, err := r.c.vault.Logical().WriteWithContext(ctx, p, data)
+	if err != nil {
+		addVaultError(&resp.Diagnostics, r.c, "issuing a key from "+p, err)
+		return
+	}
+	if s == nil {
+		resp.Diagnostics.AddError("Vault returned no key", "writing "+p+" returned an empty response")
+		return
+	}
+	d := s.Data
+	m.Mount = types.StringValue(mount)
+	m.ID = types.StringValue(str(d, "key_id"))
+	m.KeyID = m.ID
+	m.LeaseID = types.StringValue(s.LeaseID)
+	m.APIKey = types.StringValue(str(d, "api_key"))
+	m.SecretKey = optString(str(d, "secret_key"))
+	m.PrivateKey = optString(str(d, "private_key"))
+	m.PublicKey = optString(str(d, "public_key"))
+	m.Environment = types.StringValue(str(d, "environment"))
+	m.KeyType = types.StringValue(str(d, "key_type"))
+	m.ExpiresAt = rfc3339(str(d, "expires_at"))
+	m.ReadyForRotation = types.BoolValue(false)
+	m.PublicKeyWO = types.StringNull()
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func optString(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}
+
+func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m apiKeyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	found, live := r.read(ctx, &m, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !found || !live {
+		// Revoked, expired or tidied away outside Terraform: drop it from
+		// state so the plan issues a new one.
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// read refreshes the key's metadata from keys/<key_id>.
+func (r *apiKeyResource) read(ctx context.Context, m *apiKeyModel, diags *diag.Diagnostics) (found, live bool) {
+	mount := r.c.mountOr(m.Mount)
+	p := mount + "/keys/" + m.KeyID.ValueString()
+	s, err := r.c.vault.Logical().ReadWithContext(ctx, p)
+	if err != nil {
+		addVaultError(diags, r.c, "reading "+p, err)
+		return false, false
+	}
+	if s == nil {
+		return false, false
+	}
+	d := s.Data
+	m.Mount = types.StringValue(mount)
+	m.ID = m.KeyID
+	m.Role = types.StringValue(str(d, "role"))
+	m.Environment = types.StringValue(str(d, "environment"))
+	m.KeyType = types.StringValue(str(d, "key_type"))
+	m.PublicKey = optString(str(d, "public_key"))
+	m.ExpiresAt = rfc3339(str(d, "expires_at"))
+	if m.ReadyForRotation.IsNull() || m.ReadyForRotation.IsUnknown() {
+		m.ReadyForRotation = types.BoolValue(false)
+	}
+	st := str(d, "status")
+	return true, st == "active" || st == "suspended"
+}
+
+// Update only sees rotate_before change: everything else replaces the key.
+func (r *apiKeyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m apiKeyModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	r.read(ctx, &m, &resp.Diagnostics)
+	m.PublicKeyWO = types.StringNull()
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// Delete revokes the lease (Vault then calls the engine's revoke) and the
+// key itself, so verify refuses it at once. A key already gone is fine.
+func (r *apiKeyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m apiKeyModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if lease := m.LeaseID.ValueString(); lease != "" {
+		if err := r.c.vault.Sys().RevokeWithContext(ctx, lease); err != nil && !isNotFound(err) && !isInvalidLease(err) {
+			addVaultError(&resp.Diagnostics, r.c, "revoking lease "+lease, err)
+			return
+		}
+	}
+	p := r.c.mountOr(m.Mount) + "/keys/" + m.KeyID.ValueString()
+	if _, err := r.c.vault.Logical().DeleteWithDataWithContext(ctx, p, map[string][]string{"reason": {"destroyed by Terraform"}}); err != nil && !isNotFound(err) {
+		addVaultError(&resp.Diagnostics, r.c, "revoking "+p, err)
+	}
+}
+
+func isInvalidLease(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "invalid lease")
+}
+
+func (r *apiKeyResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	id := strings.Trim(req.ID, "/")
+	mount := ""
+	if i := strings.LastIndex(id, "/"); i >= 0 {
+		mount, id = id[:i], id[i+1:]
+	}
+	if !keyIDRE.MatchString(id) {
+		resp.Diagnostics.AddError("Invalid import ID", "want <key_id> or <mount>/<key_id>, where key_id is 12 base62 characters")
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("key_id"), id)...)
+	if mount != "" {
+		resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("mount"), mount)...)
+	}
+}

@@ -1,0 +1,144 @@
+package provider
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/vault/api"
+)
+
+// testClockOffset moves the provider's clock in acceptance tests, so a
+// rotation window can be entered without waiting for it.
+var testClockOffset atomic.Int64
+
+func testNow() time.Time { return time.Now().Add(time.Duration(testClockOffset.Load())) }
+
+var testProviders = map[string]func() (tfprotov6.ProviderServer, error){
+	"cryptokeys": providerserver.NewProtocol6WithError(NewWithClock("test", testNow)()),
+}
+
+// accServer starts the real Vault with the real plugin for one test, with
+// a fresh mount. Acceptance tests need TF_ACC=1 (make test sets it).
+func accServer(t *testing.T) (*vaulttest.Server, string) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 (make test does)")
+	}
+	srv := vaulttest.Start(t)
+	return srv, srv.Mount(t)
+}
+
+func providerBlock(srv *vaulttest.Server, mount string) string {
+	return fmt.Sprintf(`
+provider "cryptokeys" {
+  address = %q
+  token   = %q
+  mount   = %q
+}
+`, srv.Addr, srv.Token, mount)
+}
+
+// verifyCode asks the engine about a key, as an API gateway would.
+func verifyCode(c *api.Client, mount, apiKey string, extra map[string]any) (string, error) {
+	data := map[string]any{"api_key": apiKey}
+	for k, v := range extra {
+		data[k] = v
+	}
+	s, err := c.Logical().Write(mount+"/verify", data)
+	if err != nil {
+		return "", err
+	}
+	code, _ := s.Data["code"].(string)
+	return code, nil
+}
+
+// checkVerify is a test check that the key in a resource attribute
+// verifies with the wanted code.
+func checkVerify(c *api.Client, mount, address, attribute, want string, extra map[string]any) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		rs, ok := s.RootModule().Resources[address]
+		if !ok {
+			return fmt.Errorf("%s not in state", address)
+		}
+		key := rs.Primary.Attributes[attribute]
+		got, err := verifyCode(c, mount, key, extra)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("%s: verify answered %s, want %s", address, got, want)
+		}
+		return nil
+	}
+}
+
+func keyStatus(c *api.Client, mount, keyID string) string {
+	s, err := c.Logical().Read(mount + "/keys/" + keyID)
+	if err != nil || s == nil {
+		return "gone"
+	}
+	st, _ := s.Data["status"].(string)
+	return st
+}
+
+func TestProvider_schemaValid(t *testing.T) {
+	// Building the server validates every schema (framework checks).
+	srv, err := providerserver.NewProtocol6WithError(New("test")())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range resp.Diagnostics {
+		t.Errorf("schema diagnostic: %s: %s", d.Summary, d.Detail)
+	}
+	for _, name := range []string{"cryptokeys_secrets_engine", "cryptokeys_role", "cryptokeys_api_key"} {
+		if _, ok := resp.ResourceSchemas[name]; !ok {
+			t.Errorf("resource %s missing", name)
+		}
+	}
+	if _, ok := resp.EphemeralResourceSchemas["cryptokeys_api_key"]; !ok {
+		t.Error("ephemeral cryptokeys_api_key missing")
+	}
+	for _, name := range []string{"cryptokeys_role", "cryptokeys_key", "cryptokeys_keys"} {
+		if _, ok := resp.DataSourceSchemas[name]; !ok {
+			t.Errorf("data source %s missing", name)
+		}
+	}
+	if _, ok := resp.Functions["parse_key"]; !ok {
+		t.Error("function parse_key missing")
+	}
+}
+
+func TestNewVaultClient_diagnostics(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("VAULT_TOKEN", "")
+	_, summary, detail := newVaultClient(providerModel{}, env(map[string]string{"HOME": t.TempDir()}))
+	if summary != "Missing Vault address" || !strings.Contains(detail, "VAULT_ADDR") {
+		t.Fatalf("no address: %q %q", summary, detail)
+	}
+	_, summary, detail = newVaultClient(providerModel{}, env(map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "HOME": t.TempDir()}))
+	if summary != "Missing Vault token" || !strings.Contains(detail, "vault login") {
+		t.Fatalf("no token: %q %q", summary, detail)
+	}
+	home := t.TempDir()
+	if err := os.WriteFile(home+"/.vault-token", []byte("s.fromhelper\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, summary, _ := newVaultClient(providerModel{}, env(map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "HOME": home, "VAULT_NAMESPACE": "team-a"}))
+	if summary != "" || c.Token() != "s.fromhelper" || c.Namespace() != "team-a" {
+		t.Fatalf("token helper / namespace fallback: %q token=%q ns=%q", summary, c.Token(), c.Namespace())
+	}
+}

@@ -1,0 +1,99 @@
+package provider
+
+import (
+	"context"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+var _ datasource.DataSourceWithConfigure = (*roleDataSource)(nil)
+
+func newRoleDataSource() datasource.DataSource { return &roleDataSource{} }
+
+type roleDataSource struct{ c *client }
+
+type roleDataModel struct {
+	Mount         types.String  `tfsdk:"mount"`
+	Name          types.String  `tfsdk:"name"`
+	Environment   types.String  `tfsdk:"environment"`
+	Scopes        types.Set     `tfsdk:"scopes"`
+	KeyType       types.String  `tfsdk:"key_type"`
+	TTL           types.String  `tfsdk:"ttl"`
+	MaxTTL        types.String  `tfsdk:"max_ttl"`
+	AllowedCIDRs  types.Set     `tfsdk:"allowed_cidrs"`
+	RateLimit     types.Float64 `tfsdk:"rate_limit"`
+	RateBurst     types.Int64   `tfsdk:"rate_burst"`
+	MaxActiveKeys types.Int64   `tfsdk:"max_active_keys"`
+	RecvWindow    types.Int64   `tfsdk:"recv_window"`
+	Metadata      types.Map     `tfsdk:"metadata"`
+	Description   types.String  `tfsdk:"description"`
+}
+
+func (d *roleDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_role"
+}
+
+func (d *roleDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	computedSet := func(desc string) schema.SetAttribute {
+		return schema.SetAttribute{ElementType: types.StringType, Computed: true, Description: desc}
+	}
+	resp.Schema = schema.Schema{
+		Description: "Reads a role of the cryptokeys engine.",
+		Attributes: map[string]schema.Attribute{
+			"mount":           schema.StringAttribute{Optional: true, Description: "Engine path. Default: the provider's mount."},
+			"name":            schema.StringAttribute{Required: true, Description: "Role name.", Validators: nameValidators()},
+			"environment":     schema.StringAttribute{Computed: true, Description: "Environment of the role's keys."},
+			"scopes":          computedSet("Scopes of the role's keys."),
+			"key_type":        schema.StringAttribute{Computed: true, Description: "bearer, hmac or ed25519."},
+			"ttl":             schema.StringAttribute{Computed: true, Description: "Lease TTL (Go duration; 0s = engine default)."},
+			"max_ttl":         schema.StringAttribute{Computed: true, Description: "Maximum lifetime (Go duration; 0s = engine default)."},
+			"allowed_cidrs":   computedSet("Allowed source CIDR blocks."),
+			"rate_limit":      schema.Float64Attribute{Computed: true, Description: "Requests per second per key (0 = unlimited)."},
+			"rate_burst":      schema.Int64Attribute{Computed: true, Description: "Token bucket size."},
+			"max_active_keys": schema.Int64Attribute{Computed: true, Description: "Most live keys at once (0 = unlimited)."},
+			"recv_window":     schema.Int64Attribute{Computed: true, Description: "Signed request window in milliseconds."},
+			"metadata":        schema.MapAttribute{ElementType: types.StringType, Computed: true, Description: "Metadata copied onto keys."},
+			"description":     schema.StringAttribute{Computed: true, Description: "Description."},
+		},
+	}
+}
+
+func (d *roleDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	d.c = configuredClient(req.ProviderData, &resp.Diagnostics)
+}
+
+func (d *roleDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var m roleDataModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	mount := d.c.mountOr(m.Mount)
+	p := rolePath(mount, m.Name.ValueString())
+	s, err := d.c.vault.Logical().ReadWithContext(ctx, p)
+	if err != nil {
+		addVaultError(&resp.Diagnostics, d.c, "reading "+p, err)
+		return
+	}
+	if s == nil {
+		resp.Diagnostics.AddError("Role not found", "no role at "+p)
+		return
+	}
+	r := s.Data
+	m.Mount = types.StringValue(mount)
+	m.Environment = types.StringValue(str(r, "environment"))
+	m.Scopes, _ = types.SetValueFrom(ctx, types.StringType, strList(r, "scopes"))
+	m.KeyType = types.StringValue(str(r, "key_type"))
+	m.TTL = types.StringValue(shortDuration(secondsDuration(num(r, "ttl"))))
+	m.MaxTTL = types.StringValue(shortDuration(secondsDuration(num(r, "max_ttl"))))
+	m.AllowedCIDRs, _ = types.SetValueFrom(ctx, types.StringType, strList(r, "allowed_cidrs"))
+	m.RateLimit = types.Float64Value(num(r, "rate_limit"))
+	m.RateBurst = types.Int64Value(int64(num(r, "rate_burst")))
+	m.MaxActiveKeys = types.Int64Value(int64(num(r, "max_active_keys")))
+	m.RecvWindow = types.Int64Value(int64(num(r, "recv_window")))
+	m.Metadata, _ = types.MapValueFrom(ctx, types.StringType, strMap(r, "metadata"))
+	m.Description = types.StringValue(str(r, "description"))
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}

@@ -1,0 +1,314 @@
+package provider
+
+import (
+	"context"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/vault/api"
+)
+
+// PluginName is the engine's name in Vault's plugin catalog.
+const PluginName = "vault-plugin-secrets-cryptokeys"
+
+var (
+	_ resource.ResourceWithConfigure   = (*secretsEngineResource)(nil)
+	_ resource.ResourceWithImportState = (*secretsEngineResource)(nil)
+)
+
+func newSecretsEngineResource() resource.Resource { return &secretsEngineResource{} }
+
+type secretsEngineResource struct{ c *client }
+
+type secretsEngineModel struct {
+	ID            types.String `tfsdk:"id"`
+	Path          types.String `tfsdk:"path"`
+	PluginName    types.String `tfsdk:"plugin_name"`
+	PluginVersion types.String `tfsdk:"plugin_version"`
+	Description   types.String `tfsdk:"description"`
+	Accessor      types.String `tfsdk:"accessor"`
+	Config        types.Object `tfsdk:"config"`
+}
+
+type engineConfigModel struct {
+	KeyPrefix    types.String         `tfsdk:"key_prefix"`
+	DefaultTTL   timetypes.GoDuration `tfsdk:"default_ttl"`
+	MaxTTL       timetypes.GoDuration `tfsdk:"max_ttl"`
+	Scopes       types.Set            `tfsdk:"scopes"`
+	Environments types.Set            `tfsdk:"environments"`
+	SignedScopes types.Set            `tfsdk:"signed_scopes"`
+	Retention    timetypes.GoDuration `tfsdk:"retention"`
+}
+
+func (r *secretsEngineResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_secrets_engine"
+}
+
+func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		Description: "Enables the cryptokeys plugin at a path and manages its configuration. Destroying it disables the mount, which revokes every key issued there. Import by path.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Computed: true, Description: "The mount path.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"path": schema.StringAttribute{
+				Optional: true, Computed: true,
+				Default:       stringdefault.StaticString(DefaultMount),
+				Description:   "Where to mount the engine. Default: cryptokeys.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:    []validator.String{stringvalidator.RegexMatches(nameRE, "must be a single path segment of letters, digits, '_', '-' or '.'")},
+			},
+			"plugin_name": schema.StringAttribute{
+				Optional: true, Computed: true,
+				Default:       stringdefault.StaticString(PluginName),
+				Description:   "Catalog name the plugin was registered under.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"plugin_version": schema.StringAttribute{
+				Optional:      true,
+				Computed:      true,
+				Description:   "Registered plugin version to run (e.g. v0.1.0). Changing it upgrades the mount in place (tune + reload). Default: the version Vault picks.",
+				Validators:    []validator.String{stringvalidator.RegexMatches(versionRE, "must be a v-prefixed semantic version, e.g. v0.1.0")},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"description": schema.StringAttribute{Optional: true, Description: "Mount description shown by `vault secrets list`."},
+			"accessor":    schema.StringAttribute{Computed: true, Description: "The mount's accessor.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"config": schema.SingleNestedAttribute{
+				Optional:      true,
+				Computed:      true,
+				Description:   "The engine's config. Unset attributes keep the engine's defaults.",
+				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
+				Attributes: map[string]schema.Attribute{
+					"key_prefix": schema.StringAttribute{
+						Optional: true, Computed: true,
+						Description: "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
+						Validators:  []validator.String{stringvalidator.RegexMatches(prefixRE, "must match [a-z][a-z0-9]{1,7}")},
+					},
+					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Description: "TTL for roles that set none.", PlanModifiers: durationModifiers()},
+					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Description: "Upper bound on every key's lifetime.", PlanModifiers: durationModifiers()},
+					"scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scope catalog; empty allows any.",
+						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
+					"environments": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Allowed environments; empty allows any.",
+						Validators: []validator.Set{setvalidator.ValueStringsAre(environmentValidator())}},
+					"signed_scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scopes granted only to signed requests.",
+						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
+					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: durationModifiers()},
+				},
+			},
+		},
+	}
+}
+
+func (r *secretsEngineResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.c = configuredClient(req.ProviderData, &resp.Diagnostics)
+}
+
+var engineConfigTypes = map[string]attrType{
+	"key_prefix": types.StringType, "default_ttl": timetypes.GoDurationType{}, "max_ttl": timetypes.GoDurationType{},
+	"scopes": types.SetType{ElemType: types.StringType}, "environments": types.SetType{ElemType: types.StringType},
+	"signed_scopes": types.SetType{ElemType: types.StringType}, "retention": timetypes.GoDurationType{},
+}
+
+func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m secretsEngineModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p := m.Path.ValueString()
+	in := &api.MountInput{
+		Type:        m.PluginName.ValueString(),
+		Description: m.Description.ValueString(),
+		// key_id is the public handle auditors follow through a key's
+		// life; everything else in audit logs stays HMAC'd.
+		Config: api.MountConfigInput{
+			AuditNonHMACRequestKeys:  []string{"key_id"},
+			AuditNonHMACResponseKeys: []string{"key_id"},
+		},
+	}
+	if v := m.PluginVersion.ValueString(); v != "" {
+		in.Config.PluginVersion = v
+	}
+	if err := r.c.vault.Sys().MountWithContext(ctx, p, in); err != nil {
+		addVaultError(&resp.Diagnostics, r.c, "enabling the "+m.PluginName.ValueString()+" plugin at "+p+" (is it registered in the plugin catalog?)", err)
+		return
+	}
+	// From here the mount exists: record it even if config fails, so
+	// Terraform can retry or destroy it.
+	m.ID = types.StringValue(p)
+	r.writeConfig(ctx, &m, &resp.Diagnostics)
+	r.read(ctx, &m, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *secretsEngineResource) writeConfig(ctx context.Context, m *secretsEngineModel, diags *diag.Diagnostics) {
+	if m.Config.IsNull() || m.Config.IsUnknown() {
+		return
+	}
+	var cm engineConfigModel
+	diags.Append(m.Config.As(ctx, &cm, objectAsOptions)...)
+	if diags.HasError() {
+		return
+	}
+	data := map[string]any{}
+	if v := cm.KeyPrefix; !v.IsNull() && !v.IsUnknown() {
+		data["key_prefix"] = v.ValueString()
+	}
+	for name, d := range map[string]timetypes.GoDuration{"default_ttl": cm.DefaultTTL, "max_ttl": cm.MaxTTL, "retention": cm.Retention} {
+		if s, ok := seconds(d, diags); ok {
+			data[name] = s
+		}
+	}
+	for name, set := range map[string]types.Set{"scopes": cm.Scopes, "environments": cm.Environments, "signed_scopes": cm.SignedScopes} {
+		if !set.IsNull() && !set.IsUnknown() {
+			data[name] = nonNil(stringsOf(ctx, set, diags))
+		}
+	}
+	if len(data) == 0 || diags.HasError() {
+		return
+	}
+	p := m.Path.ValueString() + "/config"
+	if _, err := r.c.vault.Logical().WriteWithContext(ctx, p, data); err != nil {
+		addVaultError(diags, r.c, "writing "+p, err)
+	}
+}
+
+// read refreshes the mount and its config; false when the mount is gone.
+func (r *secretsEngineResource) read(ctx context.Context, m *secretsEngineModel, diags *diag.Diagnostics) bool {
+	p := m.Path.ValueString()
+	mounts, err := r.c.vault.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		addVaultError(diags, r.c, "listing secrets engines", err)
+		return false
+	}
+	mo, ok := mounts[p+"/"]
+	if !ok {
+		return false
+	}
+	m.ID = types.StringValue(p)
+	m.PluginName = types.StringValue(mo.Type)
+	m.Accessor = types.StringValue(mo.Accessor)
+	if v := mo.RunningVersion; v != "" {
+		m.PluginVersion = types.StringValue(v)
+	} else {
+		m.PluginVersion = types.StringValue(mo.PluginVersion)
+	}
+	if mo.Description != "" || !m.Description.IsNull() {
+		m.Description = types.StringValue(mo.Description)
+	}
+	s, err := r.c.vault.Logical().ReadWithContext(ctx, p+"/config")
+	if err != nil {
+		addVaultError(diags, r.c, "reading "+p+"/config", err)
+		return true
+	}
+	if s == nil {
+		return true
+	}
+	var prior engineConfigModel
+	if !m.Config.IsNull() && !m.Config.IsUnknown() {
+		diags.Append(m.Config.As(ctx, &prior, objectAsOptions)...)
+	}
+	d := s.Data
+	cm := engineConfigModel{
+		KeyPrefix:    types.StringValue(str(d, "key_prefix")),
+		DefaultTTL:   durationValue(num(d, "default_ttl"), nonNullDuration(prior.DefaultTTL)),
+		MaxTTL:       durationValue(num(d, "max_ttl"), nonNullDuration(prior.MaxTTL)),
+		Scopes:       setValue(ctx, strList(d, "scopes"), types.SetValueMust(types.StringType, nil), diags),
+		Environments: setValue(ctx, strList(d, "environments"), types.SetValueMust(types.StringType, nil), diags),
+		SignedScopes: setValue(ctx, strList(d, "signed_scopes"), types.SetValueMust(types.StringType, nil), diags),
+		Retention:    durationValue(num(d, "retention"), nonNullDuration(prior.Retention)),
+	}
+	obj, dd := types.ObjectValueFrom(ctx, engineConfigTypes, cm)
+	diags.Append(dd...)
+	m.Config = obj
+	return true
+}
+
+// nonNullDuration makes durationValue render zero as "0s" instead of null:
+// config attributes are computed, so they always have a value.
+func nonNullDuration(d timetypes.GoDuration) timetypes.GoDuration {
+	if d.IsNull() || d.IsUnknown() {
+		return timetypes.NewGoDurationValueFromStringMust("0s")
+	}
+	return d
+}
+
+func (r *secretsEngineResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m secretsEngineModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !r.read(ctx, &m, &resp.Diagnostics) {
+		if !resp.Diagnostics.HasError() {
+			resp.State.RemoveResource(ctx)
+		}
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *secretsEngineResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior secretsEngineModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p := m.Path.ValueString()
+	tune := api.MountConfigInput{}
+	changed := false
+	if v := m.PluginVersion.ValueString(); v != "" && v != prior.PluginVersion.ValueString() {
+		tune.PluginVersion, changed = v, true
+	}
+	if !m.Description.Equal(prior.Description) {
+		d := m.Description.ValueString()
+		tune.Description, changed = &d, true
+	}
+	if changed {
+		if err := r.c.vault.Sys().TuneMountWithContext(ctx, p, tune); err != nil {
+			addVaultError(&resp.Diagnostics, r.c, "tuning "+p, err)
+			return
+		}
+		if tune.PluginVersion != "" {
+			// A new version runs only once the mount is reloaded.
+			if _, err := r.c.vault.Sys().ReloadPluginWithContext(ctx, &api.ReloadPluginInput{Mounts: []string{p}}); err != nil {
+				addVaultError(&resp.Diagnostics, r.c, "reloading the plugin at "+p, err)
+				return
+			}
+		}
+	}
+	r.writeConfig(ctx, &m, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	r.read(ctx, &m, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *secretsEngineResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m secretsEngineModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if err := r.c.vault.Sys().UnmountWithContext(ctx, m.Path.ValueString()); err != nil && !isNotFound(err) {
+		addVaultError(&resp.Diagnostics, r.c, "disabling "+m.Path.ValueString(), err)
+	}
+}
+
+func (r *secretsEngineResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	p := strings.Trim(req.ID, "/")
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), p)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("path"), p)...)
+}
