@@ -124,7 +124,6 @@ func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRe
 		return
 	}
 	d := s.Data
-	m.Mount = types.StringValue(mount)
 	m.KeyID = types.StringValue(str(d, "key_id"))
 	m.LeaseID = types.StringValue(s.LeaseID)
 	m.APIKey = types.StringValue(str(d, "api_key"))

@@ -1,0 +1,144 @@
+package provider
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+	"github.com/hashicorp/terraform-plugin-testing/tfversion"
+	"github.com/hashicorp/vault/api"
+)
+
+// noKeyMaterial fails when a plan or state holds anything shaped like a key.
+func noKeyMaterial(what string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if m := keyformat.Find(b); len(m) > 0 {
+		return fmt.Errorf("%s holds key material (key_id %s)", what, m[0].Key.KeyID)
+	}
+	return nil
+}
+
+type planHasNoKeys struct{}
+
+func (planHasNoKeys) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	resp.Error = noKeyMaterial("the plan", req.Plan)
+}
+
+type stateHasNoKeys struct{}
+
+func (stateHasNoKeys) CheckState(_ context.Context, req statecheck.CheckStateRequest, resp *statecheck.CheckStateResponse) {
+	resp.Error = noKeyMaterial("the state", req.State)
+}
+
+func TestAccAPIKeyEphemeral_neverInPlanOrStateAndRevokedAfter(t *testing.T) {
+	srv, mount := accServer(t)
+	srv.MustCLI(t, "write", mount+"/roles/eph", "environment=prod", "ttl=1h")
+	srv.MustCLI(t, "write", mount+"/roles/holder", "environment=prod")
+	config := providerBlock(srv, mount) + `
+ephemeral "cryptokeys_api_key" "e" {
+  role = "eph"
+  name = "deploy-run"
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
+		Steps: []resource.TestStep{{
+			Config:            config,
+			ConfigPlanChecks:  resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{planHasNoKeys{}}},
+			ConfigStateChecks: []statecheck.StateCheck{stateHasNoKeys{}},
+			Check: func(*terraform.State) error {
+				s, err := roleKeyStatuses(srv.Client, mount, "eph")
+				if err != nil {
+					return err
+				}
+				if len(s) == 0 {
+					return fmt.Errorf("the ephemeral resource issued no key")
+				}
+				for id, status := range s {
+					if status != "revoked" {
+						return fmt.Errorf("ephemeral key %s is %s after the run, want revoked", id, status)
+					}
+				}
+				return nil
+			},
+		}},
+	})
+}
+
+// roleKeyStatuses maps key_id to status for a role's keys.
+func roleKeyStatuses(c *api.Client, mount, role string) (map[string]string, error) {
+	s, err := listWithQuery(context.Background(), &client{vault: c}, mount+"/keys", map[string][]string{"role": {role}})
+	if err != nil || s == nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	info, _ := s.Data["key_info"].(map[string]any)
+	for id, v := range info {
+		m, _ := v.(map[string]any)
+		out[id], _ = m["status"].(string)
+	}
+	return out, nil
+}
+
+func TestAccAPIKey_writeOnlyPublicKey(t *testing.T) {
+	srv, mount := accServer(t)
+	srv.MustCLI(t, "write", mount+"/roles/ed", "environment=prod", "key_type=ed25519")
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	pubPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	config := providerBlock(srv, mount) + fmt.Sprintf(`
+resource "cryptokeys_api_key" "byo" {
+  role                  = "ed"
+  public_key_wo         = %q
+  public_key_wo_version = 1
+}
+`, pubPEM)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_11_0)},
+		Steps: []resource.TestStep{{
+			Config: config,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("cryptokeys_api_key.byo", tfjsonpath.New("public_key_wo"), knownvalue.Null()),
+				statecheck.ExpectKnownValue("cryptokeys_api_key.byo", tfjsonpath.New("private_key"), knownvalue.Null()),
+				statecheck.ExpectKnownValue("cryptokeys_api_key.byo", tfjsonpath.New("public_key"), knownvalue.StringExact(pubPEM)),
+			},
+			Check: func(s *terraform.State) error {
+				key := s.RootModule().Resources["cryptokeys_api_key.byo"].Primary.Attributes["api_key"]
+				ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+				sig := base64.StdEncoding.EncodeToString(ed25519.Sign(priv, []byte(ts+"GET/v1/balance")))
+				code, err := verifyCode(srv.Client, mount, key, map[string]any{"timestamp": ts, "method": "GET", "path": "/v1/balance", "signature": sig})
+				if err != nil || code != "VALID" {
+					return fmt.Errorf("signed with the client's own key: %s (%v)", code, err)
+				}
+				return nil
+			},
+		}},
+	})
+}
+
+func TestRenewAtLeavesAThirdOfTheLease(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := renewAt(now, 3600); !got.Equal(now.Add(40 * time.Minute)) {
+		t.Fatalf("renewAt = %s", got)
+	}
+}
