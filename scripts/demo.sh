@@ -60,13 +60,16 @@ export TF_CLI_CONFIG_FILE="$work/terraform.tfrc"
 (cd "$work/quickstart" && show terraform output key_ids)
 
 step "Issue a key for prod with the vault CLI"
-show vault read cryptokeys/creds/prod-trader
-key=$(vault read -field=api_key cryptokeys/creds/prod-trader)
-key_id=$(vault write -field=key_id cryptokeys/verify api_key="$key")
-echo "(the key itself is shown once, above; from here on only its key_id: $key_id)"
+echo '$ vault read cryptokeys/creds/prod-trader'
+vault read cryptokeys/creds/prod-trader | tee "$work/creds.txt"
+key=$(awk '$1 == "api_key" { print $2 }' "$work/creds.txt")
+key_id=$(awk '$1 == "key_id" { print $2 }' "$work/creds.txt")
+rm -f "$work/creds.txt"
+echo "(the key is shown once, above; from here on the demo prints only its key_id: $key_id)"
 
 step "An API gateway in prod verifies it"
-show vault write cryptokeys/verify api_key="$key" environment=prod scopes=read
+echo '$ vault write cryptokeys/verify api_key=$key environment=prod scopes=read'
+vault write cryptokeys/verify api_key="$key" environment=prod scopes=read
 
 step "The same key presented to staging is refused"
 vault write cryptokeys/verify api_key="$key" environment=staging | grep -E '^(valid|code|message) '

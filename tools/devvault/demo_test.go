@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+)
+
+// TestDemo runs scripts/demo.sh (what `make demo` runs after building)
+// non-interactively, end to end, and checks what it shows and that it
+// leaves nothing running and nothing outside the repository's ignored
+// folders.
+func TestDemo(t *testing.T) {
+	if os.Getenv(vaulttest.SkipEnv) == "1" {
+		t.Skip(vaulttest.SkipEnv + "=1")
+	}
+	root := vaulttest.RepoRoot()
+	for _, b := range []string{"devvault", "vault", "vault-plugin-secrets-cryptokeys", "terraform-provider-cryptokeys"} {
+		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
+			t.Fatalf("bin/%s missing: run `make build bin/devvault vault` (make test does)", b)
+		}
+	}
+	if _, err := exec.LookPath("terraform"); err != nil {
+		t.Fatal("terraform not on PATH")
+	}
+	home := t.TempDir()
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "HOME="+home, "DEMO_KEEP=0")
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, text)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`Apply complete! Resources: \d+ added`),
+		regexp.MustCompile(`"prod" = "[0-9A-Za-z]{12}"`),
+		regexp.MustCompile(`api_key\s+ck_prod_[0-9A-Za-z]{50}`),
+		regexp.MustCompile(`code\s+VALID`),
+		regexp.MustCompile(`code\s+ENVIRONMENT_MISMATCH`),
+		regexp.MustCompile(`old [0-9A-Za-z]{12} -> new [0-9A-Za-z]{12}`),
+		regexp.MustCompile(`old key now: VALID\s+new key: VALID`),
+		regexp.MustCompile(`new key now: REVOKED`),
+		regexp.MustCompile(`Stopping Vault`),
+	} {
+		if !want.MatchString(text) {
+			t.Errorf("demo output lacks %s", want)
+		}
+	}
+	addr := regexp.MustCompile(`VAULT_ADDR=(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(text)
+	if addr == nil {
+		t.Fatal("demo did not say where Vault ran")
+	}
+	// The server it started is gone.
+	if err := exec.Command("pgrep", "-f", "dev-listen-address="+strings.TrimPrefix(addr[1], "http://")).Run(); err == nil {
+		t.Error("the demo's Vault is still running")
+	}
+	if _, err := os.Stat(filepath.Join(root, ".dev", "demo")); !os.IsNotExist(err) {
+		t.Error(".dev/demo was left behind")
+	}
+	// Nothing was written to the (stand-in) home directory.
+	var left []string
+	_ = filepath.Walk(home, func(p string, info os.FileInfo, err error) error {
+		if err == nil && p != home {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("the demo wrote into HOME: %v", left)
+	}
+}
