@@ -115,3 +115,53 @@ func TestAccExamples_quickstartEnvironmentsFromForEach(t *testing.T) {
 		t.Fatalf("second plan not empty:\n%s", out)
 	}
 }
+
+// TestExamples_validate runs `terraform validate` with the locally built
+// provider over every example directory (the tfplugindocs snippets get the
+// provider's source address added, as a user's configuration would have).
+func TestExamples_validate(t *testing.T) {
+	root := filepath.Join(vaulttest.RepoRoot(), "examples")
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".tf") && !strings.Contains(p, ".terraform") {
+			if len(dirs) == 0 || dirs[len(dirs)-1] != filepath.Dir(p) {
+				dirs = append(dirs, filepath.Dir(p))
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) < 10 {
+		t.Fatalf("found only %d example directories", len(dirs))
+	}
+	// validate needs no server; the address only has to parse.
+	srv := &vaulttest.Server{Addr: "http://127.0.0.1:1", Token: "unused"}
+	for _, dir := range dirs {
+		rel, _ := filepath.Rel(root, dir)
+		t.Run(rel, func(t *testing.T) {
+			work := copyDir(t, dir)
+			tfFiles, _ := filepath.Glob(filepath.Join(work, "*.tf"))
+			declared := false
+			for _, f := range tfFiles {
+				b, _ := os.ReadFile(f)
+				declared = declared || strings.Contains(string(b), "required_providers")
+			}
+			if !declared {
+				if err := os.WriteFile(filepath.Join(work, "zz_providers.tf"), []byte(`terraform {
+  required_providers {
+    cryptokeys = { source = "cryptokeys/cryptokeys" }
+  }
+}
+`), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out := terraformCLI(t, srv, work)("validate", "-no-color")
+			if !strings.Contains(out, "Success!") {
+				t.Fatalf("terraform validate:\n%s", out)
+			}
+		})
+	}
+}

@@ -1,0 +1,2 @@
+# Import by <mount>/roles/<name>.
+terraform import cryptokeys_role.prod_trader cryptokeys/roles/prod-trader
