@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,27 +150,10 @@ func issue(t *testing.T, c *Client, mount, role string) issuedKey {
 			SecretKey string `json:"secret_key"`
 		} `json:"data"`
 	}
-	if err := getJSON(c, mount+"/creds/"+role, &out); err != nil {
+	if err := c.GetJSON(mount+"/creds/"+role, &out); err != nil {
 		t.Fatal(err)
 	}
 	return issuedKey{out.Data.APIKey, out.Data.KeyID, out.Data.SecretKey}
-}
-
-func getJSON(c *Client, path string, out any) error {
-	req, err := http.NewRequest("GET", c.Addr+"/v1/"+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("X-Vault-Token", c.Token)
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %d", path, resp.StatusCode)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // seed issues n keys of a role with some concurrency and returns them.
@@ -194,7 +176,7 @@ func seed(t *testing.T, c *Client, mount, role string, n, concurrency int) []str
 						APIKey string `json:"api_key"`
 					} `json:"data"`
 				}
-				if err := getJSON(c, mount+"/creds/"+role, &out); err != nil {
+				if err := c.GetJSON(mount+"/creds/"+role, &out); err != nil {
 					failed.Add(1)
 					return
 				}

@@ -5,6 +5,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,29 +76,47 @@ func NewClient(addr, token string, concurrency int) *Client {
 	}}
 }
 
-// Do sends one request and checks the status and, when want is non-nil,
-// that the body contains it.
-func (c *Client) Do(method, path string, body []byte, status int, want []byte) error {
+// send makes one request and returns the reply's status and body.
+func (c *Client) send(method, path string, body []byte) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, c.Addr+"/v1/"+path, rd)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	req.Header.Set("X-Vault-Token", c.Token)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	got, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, got, err
+}
+
+// GetJSON reads path and decodes the reply into out.
+func (c *Client) GetJSON(path string, out any) error {
+	status, body, err := c.send("GET", path, nil)
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != status {
-		return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
+	if status != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", path, status)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// Do sends one request and checks the status and, when want is non-nil,
+// that the body contains it.
+func (c *Client) Do(method, path string, body []byte, status int, want []byte) error {
+	code, got, err := c.send(method, path, body)
+	if err != nil {
+		return err
+	}
+	if code != status {
+		return fmt.Errorf("%s %s: status %d", method, path, code)
 	}
 	if want != nil && !bytes.Contains(got, want) {
 		return fmt.Errorf("%s %s: reply lacks %q", method, path, want)

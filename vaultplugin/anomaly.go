@@ -201,6 +201,14 @@ func (t *anomalyTracker) forget(keyID string) {
 	t.mu.Unlock()
 }
 
+func anomalyMap(as []anomaly) map[string]*anomaly {
+	m := make(map[string]*anomaly, len(as))
+	for i := range as {
+		m[as[i].Kind] = &as[i]
+	}
+	return m
+}
+
 // mergeAnomalies folds new findings into a record's list.
 func mergeAnomalies(have []anomaly, found map[string]*anomaly) []anomaly {
 	out := slices.Clone(have)

@@ -126,15 +126,24 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, d *fra
 }
 
 func (b *backend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	keyID := d.Get("key_id").(string)
-	if !keyformat.ValidKeyID(keyID) {
-		return respond(badField("key_id", "must be 12 base62 characters"))
+	keyID, err := keyIDFrom(d)
+	if err != nil {
+		return respond(err)
 	}
 	rec, err := b.getKey(ctx, req.Storage, keyID)
 	if err != nil || rec == nil {
 		return nil, err
 	}
 	return &logical.Response{Data: b.keyView(rec)}, nil
+}
+
+// keyIDFrom reads and checks the key_id path parameter.
+func keyIDFrom(d *framework.FieldData) (string, error) {
+	keyID := d.Get("key_id").(string)
+	if !keyformat.ValidKeyID(keyID) {
+		return "", badField("key_id", "must be 12 base62 characters")
+	}
+	return keyID, nil
 }
 
 // keyView is the public face of a record: everything but hash and secrets,
@@ -175,11 +184,7 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 	found, suspendedAt := b.anomalies.peek(rec.KeyID)
 	anomalies := rec.Anomalies
 	if len(found) > 0 {
-		m := make(map[string]*anomaly, len(found))
-		for i := range found {
-			m[found[i].Kind] = &found[i]
-		}
-		anomalies = mergeAnomalies(anomalies, m)
+		anomalies = mergeAnomalies(anomalies, anomalyMap(found))
 	}
 	if !rec.SuspendedAt.IsZero() {
 		suspendedAt = rec.SuspendedAt
@@ -203,9 +208,9 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 }
 
 func (b *backend) pathKeyRevoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	keyID := d.Get("key_id").(string)
-	if !keyformat.ValidKeyID(keyID) {
-		return respond(badField("key_id", "must be 12 base62 characters"))
+	keyID, err := keyIDFrom(d)
+	if err != nil {
+		return respond(err)
 	}
 	reason := strings.TrimSpace(d.Get("reason").(string))
 	if err := validateReason(reason); err != nil {
@@ -214,7 +219,7 @@ func (b *backend) pathKeyRevoke(ctx context.Context, req *logical.Request, d *fr
 	if reason == "" {
 		reason = "revoked on request"
 	}
-	_, err := b.revokeKey(ctx, req.Storage, keyID, requester(req), reason, false)
+	_, err = b.revokeKey(ctx, req.Storage, keyID, requester(req), reason, false)
 	return nil, err
 }
 

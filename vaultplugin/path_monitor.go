@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -54,9 +53,9 @@ func pathMonitor(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathResume(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	keyID := d.Get("key_id").(string)
-	if !keyformat.ValidKeyID(keyID) {
-		return respond(badField("key_id", "must be 12 base62 characters"))
+	keyID, err := keyIDFrom(d)
+	if err != nil {
+		return respond(err)
 	}
 	if err := validateReason(d.Get("reason").(string)); err != nil {
 		return respond(err)
@@ -74,11 +73,7 @@ func (b *backend) pathResume(ctx context.Context, req *logical.Request, d *frame
 	// Keep this node's unflushed findings in the history, drop the rest.
 	pending, _ := b.anomalies.peek(keyID)
 	if len(pending) > 0 {
-		found := make(map[string]*anomaly, len(pending))
-		for i := range pending {
-			found[pending[i].Kind] = &pending[i]
-		}
-		rec.Anomalies = mergeAnomalies(rec.Anomalies, found)
+		rec.Anomalies = mergeAnomalies(rec.Anomalies, anomalyMap(pending))
 	}
 	b.anomalies.forget(keyID)
 	rec.SuspendedAt, rec.SuspendReason = time.Time{}, ""

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -46,9 +45,9 @@ only the successor does.`,
 }
 
 func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	keyID := d.Get("key_id").(string)
-	if !keyformat.ValidKeyID(keyID) {
-		return respond(badField("key_id", "must be 12 base62 characters"))
+	keyID, err := keyIDFrom(d)
+	if err != nil {
+		return respond(err)
 	}
 	grace := time.Duration(d.Get("grace").(int)) * time.Second
 	if grace < 0 {
