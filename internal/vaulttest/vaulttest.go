@@ -3,13 +3,30 @@
 // on a free 127.0.0.1 port, with the real plugin binary registered by sha256
 // and version. It is the one way tests in this repository get a Vault.
 //
+// One server per test:
+//
 //	srv := vaulttest.Start(t)      // stopped in t.Cleanup, also on failure
 //	mount := srv.Mount(t)          // plugin enabled at a fresh path
 //	srv.MustCLI(t, "read", mount+"/creds/role")
 //
+// One server per package (cheaper; tests keep apart by mounting their own
+// paths):
+//
+//	func TestMain(m *testing.M) { vaulttest.Main(m) }
+//	func TestX(t *testing.T) { srv := vaulttest.Shared(t); mount := srv.Mount(t); ... }
+//
+// The shared server starts on first use, so unit tests and fuzzing in the
+// same package never start one.
+//
 // Binaries come from CK_VAULT_BIN and CK_PLUGIN_BIN, or bin/ at the
 // repository root (`make vault plugin` builds them). A missing binary fails
-// the test: integration tests never skip silently.
+// the test: integration tests never skip silently. Only an explicit
+// CK_INTEGRATION_SKIP=1 (what `make unit` sets) skips them.
+//
+// Every server runs with raw_storage_endpoint enabled, so tests can read
+// what the engine wrote (MountStorage); its output goes to LogPath, and
+// every vault CLI run gets HOME inside Dir, so no token file reaches the
+// user's home.
 package vaulttest
 
 import (
@@ -86,9 +103,21 @@ func binPath(env, name string) string {
 	return filepath.Join(RepoRoot(), "bin", name)
 }
 
+// SkipEnv names the variable that, set to 1, makes Start and Shared skip
+// the test instead of starting Vault.
+const SkipEnv = "CK_INTEGRATION_SKIP"
+
+func skipIfAsked(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(SkipEnv) == "1" {
+		tb.Skip(SkipEnv + "=1: integration test skipped")
+	}
+}
+
 // Start starts a server and stops it when the test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	skipIfAsked(tb)
 	s, err := Launch(tb.TempDir())
 	if err != nil {
 		tb.Fatalf("vaulttest: %v", err)
@@ -118,51 +147,41 @@ func Launch(dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	config := filepath.Join(dir, "config.hcl")
 	// raw_storage_endpoint lets storage tests read what the engine wrote.
 	if err := os.WriteFile(config, []byte("raw_storage_endpoint = true\n"), 0o644); err != nil {
 		return nil, err
 	}
-	s := &Server{
-		Addr:          fmt.Sprintf("http://127.0.0.1:%d", port),
-		Token:         "root-" + randomHex(12),
-		Dir:           dir,
-		LogPath:       filepath.Join(dir, "vault.log"),
-		PluginVersion: version,
-		PluginSHA256:  sum,
-		done:          make(chan struct{}),
-	}
-	logf, err := os.Create(s.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	s.cmd = exec.Command(vaultBin, "server", "-dev",
-		"-dev-root-token-id="+s.Token,
-		"-dev-listen-address="+strings.TrimPrefix(s.Addr, "http://"),
-		"-dev-plugin-dir="+pluginDir,
-		"-dev-no-store-token",
-		"-config="+config,
-	)
-	s.cmd.Env = append(os.Environ(), "HOME="+dir, "VAULT_LOG_LEVEL=info")
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	// Own process group, so Stop also ends the plugin processes Vault started.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	go func() {
-		_ = s.cmd.Wait()
-		logf.Close()
-		close(s.done)
-	}()
-	if err := s.waitReady(); err != nil {
+	var s *Server
+	// The free port is only free until Vault binds it; a parallel test may
+	// take it first, so a bind failure gets a new port.
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s = &Server{
+			Addr:          fmt.Sprintf("http://127.0.0.1:%d", port),
+			Token:         "root-" + randomHex(12),
+			Dir:           dir,
+			LogPath:       filepath.Join(dir, "vault.log"),
+			PluginVersion: version,
+			PluginSHA256:  sum,
+			done:          make(chan struct{}),
+		}
+		if err := s.start(vaultBin, pluginDir, config); err != nil {
+			return nil, err
+		}
+		err = s.waitReady()
+		if err == nil {
+			break
+		}
 		s.Stop()
-		return nil, fmt.Errorf("%v (log: %s)", err, tail(s.LogPath))
+		log := tail(s.LogPath)
+		if attempt < 3 && strings.Contains(log, "address already in use") {
+			continue
+		}
+		return nil, fmt.Errorf("%v (log: %s)", err, log)
 	}
 	// Register explicitly by sha256 and version, as an operator would; the
 	// -dev-plugin-dir registration alone carries no version.
@@ -171,6 +190,39 @@ func Launch(dir string) (*Server, error) {
 		return nil, fmt.Errorf("registering the plugin: %v: %s", err, out)
 	}
 	return s, nil
+}
+
+func (s *Server) start(vaultBin, pluginDir, config string) error {
+	logf, err := os.Create(s.LogPath)
+	if err != nil {
+		return err
+	}
+	s.cmd = exec.Command(vaultBin, "server", "-dev",
+		"-dev-root-token-id="+s.Token,
+		"-dev-listen-address="+strings.TrimPrefix(s.Addr, "http://"),
+		"-dev-plugin-dir="+pluginDir,
+		"-dev-no-store-token",
+		"-config="+config,
+	)
+	s.cmd.Env = append(os.Environ(), "HOME="+s.Dir, "VAULT_LOG_LEVEL=info")
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// Own process group, so Stop also ends the plugin processes Vault
+	// started. Pdeathsig covers what Cleanup cannot: a test binary killed by
+	// -timeout or a crash; SIGTERM lets Vault stop its plugins on the way
+	// out. (It fires when the forking OS thread exits, which Go does only
+	// for goroutines that exit while locked to their thread; nothing here
+	// does that.)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := s.cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	go func() {
+		_ = s.cmd.Wait()
+		logf.Close()
+		close(s.done)
+	}()
+	return nil
 }
 
 func (s *Server) waitReady() error {
@@ -355,4 +407,115 @@ func tail(path string) string {
 		b = b[len(b)-2000:]
 	}
 	return string(b)
+}
+
+var shared struct {
+	mu      sync.Mutex
+	inMain  bool
+	dir     string
+	started bool
+	srv     *Server
+	err     error
+}
+
+// Main runs a package's tests (call it from TestMain) and then stops the
+// package's shared server, if a test started one.
+func Main(m *testing.M) {
+	shared.mu.Lock()
+	shared.inMain = true
+	shared.mu.Unlock()
+	code := m.Run()
+	shared.mu.Lock()
+	if shared.srv != nil {
+		shared.srv.Stop()
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
+	shared.mu.Unlock()
+	os.Exit(code)
+}
+
+// Shared returns the package's one server, starting it on first use. It
+// requires Main in TestMain, which stops the server after the last test. A
+// server that failed to start fails every test that asks for it.
+func Shared(tb testing.TB) *Server {
+	tb.Helper()
+	skipIfAsked(tb)
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !shared.inMain {
+		tb.Fatal("vaulttest.Shared needs `func TestMain(m *testing.M) { vaulttest.Main(m) }` in the package, which stops the server")
+	}
+	if !shared.started {
+		shared.started = true
+		shared.dir, shared.err = os.MkdirTemp("", "vaulttest-")
+		if shared.err == nil {
+			shared.srv, shared.err = Launch(shared.dir)
+		}
+	}
+	if shared.err != nil {
+		tb.Fatalf("vaulttest: shared server: %v", shared.err)
+	}
+	return shared.srv
+}
+
+// MountUUID returns the storage UUID of the mount at path: the
+// engine's storage lives under sys/raw/logical/<uuid>/.
+func (s *Server) MountUUID(tb testing.TB, path string) string {
+	tb.Helper()
+	mounts, err := s.Client.Sys().ListMounts()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, ok := mounts[strings.Trim(path, "/")+"/"]
+	if !ok || m.UUID == "" {
+		tb.Fatalf("no mount (or no uuid) at %s/", path)
+	}
+	return m.UUID
+}
+
+// MountStorage reads every entry the engine mounted at path has written
+// (through sys/raw, which the server enables), keyed by storage path
+// relative to the mount. Values are what the engine stored, as Vault sees
+// them below the barrier.
+func (s *Server) MountStorage(tb testing.TB, path string) map[string]string {
+	tb.Helper()
+	root := "sys/raw/logical/" + s.MountUUID(tb, path) + "/"
+	out := map[string]string{}
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		sec, err := s.Client.Logical().List(root + prefix)
+		if err != nil {
+			tb.Fatalf("list %s%s: %v", root, prefix, err)
+		}
+		if sec == nil {
+			return
+		}
+		keys, _ := sec.Data["keys"].([]any)
+		for _, k := range keys {
+			name, _ := k.(string)
+			if strings.HasSuffix(name, "/") {
+				walk(prefix + name)
+				continue
+			}
+			e, err := s.Client.Logical().Read(root + prefix + name)
+			if err != nil && strings.Contains(err.Error(), "being decompressed is empty") {
+				// Vault 1.13's sys/raw cannot read an entry with an empty
+				// value (the engine's index entries are such).
+				out[prefix+name] = ""
+				continue
+			}
+			if err != nil {
+				tb.Fatalf("read %s%s%s: %v", root, prefix, name, err)
+			}
+			if e == nil {
+				continue // removed since the list
+			}
+			v, _ := e.Data["value"].(string)
+			out[prefix+name] = v
+		}
+	}
+	walk("")
+	return out
 }
