@@ -73,7 +73,26 @@ func TestSecret_leaseEndingAfterExpiryIsRecordedAsExpiry(t *testing.T) {
 	e.clock.Add(2 * time.Minute)
 	e.leaseOp(logical.RevokeOperation, s)
 	rec := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data
-	if rec["revoke_reason"] != "lease expired" || rec["revoked_by"] != "vault expiration manager" {
+	if rec["revoke_reason"] != "lease expired" || rec["revoked_by"] != "vault lease manager" {
 		t.Fatalf("expiry recorded as %v by %v", rec["revoke_reason"], rec["revoked_by"])
 	}
+}
+
+func TestSecret_leaseEndingJustBeforeTheKeyIsExpiry(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "10s"})
+	d, s := e.issue("r", nil)
+	e.clock.Add(9 * time.Second) // Vault's lease ends a second early
+	e.leaseOp(logical.RevokeOperation, s)
+	rec := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data
+	if rec["status"] != "expired" || rec["revoked_at"] != "" {
+		t.Fatalf("recorded as %v (revoked_at %v), want expired", rec["status"], rec["revoked_at"])
+	}
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
+
+	// Well before its end, the same lease revocation is a revocation.
+	d2, s2 := e.issue("r", nil)
+	e.clock.Add(5 * time.Second)
+	e.leaseOp(logical.RevokeOperation, s2)
+	e.wantCode(map[string]any{"api_key": d2["api_key"]}, codeRevoked)
 }
