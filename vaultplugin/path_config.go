@@ -150,6 +150,14 @@ func (b *backend) configForIssue(ctx context.Context, s logical.Storage) (*engin
 	if err != nil || len(c.Pepper) > 0 {
 		return c, err
 	}
+	// First keys of a fresh mount may be issued concurrently from several
+	// roles: only one pepper may ever be made, or keys hashed with a losing
+	// one could never verify. Serialise with config writes and look again.
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
+	if c, err = b.getConfig(ctx, s); err != nil || len(c.Pepper) > 0 {
+		return c, err
+	}
 	nc := *c
 	if nc.Pepper, err = newPepper(); err != nil {
 		return nil, err

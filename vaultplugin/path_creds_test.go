@@ -1,6 +1,7 @@
 package vaultplugin
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -150,6 +151,33 @@ func TestCreds_signingKeyTypes(t *testing.T) {
 	for k, v := range e.dump() {
 		if strings.Contains(v, "PRIVATE KEY") {
 			t.Fatalf("storage entry %q holds a private key", k)
+		}
+	}
+}
+
+// Regression: concurrent first issues on a fresh mount (no config written)
+// from different roles must share one pepper, or some keys never verify.
+func TestCreds_concurrentFirstIssuesShareOnePepper(t *testing.T) {
+	for round := range 20 {
+		e := newTestEnv(t)
+		for i := range 8 {
+			e.role(fmt.Sprintf("r%d", i), map[string]any{"environment": "prod"})
+		}
+		keys := make([]string, 8)
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				resp, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.ReadOperation, Path: fmt.Sprintf("creds/r%d", i), Storage: e.storage})
+				if err == nil && resp != nil && !resp.IsError() {
+					keys[i] = resp.Data["api_key"].(string)
+				}
+			})
+		}
+		wg.Wait()
+		for i, k := range keys {
+			if got := e.verify(map[string]any{"api_key": k})["code"]; got != codeValid {
+				t.Fatalf("round %d: key of r%d verifies %v", round, i, got)
+			}
 		}
 	}
 }
