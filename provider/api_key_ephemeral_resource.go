@@ -64,10 +64,10 @@ func (r *apiKeyEphemeralResource) Schema(_ context.Context, _ ephemeral.SchemaRe
 		Attributes: map[string]schema.Attribute{
 			"mount":    schema.StringAttribute{Optional: true, Description: "Path of the cryptokeys engine. Default: the provider's mount."},
 			"role":     schema.StringAttribute{Required: true, Description: "Role to issue the key from.", Validators: nameValidators()},
-			"name":     schema.StringAttribute{Optional: true, Description: "Label for the key."},
-			"ttl":      schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Description: "Lease TTL. Default: the role's."},
+			"name":     schema.StringAttribute{Optional: true, Description: "Label for the key.", Validators: keyNameValidators()},
+			"ttl":      schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Description: "Lease TTL. Default: the role's.", Validators: []validator.String{durationAtLeast(time.Second)}},
 			"scopes":   schema.SetAttribute{ElementType: types.StringType, Optional: true, Description: "Narrow the key's scopes.", Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
-			"metadata": schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "Extra key-value pairs for this key."},
+			"metadata": schema.MapAttribute{ElementType: types.StringType, Optional: true, Description: "Extra key-value pairs for this key.", Validators: metadataValidators()},
 			"revoke_on_close": schema.BoolAttribute{
 				Optional:    true,
 				Description: "Revoke the key when Terraform is done with it. Default true; set false to hand the key to something that outlives the run (it then lives until its lease ends).",
@@ -96,10 +96,13 @@ func renewAt(now time.Time, leaseSeconds int) time.Time {
 func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {
 	var m apiKeyEphemeralModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || r.c == nil {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	mount := r.c.mountOr(m.Mount)
+	if !r.c.checkEngine(ctx, mount, &resp.Diagnostics) {
+		return
+	}
 	data := map[string]any{}
 	if s, ok := seconds(m.TTL, &resp.Diagnostics); ok {
 		data["ttl"] = s
@@ -174,7 +177,7 @@ func loadPrivate(ctx context.Context, p privateData) (leasePrivate, diag.Diagnos
 func (r *apiKeyEphemeralResource) Renew(ctx context.Context, req ephemeral.RenewRequest, resp *ephemeral.RenewResponse) {
 	priv, d := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() || priv.LeaseID == "" || r.c == nil {
+	if resp.Diagnostics.HasError() || priv.LeaseID == "" || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	v := r.c.vault.WithNamespace(priv.Namespace)
@@ -192,7 +195,7 @@ func (r *apiKeyEphemeralResource) Renew(ctx context.Context, req ephemeral.Renew
 func (r *apiKeyEphemeralResource) Close(ctx context.Context, req ephemeral.CloseRequest, resp *ephemeral.CloseResponse) {
 	priv, d := loadPrivate(ctx, req.Private)
 	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() || priv.LeaseID == "" || !priv.RevokeOnClose || r.c == nil {
+	if resp.Diagnostics.HasError() || priv.LeaseID == "" || !priv.RevokeOnClose || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	v := r.c.vault.WithNamespace(priv.Namespace)

@@ -84,6 +84,54 @@ ephemeral "cryptokeys_api_key" "e" {
 	})
 }
 
+// TestAccAPIKeyEphemeral_renewedWhileTerraformRuns gives the key a 4 s
+// lease and keeps Terraform busy for 7 s: only Renew, called by Terraform
+// at the RenewAt the provider asked for, keeps the key VALID to the end.
+// The provisioner's command fails the apply unless verify says VALID.
+func TestAccAPIKeyEphemeral_renewedWhileTerraformRuns(t *testing.T) {
+	srv, mount := accServer(t)
+	srv.MustCLI(t, "write", mount+"/roles/short", "environment=prod", "ttl=4s", "max_ttl=1h")
+	config := providerBlock(srv, mount) + fmt.Sprintf(`
+ephemeral "cryptokeys_api_key" "e" {
+  role = "short"
+}
+
+resource "terraform_data" "long_step" {
+  provisioner "local-exec" {
+    command = <<-EOT
+      sleep 7
+      curl -fsS -H "X-Vault-Token: $VAULT_TOKEN" --data "{\"api_key\":\"$API_KEY\"}" "$VAULT_ADDR/v1/$MOUNT/verify" | grep -q '"code":"VALID"'
+    EOT
+    environment = {
+      API_KEY     = ephemeral.cryptokeys_api_key.e.api_key
+      MOUNT       = %q
+      VAULT_ADDR  = %q
+      VAULT_TOKEN = %q
+    }
+  }
+}
+`, mount, srv.Addr, srv.Token)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
+		Steps: []resource.TestStep{{
+			Config: config,
+			Check: func(*terraform.State) error {
+				s, err := roleKeyStatuses(srv.Client, mount, "short")
+				if err != nil {
+					return err
+				}
+				for id, status := range s {
+					if status != "revoked" {
+						return fmt.Errorf("ephemeral key %s is %s after the run, want revoked", id, status)
+					}
+				}
+				return nil
+			},
+		}},
+	})
+}
+
 // roleKeyStatuses maps key_id to status for a role's keys.
 func roleKeyStatuses(c *api.Client, mount, role string) (map[string]string, error) {
 	s, err := listWithQuery(context.Background(), &client{vault: c}, mount+"/keys", map[string][]string{"role": {role}})

@@ -7,7 +7,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
-	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -78,11 +77,12 @@ func (r *apiKeyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			},
 			"name": schema.StringAttribute{
 				Optional: true, Description: "Label for the key, e.g. the customer or service using it.",
-				Validators: []validator.String{stringvalidator.LengthAtMost(128)}, PlanModifiers: replaceString,
+				Validators: keyNameValidators(), PlanModifiers: replaceString,
 			},
 			"ttl": schema.StringAttribute{
 				CustomType: timetypes.GoDurationType{}, Optional: true,
 				Description:   "Lease TTL, at most the role's max_ttl. Default: the role's ttl.",
+				Validators:    []validator.String{durationAtLeast(time.Second)},
 				PlanModifiers: durationModifiers(stringplanmodifier.RequiresReplace()),
 			},
 			"scopes": schema.SetAttribute{
@@ -100,11 +100,13 @@ func (r *apiKeyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"metadata": schema.MapAttribute{
 				ElementType: types.StringType, Optional: true,
 				Description:   "Key-value pairs added to the role's metadata for this key.",
+				Validators:    metadataValidators(),
 				PlanModifiers: []planmodifier.Map{mapplanmodifier.RequiresReplace()},
 			},
 			"rotate_before": schema.StringAttribute{
 				CustomType: timetypes.GoDurationType{}, Optional: true,
 				Description:   "Replace the key once its expiry is this close (e.g. \"168h\"). Unset: never rotate early.",
+				Validators:    []validator.String{durationAtLeast(time.Second)},
 				PlanModifiers: durationModifiers(),
 			},
 			"rotation_triggers": schema.MapAttribute{
@@ -131,10 +133,13 @@ func (r *apiKeyResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"expires_at": schema.StringAttribute{
 				CustomType: timetypes.RFC3339Type{}, Computed: true,
 				Description: "When the key stops verifying.",
+				// Only a new key changes it; without this, any in-place
+				// edit (even "600s" for "10m") would plan a change here.
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"ready_for_rotation": schema.BoolAttribute{
 				Computed:      true,
-				Description:   "True in a plan that replaces the key because it is inside rotate_before of its expiry.",
+				Description:   "True once now is within rotate_before of expires_at: a refresh sets it and the plan then replaces the key. Usable in conditions and outputs (e.g. an alert that rotation is due).",
 				PlanModifiers: []planmodifier.Bool{boolplanmodifier.UseStateForUnknown()},
 			},
 		},
@@ -174,10 +179,20 @@ func (r *apiKeyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if inRotationWindow(r.c.now(), state.ExpiresAt, plan.RotateBefore) {
-		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), true)...)
-		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("ready_for_rotation"))
+	if plan.RotateBefore.IsUnknown() {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), types.BoolUnknown())...)
+		return
 	}
+	if !inRotationWindow(r.c.now(), state.ExpiresAt, plan.RotateBefore) {
+		// Set even when not due: a rotate_before edited to a shorter window
+		// must plan false over a state that a refresh made true.
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), false)...)
+		return
+	}
+	// Unknown, not true: a refresh may already have stored true, and
+	// Terraform replaces only for an attribute whose value changes.
+	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), types.BoolUnknown())...)
+	resp.RequiresReplace = append(resp.RequiresReplace, path.Root("ready_for_rotation"))
 }
 
 func (r *apiKeyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -186,10 +201,13 @@ func (r *apiKeyResource) Create(ctx context.Context, req resource.CreateRequest,
 	// Write-only values are only in the configuration, never in the plan.
 	var pub types.String
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("public_key_wo"), &pub)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	mount := r.c.mountOr(m.Mount)
+	if !r.c.checkEngine(ctx, mount, &resp.Diagnostics) {
+		return
+	}
 	data := map[string]any{}
 	if s, ok := seconds(m.TTL, &resp.Diagnostics); ok {
 		data["ttl"] = s
@@ -246,13 +264,16 @@ func optString(s string) types.String {
 func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m apiKeyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	found, live := r.read(ctx, &m, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	// As terraform-provider-tls does for early renewal, the refreshed state
+	// says rotation is due, so `plan -refresh-only` and outputs show it.
+	m.ReadyForRotation = types.BoolValue(inRotationWindow(r.c.now(), m.ExpiresAt, m.RotateBefore))
 	if !found || !live {
 		// Revoked, expired or tidied away outside Terraform: drop it from
 		// state so the plan issues a new one.
@@ -278,25 +299,41 @@ func (r *apiKeyResource) read(ctx context.Context, m *apiKeyModel, diags *diag.D
 	m.Mount = types.StringValue(mount)
 	m.ID = m.KeyID
 	m.Role = types.StringValue(str(d, "role"))
+	// The label is the only request field the record keeps apart; scopes
+	// and metadata come back merged with the role's, so they stay as
+	// configured rather than read into a diff.
+	m.Name = optString(str(d, "name"))
 	m.Environment = types.StringValue(str(d, "environment"))
 	m.KeyType = types.StringValue(str(d, "key_type"))
 	m.PublicKey = optString(str(d, "public_key"))
 	m.ExpiresAt = rfc3339(str(d, "expires_at"))
-	if m.ReadyForRotation.IsNull() || m.ReadyForRotation.IsUnknown() {
-		m.ReadyForRotation = types.BoolValue(false)
-	}
 	st := str(d, "status")
-	return true, st == "active" || st == "suspended"
+	live = st == "active" || st == "suspended"
+	// The engine marks a key expired when it notices; the plan should not
+	// wait for that.
+	if exp, dd := m.ExpiresAt.ValueRFC3339Time(); live && !m.ExpiresAt.IsNull() && !dd.HasError() && !r.c.now().Before(exp) {
+		live = false
+	}
+	return true, live
 }
 
 // Update only sees rotate_before change: everything else replaces the key.
 func (r *apiKeyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var m apiKeyModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
+	planned := m.ExpiresAt
 	r.read(ctx, &m, &resp.Diagnostics)
+	// Keep what the plan promised; a lease renewed outside Terraform
+	// shows at the next refresh instead of failing this apply.
+	if !planned.IsUnknown() {
+		m.ExpiresAt = planned
+	}
+	if m.ReadyForRotation.IsUnknown() {
+		m.ReadyForRotation = types.BoolValue(inRotationWindow(r.c.now(), m.ExpiresAt, m.RotateBefore))
+	}
 	m.PublicKeyWO = types.StringNull()
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
@@ -306,7 +343,7 @@ func (r *apiKeyResource) Update(ctx context.Context, req resource.UpdateRequest,
 func (r *apiKeyResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	var m apiKeyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	if lease := m.LeaseID.ValueString(); lease != "" {

@@ -119,16 +119,19 @@ data "cryptokeys_role" "prod" {
 				ImportStateVerify: true,
 			},
 			{
-				// Import brings the metadata, never the secret.
+				// Import brings the metadata (name included), never the secret;
+				// scopes and metadata come back merged with the role's.
 				ResourceName:            "cryptokeys_api_key.k",
 				ImportState:             true,
 				ImportStateIdFunc:       func(*terraform.State) (string, error) { return mount + "/" + keyID, nil },
 				ImportStateVerify:       true,
-				ImportStateVerifyIgnore: []string{"api_key", "lease_id", "name", "scopes", "metadata", "ready_for_rotation"},
+				ImportStateVerifyIgnore: []string{"api_key", "lease_id", "scopes", "metadata"},
 			},
 		},
 	})
-	// Destroy revoked the key.
+	// Destroy disabled the mount, which revokes every key issued there.
+	// (TestAccAPIKey_revokedOutsideTerraformIsRecreated checks that
+	// destroying a key alone makes verify answer REVOKED.)
 	if code, err := verifyCode(srv.Client, mount, apiKey, nil); err == nil && code == "VALID" {
 		t.Fatal("key still VALID after terraform destroy")
 	}
@@ -137,18 +140,19 @@ data "cryptokeys_role" "prod" {
 func TestAccAPIKey_rotationWindowAndTriggers(t *testing.T) {
 	srv, mount := accServer(t)
 	srv.MustCLI(t, "write", mount+"/roles/r", "environment=prod", "ttl=2h", "max_ttl=4h")
-	cfg := func(trigger string) string {
+	cfgWindow := func(rotateBefore, trigger string) string {
 		return providerBlock(srv, mount) + fmt.Sprintf(`
 resource "cryptokeys_api_key" "k" {
   role              = "r"
-  rotate_before     = "30m"
+  rotate_before     = %q
   rotation_triggers = { reason = %q }
   lifecycle {
     create_before_destroy = true
   }
 }
-`, trigger)
+`, rotateBefore, trigger)
 	}
+	cfg := func(trigger string) string { return cfgWindow("30m", trigger) }
 	t.Cleanup(func() { testClockOffset.Store(0) })
 	var first, second, third string
 	resource.Test(t, resource.TestCase{
@@ -165,11 +169,39 @@ resource "cryptokeys_api_key" "k" {
 			},
 			{
 				// 1h45m later the key is 15 minutes from expiry, inside
-				// rotate_before: the plan replaces it, new key first.
-				PreConfig: func() { testClockOffset.Store(int64(105 * time.Minute)) },
-				Config:    cfg("initial"),
+				// rotate_before: a refresh says rotation is due...
+				PreConfig:          func() { testClockOffset.Store(int64(105 * time.Minute)) },
+				RefreshState:       true,
+				ExpectNonEmptyPlan: true,
+				Check:              resource.TestCheckResourceAttr("cryptokeys_api_key.k", "ready_for_rotation", "true"),
+			},
+			{
+				// A narrower window (15 minutes are left) is an in-place
+				// change that takes the flag back; "600s" is "10m".
+				Config: cfgWindow("600s", "initial"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("cryptokeys_api_key.k", plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue("cryptokeys_api_key.k", tfjsonpath.New("ready_for_rotation"), knownvalue.Bool(false)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("cryptokeys_api_key.k", tfjsonpath.New("key_id"), knownvalue.StringFunc(func(v string) error {
+						if v != first {
+							return fmt.Errorf("key replaced by a window change")
+						}
+						return nil
+					})),
+				},
+			},
+			{
+				Config:           cfgWindow("10m", "initial"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+			{
+				// ...and the plan replaces the key, new key first.
+				Config: cfg("initial"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction("cryptokeys_api_key.k", plancheck.ResourceActionCreateBeforeDestroy),
+					plancheck.ExpectUnknownValue("cryptokeys_api_key.k", tfjsonpath.New("ready_for_rotation")),
 				}},
 				Check: resource.ComposeTestCheckFunc(
 					capture("cryptokeys_api_key.k", "key_id", &second),
@@ -220,7 +252,7 @@ resource "cryptokeys_api_key" "k" {
   role = "r"
 }
 `
-	var first, second string
+	var first, second, secondKey string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testProviders,
 		Steps: []resource.TestStep{
@@ -233,6 +265,7 @@ resource "cryptokeys_api_key" "k" {
 				}},
 				Check: resource.ComposeTestCheckFunc(
 					capture("cryptokeys_api_key.k", "key_id", &second),
+					capture("cryptokeys_api_key.k", "api_key", &secondKey),
 					checkVerify(srv.Client, mount, "cryptokeys_api_key.k", "api_key", "VALID", nil),
 				),
 			},
@@ -240,6 +273,9 @@ resource "cryptokeys_api_key" "k" {
 		CheckDestroy: func(*terraform.State) error {
 			if st := keyStatus(srv.Client, mount, second); st != "revoked" {
 				return fmt.Errorf("after destroy the key is %s, want revoked", st)
+			}
+			if code, err := verifyCode(srv.Client, mount, secondKey, nil); err != nil || code != "REVOKED" {
+				return fmt.Errorf("after destroy verify answers %s (%v), want REVOKED", code, err)
 			}
 			return nil
 		},
@@ -263,6 +299,94 @@ resource "cryptokeys_api_key" "k" {
 			{
 				Config:      fmt.Sprintf("provider \"cryptokeys\" {\n  address = %q\n  token = \"not-a-token\"\n  mount = %q\n}\n", srv.Addr, mount) + key,
 				ExpectError: regexp.MustCompile(`Permission denied by Vault`),
+			},
+			{
+				// A mount path with no engine behind it is named as such,
+				// not reported as the failure of the first request.
+				Config:      providerBlock(srv, "no-engine-here") + key,
+				ExpectError: regexp.MustCompile(`No cryptokeys engine at no-engine-here/`),
+			},
+			{
+				// The engine's cross-field rule is checked at plan time.
+				Config: providerBlock(srv, mount) + `
+resource "cryptokeys_role" "r" {
+  name        = "r"
+  environment = "prod"
+  ttl         = "48h"
+  max_ttl     = "24h"
+}
+`,
+				ExpectError: regexp.MustCompile(`ttl \(48h\) must not exceed max_ttl \(24h\)`),
+			},
+		},
+	})
+}
+
+// TestAccAPIKey_environmentsInParallel gives dev, staging and prod a role
+// and a key each, all created at once on a fresh mount whose config was
+// never written (so the first keys it issues race each other), and checks
+// every key verifies in its own environment only. It uses count because
+// terraform-plugin-testing's state shim refuses for_each instances;
+// TestAccExamples_quickstartEnvironmentsFromForEach covers for_each with the
+// real CLI.
+func TestAccAPIKey_environmentsInParallel(t *testing.T) {
+	srv, mount := accServer(t)
+	envs := []string{"dev", "staging", "prod"}
+	config := providerBlock(srv, mount) + `
+locals {
+  envs = ["dev", "staging", "prod"]
+}
+
+resource "cryptokeys_role" "trader" {
+  count       = length(local.envs)
+  name        = "${local.envs[count.index]}-trader"
+  environment = local.envs[count.index]
+  scopes      = ["read", "trade"]
+  ttl         = "720h"
+  max_ttl     = "2160h"
+}
+
+resource "cryptokeys_api_key" "trader" {
+  count         = length(local.envs)
+  role          = cryptokeys_role.trader[count.index].name
+  rotate_before = "168h"
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+data "cryptokeys_keys" "prod" {
+  role       = "prod-trader"
+  depends_on = [cryptokeys_api_key.trader]
+}
+`
+	var checks []statecheck.StateCheck
+	for i, keyEnv := range envs {
+		address := fmt.Sprintf("cryptokeys_api_key.trader[%d]", i)
+		checks = append(checks, statecheck.ExpectKnownValue(address, tfjsonpath.New("environment"), knownvalue.StringExact(keyEnv)))
+		for _, serviceEnv := range envs {
+			want := "ENVIRONMENT_MISMATCH"
+			if keyEnv == serviceEnv {
+				want = "VALID"
+			}
+			checks = append(checks, verifyState{c: srv.Client, mount: mount, address: address, want: want, extra: map[string]any{"environment": serviceEnv}})
+		}
+	}
+	checks = append(checks,
+		statecheck.ExpectKnownValue("data.cryptokeys_keys.prod", tfjsonpath.New("keys"), knownvalue.ListExact([]knownvalue.Check{
+			knownvalue.ObjectPartial(map[string]knownvalue.Check{
+				"role": knownvalue.StringExact("prod-trader"), "environment": knownvalue.StringExact("prod"), "status": knownvalue.StringExact("active"),
+			}),
+		})),
+	)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{Config: config, ConfigStateChecks: checks},
+			{
+				// Nothing drifts and no rotation is due.
+				Config:           config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 			},
 		},
 	})
@@ -309,7 +433,8 @@ func (v verifyState) CheckState(_ context.Context, req statecheck.CheckStateRequ
 		if err != nil {
 			resp.Error = err
 		} else if got != v.want {
-			resp.Error = fmt.Errorf("%s verified with %v: %s, want %s", v.address, v.extra, got, v.want)
+			kid, _ := r.AttributeValues["key_id"].(string)
+			resp.Error = fmt.Errorf("%s (key_id %s, %s) verified with %v: %s, want %s", v.address, kid, keyStatus(v.c, v.mount, kid), v.extra, got, v.want)
 		}
 		return
 	}

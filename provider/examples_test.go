@@ -1,8 +1,11 @@
 package provider
 
 import (
+	"archive/zip"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
 
 // terraformCLI runs the real Terraform CLI with the locally built provider
@@ -163,5 +167,87 @@ func TestExamples_validate(t *testing.T) {
 				t.Fatalf("terraform validate:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestAccExamples_ephemeralNoKeyOnDisk runs examples/ephemeral the way a
+// pipeline does (plan to a file, apply that file) and searches every file
+// Terraform wrote for key material: the saved plan (a zip, searched entry
+// by entry) and the state. The smoke test proves the key was real while
+// the run lasted; afterwards every key the run issued (one per
+// plan and one per apply) is revoked.
+func TestAccExamples_ephemeralNoKeyOnDisk(t *testing.T) {
+	srv, mount := accServer(t)
+	srv.MustCLI(t, "write", mount+"/roles/smoke", "environment=prod", "scopes=read", "ttl=15m")
+	dir := copyDir(t, filepath.Join(vaulttest.RepoRoot(), "examples", "ephemeral"))
+	tf := terraformCLI(t, srv, dir)
+	vars := []string{"-input=false", "-var", "mount=" + mount, "-var", "role=smoke", "-var", "environment=prod"}
+
+	planOut := tf(append([]string{"plan", "-out=tfplan"}, vars...)...)
+	applyOut := tf("apply", "-input=false", "tfplan")
+	// Terraform hides the provisioner's output (its environment holds an
+	// ephemeral value), but the default command exits non-zero unless
+	// verify answered VALID, which would have failed the apply.
+	if !strings.Contains(applyOut, "Provisioning with 'local-exec'") {
+		t.Fatalf("the smoke test did not run:\n%s", applyOut)
+	}
+	for what, text := range map[string]string{"plan output": planOut, "apply output": applyOut} {
+		if m := keyformat.Find([]byte(text)); len(m) > 0 {
+			t.Errorf("%s shows key %s", what, m[0].Key.KeyID)
+		}
+	}
+	searched := 0
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		searched++
+		if m := keyformat.Find(b); len(m) > 0 {
+			t.Errorf("%s holds key %s", p, m[0].Key.KeyID)
+		}
+		if strings.HasSuffix(p, "tfplan") {
+			zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			for _, f := range zr.File {
+				rc, err := f.Open()
+				if err != nil {
+					return err
+				}
+				content, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					return err
+				}
+				if m := keyformat.Find(content); len(m) > 0 {
+					t.Errorf("saved plan entry %s holds key %s", f.Name, m[0].Key.KeyID)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "terraform.tfstate")); err != nil || searched < 3 {
+		t.Fatalf("expected a state file and a saved plan to search (%d files, %v)", searched, err)
+	}
+
+	statuses, err := roleKeyStatuses(srv.Client, mount, "smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(statuses) < 2 {
+		t.Fatalf("want a key for the plan and one for the apply, got %d", len(statuses))
+	}
+	for id, st := range statuses {
+		if st != "revoked" {
+			t.Errorf("key %s issued by the run is %s, want revoked", id, st)
+		}
 	}
 }

@@ -92,10 +92,13 @@ func (d *keyDataSource) Read(ctx context.Context, req datasource.ReadRequest, re
 	var mount, keyID types.String
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, pathRoot("mount"), &mount)...)
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, pathRoot("key_id"), &keyID)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
 		return
 	}
 	m := d.c.mountOr(mount)
+	if !d.c.checkEngine(ctx, m, &resp.Diagnostics) {
+		return
+	}
 	p := m + "/keys/" + keyID.ValueString()
 	s, err := d.c.vault.Logical().ReadWithContext(ctx, p)
 	if err != nil {

@@ -49,10 +49,13 @@ func (d *keysDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	for name, dst := range map[string]*types.String{"mount": &mount, "role": &role, "environment": &env, "status": &status} {
 		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(name), dst)...)
 	}
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
 		return
 	}
 	m := d.c.mountOr(mount)
+	if !d.c.checkEngine(ctx, m, &resp.Diagnostics) {
+		return
+	}
 	query := map[string][]string{}
 	if v := role.ValueString(); v != "" {
 		query["role"] = []string{v}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -99,6 +100,11 @@ type client struct {
 	vault *api.Client
 	mount string
 	now   func() time.Time
+
+	// checked holds the mounts whose info path answered as a compatible
+	// engine, so each mount costs one extra request per provider run.
+	mu      sync.Mutex
+	checked map[string]bool
 }
 
 func (p *cryptokeysProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {

@@ -3,6 +3,7 @@ package provider
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,15 +27,25 @@ var testProviders = map[string]func() (tfprotov6.ProviderServer, error){
 	"cryptokeys": providerserver.NewProtocol6WithError(NewWithClock("test", testNow)()),
 }
 
-// accServer starts the real Vault with the real plugin for one test, with
-// a fresh mount. Acceptance tests need TF_ACC=1 (make test sets it).
+// The package's acceptance tests share one real Vault server (started on
+// first use, stopped after the last test); each test works in mounts of its
+// own, so none sees another's roles or keys.
+func TestMain(m *testing.M) { vaulttest.Main(m) }
+
+// accServer returns the real Vault with the real plugin and a fresh mount.
+// Acceptance tests need TF_ACC=1 (make test sets it).
 func accServer(t *testing.T) (*vaulttest.Server, string) {
+	t.Helper()
+	skipUnlessAcc(t)
+	srv := vaulttest.Shared(t)
+	return srv, srv.Mount(t)
+}
+
+func skipUnlessAcc(t *testing.T) {
 	t.Helper()
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("acceptance test: set TF_ACC=1 (make test does)")
 	}
-	srv := vaulttest.Start(t)
-	return srv, srv.Mount(t)
 }
 
 func providerBlock(srv *vaulttest.Server, mount string) string {
@@ -141,4 +152,38 @@ func TestNewVaultClient_diagnostics(t *testing.T) {
 	if summary != "" || c.Token() != "s.fromhelper" || c.Namespace() != "team-a" {
 		t.Fatalf("token helper / namespace fallback: %q token=%q ns=%q", summary, c.Token(), c.Namespace())
 	}
+}
+
+// TestAccProvider_missingSettings needs no Vault: a provider block without
+// an address or a token must say which is missing and how to set it, even
+// when nothing is in the environment or the token helper file.
+func TestAccProvider_missingSettings(t *testing.T) {
+	skipUnlessAcc(t)
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("VAULT_TOKEN", "")
+	t.Setenv("HOME", t.TempDir()) // no ~/.vault-token
+	key := `
+resource "cryptokeys_api_key" "k" {
+  role = "r"
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{
+				Config:      "provider \"cryptokeys\" {\n  token = \"x\"\n}\n" + key,
+				ExpectError: regexp.MustCompile(`(?s)Missing Vault address.*VAULT_ADDR`),
+			},
+			{
+				Config:      "provider \"cryptokeys\" {\n  address = \"http://127.0.0.1:1\"\n}\n" + key,
+				ExpectError: regexp.MustCompile(`(?s)Missing Vault token.*VAULT_TOKEN.*vault login`),
+			},
+			{
+				// validate and plan-time checks need no Vault at all.
+				Config:             "provider \"cryptokeys\" {\n  address = \"http://127.0.0.1:1\"\n  token = \"x\"\n}\n" + key,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+		},
+	})
 }

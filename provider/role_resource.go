@@ -24,8 +24,9 @@ import (
 )
 
 var (
-	_ resource.ResourceWithConfigure   = (*roleResource)(nil)
-	_ resource.ResourceWithImportState = (*roleResource)(nil)
+	_ resource.ResourceWithConfigure      = (*roleResource)(nil)
+	_ resource.ResourceWithImportState    = (*roleResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*roleResource)(nil)
 )
 
 func newRoleResource() resource.Resource { return &roleResource{} }
@@ -99,19 +100,21 @@ func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 				Computed:      true,
 				Default:       stringdefault.StaticString("bearer"),
 				Description:   "bearer, hmac or ed25519. Changing it replaces the role.",
-				Validators:    []validator.String{stringvalidator.OneOf("bearer", "hmac", "ed25519")},
+				Validators:    []validator.String{stringvalidator.OneOf(keyTypes...)},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"ttl": schema.StringAttribute{
 				CustomType:    timetypes.GoDurationType{},
 				Optional:      true,
 				Description:   "Lease TTL of issued keys, a Go duration (\"720h\").",
+				Validators:    []validator.String{durationAtLeast(0)},
 				PlanModifiers: durationModifiers(),
 			},
 			"max_ttl": schema.StringAttribute{
 				CustomType:    timetypes.GoDurationType{},
 				Optional:      true,
 				Description:   "Longest a key may live, renewals included, a Go duration.",
+				Validators:    []validator.String{durationAtLeast(0)},
 				PlanModifiers: durationModifiers(),
 			},
 			"allowed_cidrs": schema.SetAttribute{
@@ -145,7 +148,8 @@ func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 			"metadata": schema.MapAttribute{
 				ElementType: types.StringType,
 				Optional:    true,
-				Description: "Key-value pairs copied onto every key and returned by verify.",
+				Description: "Key-value pairs copied onto every key and returned by verify (at most 32; keys of letters, digits, '_', '.', ':', '/', '-').",
+				Validators:  metadataValidators(),
 			},
 			"description": schema.StringAttribute{
 				Optional:    true,
@@ -171,6 +175,19 @@ func (r *roleResource) Schema(_ context.Context, _ resource.SchemaRequest, resp 
 				Description: "Treat a request from a source IP the key has never used as an anomaly.",
 			},
 		},
+	}
+}
+
+// ValidateConfig checks across attributes what the engine would refuse.
+func (r *roleResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var ttl, maxTTL timetypes.GoDuration
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("ttl"), &ttl)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("max_ttl"), &maxTTL)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if msg := ttlWithinMax(ttl.ValueString(), maxTTL.ValueString()); msg != "" {
+		resp.Diagnostics.AddAttributeError(path.Root("ttl"), "Invalid ttl", msg)
 	}
 }
 
@@ -216,7 +233,13 @@ func nonNil(s []string) []string {
 }
 
 func (r *roleResource) write(ctx context.Context, m *roleModel, diags *diag.Diagnostics) {
+	if !ready(r.c, diags) {
+		return
+	}
 	mount := r.c.mountOr(m.Mount)
+	if !r.c.checkEngine(ctx, mount, diags) {
+		return
+	}
 	data := roleData(ctx, *m, diags)
 	if diags.HasError() {
 		return
@@ -293,7 +316,7 @@ func (r *roleResource) Create(ctx context.Context, req resource.CreateRequest, r
 func (r *roleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m roleModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	if !r.read(ctx, &m, &resp.Diagnostics) {
@@ -321,7 +344,7 @@ func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, r
 func (r *roleResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	var m roleModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	p := rolePath(r.c.mountOr(m.Mount), m.Name.ValueString())

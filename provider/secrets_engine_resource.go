@@ -94,15 +94,15 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 						Description: "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
 						Validators:  []validator.String{stringvalidator.RegexMatches(prefixRE, "must match [a-z][a-z0-9]{1,7}")},
 					},
-					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Description: "TTL for roles that set none.", PlanModifiers: durationModifiers()},
-					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Description: "Upper bound on every key's lifetime.", PlanModifiers: durationModifiers()},
+					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "TTL for roles that set none.", PlanModifiers: durationModifiers()},
+					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "Upper bound on every key's lifetime.", PlanModifiers: durationModifiers()},
 					"scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scope catalog; empty allows any.",
 						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
 					"environments": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Allowed environments; empty allows any.",
 						Validators: []validator.Set{setvalidator.ValueStringsAre(environmentValidator())}},
 					"signed_scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scopes granted only to signed requests.",
 						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
-					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: durationModifiers()},
+					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: durationModifiers()},
 				},
 			},
 		},
@@ -122,7 +122,7 @@ var engineConfigTypes = map[string]attrType{
 func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var m secretsEngineModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	p := m.Path.ValueString()
@@ -146,7 +146,11 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 	// From here the mount exists: record it even if config fails, so
 	// Terraform can retry or destroy it.
 	m.ID = types.StringValue(p)
-	r.writeConfig(ctx, &m, &resp.Diagnostics)
+	// A plugin registered under this name that is not (this version of)
+	// the engine fails here, not at the first role.
+	if r.c.checkEngine(ctx, p, &resp.Diagnostics) {
+		r.writeConfig(ctx, &m, &resp.Diagnostics)
+	}
 	r.read(ctx, &m, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
@@ -246,7 +250,7 @@ func nonNullDuration(d timetypes.GoDuration) timetypes.GoDuration {
 func (r *secretsEngineResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	var m secretsEngineModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	if !r.read(ctx, &m, &resp.Diagnostics) {
@@ -262,7 +266,7 @@ func (r *secretsEngineResource) Update(ctx context.Context, req resource.UpdateR
 	var m, prior secretsEngineModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	p := m.Path.ValueString()
@@ -299,7 +303,7 @@ func (r *secretsEngineResource) Update(ctx context.Context, req resource.UpdateR
 func (r *secretsEngineResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	var m secretsEngineModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
+	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
 	if err := r.c.vault.Sys().UnmountWithContext(ctx, m.Path.ValueString()); err != nil && !isNotFound(err) {

@@ -41,6 +41,7 @@ locals {
   smoke_env = {
     API_KEY     = ephemeral.cryptokeys_api_key.smoke_test.api_key
     ENVIRONMENT = var.environment
+    MOUNT       = var.mount
   }
 }
 

@@ -23,11 +23,11 @@ variable "release" {
 }
 
 variable "smoke_test_command" {
-  description = "Command run with API_KEY and ENVIRONMENT in its environment."
+  description = "Command run with API_KEY, ENVIRONMENT and MOUNT in its environment."
   type        = string
   default     = <<-EOT
     curl -fsS -H "X-Vault-Token: $VAULT_TOKEN" \
       --data "{\"api_key\":\"$API_KEY\",\"environment\":\"$ENVIRONMENT\",\"scopes\":[\"read\"]}" \
-      "$VAULT_ADDR/v1/cryptokeys/verify" | grep -q '"code":"VALID"' && echo "smoke test: key VALID"
+      "$VAULT_ADDR/v1/$MOUNT/verify" | grep -q '"code":"VALID"' && echo "smoke test: key VALID"
   EOT
 }

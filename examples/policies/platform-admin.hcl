@@ -16,6 +16,16 @@ path "sys/mounts/cryptokeys/tune" {
   capabilities = ["read", "update"]
 }
 
+# The provider refreshes cryptokeys_secrets_engine from the mount table.
+path "sys/mounts" {
+  capabilities = ["read"]
+}
+
+# Changing plugin_version tunes the mount, then reloads its plugin.
+path "sys/plugins/reload/backend" {
+  capabilities = ["update"]
+}
+
 path "cryptokeys/config" {
   capabilities = ["read", "update"]
 }

@@ -20,9 +20,14 @@ path "cryptokeys/info" {
 }
 
 # Drift detection: metadata of a key (never its secret), to notice a key
-# revoked or expired outside Terraform.
+# revoked or expired outside Terraform. Delete: on destroy or replacement
+# the provider revokes the lease and then also revokes the key by key_id
+# (DELETE cryptokeys/keys/<key_id>). This grant lets the token revoke any
+# key whose key_id it knows, in any environment: a denial of service, never
+# a disclosure. Drop "delete" if the pipeline never destroys or replaces
+# keys with Terraform.
 path "cryptokeys/keys/*" {
-  capabilities = ["read"]
+  capabilities = ["read", "delete"]
 }
 
 # Renew the leases it holds (ephemeral keys while Terraform runs) and revoke
