@@ -347,11 +347,18 @@ func (r *apiKeyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 		return
 	}
 	if lease := m.LeaseID.ValueString(); lease != "" {
-		if err := r.c.vault.Sys().RevokeWithContext(ctx, lease); err != nil && !isNotFound(err) && !isInvalidLease(err) {
+		err := r.c.vault.Sys().RevokeWithContext(ctx, lease)
+		if err == nil {
+			// Vault revokes synchronously through the engine: the key is
+			// revoked, and a pipeline token needs no right on keys/*.
+			return
+		}
+		if !isNotFound(err) && !isInvalidLease(err) {
 			addVaultError(&resp.Diagnostics, r.c, "revoking lease "+lease, err)
 			return
 		}
 	}
+	// No lease (an imported key) or it is already gone: revoke the key itself.
 	p := r.c.mountOr(m.Mount) + "/keys/" + m.KeyID.ValueString()
 	if _, err := r.c.vault.Logical().DeleteWithDataWithContext(ctx, p, map[string][]string{"reason": {"destroyed by Terraform"}}); err != nil && !isNotFound(err) {
 		addVaultError(&resp.Diagnostics, r.c, "revoking "+p, err)

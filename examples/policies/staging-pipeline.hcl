@@ -20,14 +20,11 @@ path "cryptokeys/info" {
 }
 
 # Drift detection: metadata of a key (never its secret), to notice a key
-# revoked or expired outside Terraform. Delete: on destroy or replacement
-# the provider revokes the lease and then also revokes the key by key_id
-# (DELETE cryptokeys/keys/<key_id>). This grant lets the token revoke any
-# key whose key_id it knows, in any environment: a denial of service, never
-# a disclosure. Drop "delete" if the pipeline never destroys or replaces
-# keys with Terraform.
+# revoked or expired outside Terraform. Read only: on destroy the provider
+# revokes the key through its lease (sys/leases/revoke, granted below),
+# not by key_id: it can end only leases whose (random) ids it holds.
 path "cryptokeys/keys/*" {
-  capabilities = ["read", "delete"]
+  capabilities = ["read"]
 }
 
 # Renew the leases it holds (ephemeral keys while Terraform runs) and revoke
