@@ -29,6 +29,9 @@ type roleDataModel struct {
 	RecvWindow    types.Int64   `tfsdk:"recv_window"`
 	Metadata      types.Map     `tfsdk:"metadata"`
 	Description   types.String  `tfsdk:"description"`
+	OnAnomaly     types.String  `tfsdk:"on_anomaly"`
+	AnomalyRate   types.Float64 `tfsdk:"anomaly_rate"`
+	FlagNewSource types.Bool    `tfsdk:"flag_new_source"`
 }
 
 func (d *roleDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -56,6 +59,9 @@ func (d *roleDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, r
 			"recv_window":     schema.Int64Attribute{Computed: true, Description: "Signed request window in milliseconds."},
 			"metadata":        schema.MapAttribute{ElementType: types.StringType, Computed: true, Description: "Metadata copied onto keys."},
 			"description":     schema.StringAttribute{Computed: true, Description: "Description."},
+			"on_anomaly":      schema.StringAttribute{Computed: true, Description: "none, flag or suspend."},
+			"anomaly_rate":    schema.Float64Attribute{Computed: true, Description: "Sustained requests per second above which a key is anomalous (0 = off)."},
+			"flag_new_source": schema.BoolAttribute{Computed: true, Description: "Whether a new source IP is an anomaly."},
 		},
 	}
 }
@@ -98,5 +104,8 @@ func (d *roleDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	m.RecvWindow = types.Int64Value(int64(num(r, "recv_window")))
 	m.Metadata, _ = types.MapValueFrom(ctx, types.StringType, strMap(r, "metadata"))
 	m.Description = types.StringValue(str(r, "description"))
+	m.OnAnomaly = types.StringValue(str(r, "on_anomaly"))
+	m.AnomalyRate = types.Float64Value(num(r, "anomaly_rate"))
+	m.FlagNewSource = types.BoolValue(boolean(r, "flag_new_source"))
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
