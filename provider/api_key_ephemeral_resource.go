@@ -87,10 +87,11 @@ func (r *apiKeyEphemeralResource) Configure(_ context.Context, req ephemeral.Con
 	r.c = configuredClient(req.ProviderData, &resp.Diagnostics)
 }
 
-// renewAt schedules the next renewal at two thirds of the lease, so there
-// is time to retry before it ends.
+// renewAt schedules the next renewal halfway through the lease: Terraform
+// may be slow to act on RenewAt (a busy CI runner), and the lease must not
+// end before the renewal arrives.
 func renewAt(now time.Time, leaseSeconds int) time.Time {
-	return now.Add(time.Duration(leaseSeconds) * time.Second * 2 / 3)
+	return now.Add(time.Duration(leaseSeconds) * time.Second / 2)
 }
 
 func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRequest, resp *ephemeral.OpenResponse) {

@@ -84,13 +84,13 @@ ephemeral "cryptokeys_api_key" "e" {
 	})
 }
 
-// TestAccAPIKeyEphemeral_renewedWhileTerraformRuns gives the key a 4 s
-// lease and keeps Terraform busy for 7 s: only Renew, called by Terraform
+// TestAccAPIKeyEphemeral_renewedWhileTerraformRuns gives the key a 6 s
+// lease and keeps Terraform busy for 9 s: only Renew, called by Terraform
 // at the RenewAt the provider asked for, keeps the key VALID to the end.
 // The provisioner's command fails the apply unless verify says VALID.
 func TestAccAPIKeyEphemeral_renewedWhileTerraformRuns(t *testing.T) {
 	srv, mount := accServer(t)
-	srv.MustCLI(t, "write", mount+"/roles/short", "environment=prod", "ttl=4s", "max_ttl=1h")
+	srv.MustCLI(t, "write", mount+"/roles/short", "environment=prod", "ttl=6s", "max_ttl=1h")
 	config := providerBlock(srv, mount) + fmt.Sprintf(`
 ephemeral "cryptokeys_api_key" "e" {
   role = "short"
@@ -99,7 +99,7 @@ ephemeral "cryptokeys_api_key" "e" {
 resource "terraform_data" "long_step" {
   provisioner "local-exec" {
     command = <<-EOT
-      sleep 7
+      sleep 9
       curl -fsS -H "X-Vault-Token: $VAULT_TOKEN" --data "{\"api_key\":\"$API_KEY\"}" "$VAULT_ADDR/v1/$MOUNT/verify" | grep -q '"code":"VALID"'
     EOT
     environment = {
@@ -184,9 +184,9 @@ resource "cryptokeys_api_key" "byo" {
 	})
 }
 
-func TestRenewAtLeavesAThirdOfTheLease(t *testing.T) {
+func TestRenewAtLeavesHalfTheLease(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if got := renewAt(now, 3600); !got.Equal(now.Add(40 * time.Minute)) {
+	if got := renewAt(now, 3600); !got.Equal(now.Add(30 * time.Minute)) {
 		t.Fatalf("renewAt = %s", got)
 	}
 }
