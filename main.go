@@ -3,13 +3,13 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/provider"
-	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6/tf6server"
 )
 
 // version is set at build time: -ldflags "-X main.version=0.1.0".
@@ -24,10 +24,21 @@ func main() {
 		fmt.Println(version)
 		return
 	}
-	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
-		Address: "registry.terraform.io/cryptokeys/cryptokeys",
-		Debug:   debug,
-	})
+	// tf6server rather than providerserver.Serve, so that Terraform talks
+	// to the provider through provider.NewProtocol6, which keeps key
+	// material out of diagnostics.
+	factory := provider.NewProtocol6(provider.New(version)())
+	var opts []tf6server.ServeOpt
+	if debug {
+		opts = append(opts, tf6server.WithManagedDebug())
+	}
+	err := tf6server.Serve("registry.terraform.io/cryptokeys/cryptokeys", func() tfprotov6.ProviderServer {
+		s, err := factory()
+		if err != nil {
+			log.Fatal(err)
+		}
+		return s
+	}, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func pluginRSSMB(t *testing.T) float64 {
 	}
 	peak := 0.0
 	for _, pid := range strings.Fields(string(out)) {
-		status, err := os.ReadFile("/proc/" + pid + "/status")
+		status, err := os.ReadFile("/proc/" + pid + "/status") // #nosec G304 -- pid is a number pgrep printed
 		if err != nil {
 			continue
 		}
@@ -311,7 +311,7 @@ func writeReport(t *testing.T, r *report) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(vaulttest.RepoRoot(), "bin", "bench.json")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil { // #nosec G306 -- a benchmark report for people to read; no secret in it
 		t.Fatal(err)
 	}
 	names := make([]string, 0, len(r.Ratios))
@@ -357,21 +357,21 @@ func terraformRefresh(t *testing.T, srv *vaulttest.Server, mount string, m mode)
   }
   direct {}
 }
-`, filepath.Dir(provider))), 0o644); err != nil {
+`, filepath.Dir(provider))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), srv.Env()...)
 	env = append(env, "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
 	timePlan := func(name, config string) time.Duration {
 		wd := filepath.Join(dir, name)
-		if err := os.MkdirAll(wd, 0o755); err != nil {
+		if err := os.MkdirAll(wd, 0o750); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(wd, "main.tf"), []byte(config), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(wd, "main.tf"), []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		tfRun := func(args ...string) {
-			cmd := exec.Command(tf, args...)
+			cmd := exec.Command(tf, args...) // #nosec G204 -- the Terraform CLI the test run names, with the harness's own arguments
 			cmd.Dir, cmd.Env = wd, env
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("terraform %s in %s: %v\n%s", args[0], name, err, out)

@@ -293,7 +293,7 @@ resource "cryptokeys_api_key" "k" {
 		ProtoV6ProviderFactories: testProviders,
 		Steps: []resource.TestStep{
 			{
-				Config:      fmt.Sprintf("provider \"cryptokeys\" {\n  address = \"http://127.0.0.1:1\"\n  token = \"x\"\n}\n") + key,
+				Config:      "provider \"cryptokeys\" {\n  address = \"http://127.0.0.1:1\"\n  token = \"x\"\n}\n" + key,
 				ExpectError: regexp.MustCompile(`Cannot reach Vault`),
 			},
 			{

@@ -43,14 +43,14 @@ func terraformCLI(t *testing.T, srv *vaulttest.Server, dir string) func(args ...
   }
   direct {}
 }
-`), 0o644); err != nil {
+`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), srv.Env()...)
 	env = append(env, "TF_CLI_CONFIG_FILE="+rc, "HOME="+home, "CHECKPOINT_DISABLE=1", "TF_IN_AUTOMATION=1", "NO_COLOR=1")
 	return func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(tf, args...)
+		cmd := exec.Command(tf, args...) // #nosec G204 G702 -- the Terraform CLI the test run names (TF_ACC_TERRAFORM_PATH or PATH), with the test's own arguments
 		cmd.Dir, cmd.Env = dir, env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -71,11 +71,11 @@ func copyDir(t *testing.T, src string) string {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".tf") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		b, err := os.ReadFile(filepath.Join(src, e.Name())) // #nosec G304 -- an example directory of this repository
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil { // #nosec G703 -- dst is the test's temp dir; e.Name() is a base name from ReadDir
 			t.Fatal(err)
 		}
 	}
@@ -149,7 +149,7 @@ func TestExamples_validate(t *testing.T) {
 			tfFiles, _ := filepath.Glob(filepath.Join(work, "*.tf"))
 			declared := false
 			for _, f := range tfFiles {
-				b, _ := os.ReadFile(f)
+				b, _ := os.ReadFile(f) // #nosec G304 -- a file the test copied into its temp dir
 				declared = declared || strings.Contains(string(b), "required_providers")
 			}
 			if !declared {
@@ -158,7 +158,7 @@ func TestExamples_validate(t *testing.T) {
     cryptokeys = { source = "cryptokeys/cryptokeys" }
   }
 }
-`), 0o644); err != nil {
+`), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -201,7 +201,7 @@ func TestAccExamples_ephemeralNoKeyOnDisk(t *testing.T) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := os.ReadFile(p)
+		b, err := os.ReadFile(p) // #nosec G304 G122 -- the test's own Terraform working dir, read to search it for keys
 		if err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func TestAccExamples_ephemeralNoKeyOnDisk(t *testing.T) {
 					return err
 				}
 				content, err := io.ReadAll(rc)
-				rc.Close()
+				_ = rc.Close() // read-only: a close error changes nothing
 				if err != nil {
 					return err
 				}

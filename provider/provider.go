@@ -5,6 +5,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -168,6 +169,14 @@ func newVaultClient(m providerModel, getenv func(string) string) (*api.Client, s
 			return nil, "Invalid TLS settings for Vault", fmt.Sprintf("ca_cert_file / skip_tls_verify: %v", err)
 		}
 	}
+	// ConfigureTLS only ever turns verification off, so an explicit
+	// skip_tls_verify = false must undo a VAULT_SKIP_VERIFY that
+	// DefaultConfig already applied.
+	if !m.SkipTLSVerify.IsNull() {
+		if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+			t.TLSClientConfig.InsecureSkipVerify = m.SkipTLSVerify.ValueBool() // #nosec G402 -- only when the user sets skip_tls_verify = true; documented as never for production
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, "Cannot create a Vault client", err.Error()
@@ -201,7 +210,7 @@ func tokenHelperFile(getenv func(string) string) string {
 	if home == "" {
 		return ""
 	}
-	b, err := os.ReadFile(filepath.Join(home, ".vault-token"))
+	b, err := os.ReadFile(filepath.Join(home, ".vault-token")) // #nosec G304 -- the Vault CLI token helper's file, in the user's own HOME
 	if err != nil {
 		return ""
 	}

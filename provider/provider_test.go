@@ -24,7 +24,7 @@ var testClockOffset atomic.Int64
 func testNow() time.Time { return time.Now().Add(time.Duration(testClockOffset.Load())) }
 
 var testProviders = map[string]func() (tfprotov6.ProviderServer, error){
-	"cryptokeys": providerserver.NewProtocol6WithError(NewWithClock("test", testNow)()),
+	"cryptokeys": NewProtocol6(NewWithClock("test", testNow)()),
 }
 
 // The package's acceptance tests share one real Vault server (started on

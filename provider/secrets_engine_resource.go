@@ -270,21 +270,22 @@ func (r *secretsEngineResource) Update(ctx context.Context, req resource.UpdateR
 		return
 	}
 	p := m.Path.ValueString()
-	tune := api.MountConfigInput{}
+	// Only the fields set here are sent, so tuning leaves the rest as is.
+	tune := api.TuneMountConfigInput{}
 	changed := false
 	if v := m.PluginVersion.ValueString(); v != "" && v != prior.PluginVersion.ValueString() {
-		tune.PluginVersion, changed = v, true
+		tune.PluginVersion, changed = &v, true
 	}
 	if !m.Description.Equal(prior.Description) {
 		d := m.Description.ValueString()
 		tune.Description, changed = &d, true
 	}
 	if changed {
-		if err := r.c.vault.Sys().TuneMountWithContext(ctx, p, tune); err != nil {
+		if err := r.c.vault.Sys().TuneMountAllowNilWithContext(ctx, p, tune); err != nil {
 			addVaultError(&resp.Diagnostics, r.c, "tuning "+p, err)
 			return
 		}
-		if tune.PluginVersion != "" {
+		if tune.PluginVersion != nil {
 			// A new version runs only once the mount is reloaded.
 			if _, err := r.c.vault.Sys().ReloadPluginWithContext(ctx, &api.ReloadPluginInput{Mounts: []string{p}}); err != nil {
 				addVaultError(&resp.Diagnostics, r.c, "reloading the plugin at "+p, err)

@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,12 +58,23 @@ func addVaultError(diags *diag.Diagnostics, c *client, operation string, err err
 	case errors.As(err, &re):
 		diags.AddError("Vault request failed",
 			fmt.Sprintf("%s: HTTP %d: %s", operation, re.StatusCode, strings.Join(re.Errors, "; ")))
+	case isUntrustedCert(err):
+		diags.AddError("Vault's TLS certificate is not trusted",
+			fmt.Sprintf("%s: the certificate Vault at %s presented could not be verified (%v). Set `ca_cert_file` in the provider block, or VAULT_CACERT, to the PEM file of the CA that signed it. `skip_tls_verify = true` (or VAULT_SKIP_VERIFY) turns verification off: never in production.", operation, c.vault.Address(), rootCause(err)))
 	case isUnreachable(err):
 		diags.AddError("Cannot reach Vault",
 			fmt.Sprintf("%s: Vault at %s did not answer (%v). Check `address` / VAULT_ADDR, that Vault is running and unsealed, and the network in between.", operation, c.vault.Address(), rootCause(err)))
 	default:
 		diags.AddError("Vault request failed", fmt.Sprintf("%s: %v", operation, err))
 	}
+}
+
+func isUntrustedCert(err error) bool {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
 }
 
 func isUnreachable(err error) bool {
@@ -231,11 +244,15 @@ var objectAsOptions = basetypes.ObjectAsOptions{UnhandledNullAsEmpty: true, Unha
 
 func secondsDuration(s float64) time.Duration { return time.Duration(s) * time.Second }
 
-// listWithQuery is a LIST with query parameters, which api.Logical lacks.
+// listWithQuery is a LIST with query parameters, which api.Logical lacks:
+// a GET with list=true, which Vault treats (and authorizes) as a LIST.
 func listWithQuery(ctx context.Context, c *client, p string, query map[string][]string) (*api.Secret, error) {
-	r := c.vault.NewRequest("LIST", "/v1/"+p)
-	r.Params = query
-	resp, err := c.vault.RawRequestWithContext(ctx, r)
+	params := make(map[string][]string, len(query)+1)
+	for k, v := range query {
+		params[k] = v
+	}
+	params["list"] = []string{"true"}
+	resp, err := c.vault.Logical().ReadRawWithDataWithContext(ctx, p, params)
 	if resp != nil {
 		defer resp.Body.Close()
 	}

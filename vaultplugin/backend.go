@@ -128,7 +128,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 
 // periodic flushes in-memory usage counters and anomaly findings (verify
 // never writes storage, so this is where they become durable) and tidies
-// old records. Only nodes that may write run it.
+// old records. Only nodes that may write run it. Vault runs PeriodicFunc
+// about once a minute, which bounds how much usage a crash can lose.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
@@ -141,7 +142,8 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 
 // clean runs when the mount is unloaded (plugin reload, seal, shutdown):
 // flush usage recorded since the last periodic run so a clean stop loses none.
-func (b *backend) clean(ctx context.Context) {
+// The context Vault passes may already be done; the flush gets its own.
+func (b *backend) clean(_ context.Context) {
 	if b.storage == nil || !b.WriteSafeReplicationState() {
 		return
 	}

@@ -223,7 +223,7 @@ func TestIntegration_limitsUsageAnomaliesAudit(t *testing.T) {
 		verifyCode(t, srv, mount, "api_key="+apiKey)
 		succ := readJSON(t, srv, "write", "-f", mount+"/keys/"+id+"/rotate")
 		srv.MustCLI(t, "delete", mount+"/keys/"+succ["key_id"].(string))
-		logBytes, err := os.ReadFile(auditLog)
+		logBytes, err := os.ReadFile(auditLog) // #nosec G304 -- the audit log the test enabled in the server's temp dir
 		if err != nil {
 			t.Fatal(err)
 		}

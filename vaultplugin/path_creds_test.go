@@ -60,6 +60,7 @@ func TestCreds_ttlDefaultsAndBounds(t *testing.T) {
 	}
 	before := e.dump()
 	e.badRequest(logical.UpdateOperation, "creds/short", map[string]any{"ttl": "2h"}, "ttl", "must not exceed the role's max_ttl")
+	e.assertUnchanged(before)
 	// A role without max_ttl is bounded by the mount's (system view: 48h).
 	e.role("nomax", map[string]any{"environment": "dev"})
 	e.ok(logical.UpdateOperation, "config", map[string]any{"max_ttl": 0})

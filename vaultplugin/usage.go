@@ -147,7 +147,3 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u 
 	}
 	return b.putKey(ctx, s, rec)
 }
-
-// flushInterval documents how much usage a crash can lose: Vault runs
-// PeriodicFunc about once a minute.
-const flushInterval = time.Minute

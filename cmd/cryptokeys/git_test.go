@@ -35,6 +35,7 @@ func (r *gitRepo) git(args ...string) string {
 	r.t.Helper()
 	r.tick++
 	date := fmt.Sprintf("2024-01-01T00:%02d:00Z", r.tick)
+	// #nosec G204 -- git with the test's own arguments, in the test's temp repository
 	cmd := exec.Command("git", append([]string{"-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"}, args...)...)
 	cmd.Dir = r.dir
 	cmd.Env = append(os.Environ(), "HOME="+r.home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func vaultToken(getenv func(string) string) (string, error) {
 		return t, nil
 	}
 	if home := getenv("HOME"); home != "" {
-		b, err := os.ReadFile(filepath.Join(home, ".vault-token"))
+		b, err := os.ReadFile(filepath.Join(home, ".vault-token")) // #nosec G304 -- the Vault CLI token helper's file, in the user's own HOME
 		if err == nil && strings.TrimSpace(string(b)) != "" {
 			return strings.TrimSpace(string(b)), nil
 		}
@@ -134,7 +135,7 @@ func revokeLeaked(ctx context.Context, getenv func(string) string, mount, reason
 			"reason": reason,
 		})
 		if err != nil {
-			return res, err
+			return res, withTLSHint(err)
 		}
 		if sec == nil || sec.Data == nil {
 			return res, fmt.Errorf("%s/revoke/leaked returned no data", mount)
@@ -159,6 +160,18 @@ func revokeLeaked(ctx context.Context, getenv func(string) string, mount, reason
 		}
 	}
 	return res, nil
+}
+
+// withTLSHint says how to fix a certificate that could not be verified.
+func withTLSHint(err error) error {
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) {
+		return fmt.Errorf("%w (Vault's TLS certificate is not trusted: set VAULT_CACERT to the PEM file of the CA that signed it; VAULT_SKIP_VERIFY=true turns verification off, never in production)", err)
+	}
+	return err
 }
 
 func toInt(v any) (int, error) {

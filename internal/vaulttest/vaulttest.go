@@ -68,6 +68,31 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	once sync.Once
+
+	// inPath are key_ids whose keys a test sent inside a request path on
+	// purpose (see KeyInPath); the sweep does not report them.
+	inPathMu sync.Mutex
+	inPath   map[string]bool
+}
+
+// KeyInPath tells the end-of-run sweep that a test sends the key with this
+// key_id inside a request path on purpose. Vault writes request paths in
+// clear to the audit log and, at trace level, to its log: the documented
+// limit (a key_id belongs in a path, a key never), which such a test
+// exercises. Every other key found in clear still fails the run.
+func (s *Server) KeyInPath(keyID string) {
+	s.inPathMu.Lock()
+	defer s.inPathMu.Unlock()
+	if s.inPath == nil {
+		s.inPath = map[string]bool{}
+	}
+	s.inPath[keyID] = true
+}
+
+func (s *Server) expectedInPath(keyID string) bool {
+	s.inPathMu.Lock()
+	defer s.inPathMu.Unlock()
+	return s.inPath[keyID]
 }
 
 // RepoRoot is the directory holding go.mod.
@@ -78,6 +103,7 @@ func RepoRoot() string {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			// #nosec G304 -- go.mod in a parent of the working directory
 			if b, _ := os.ReadFile(filepath.Join(dir, "go.mod")); bytes.Contains(b, []byte("module github.com/cryptokeys/terraform-provider-cryptokeys\n")) {
 				return dir
 			}
@@ -122,8 +148,22 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatalf("vaulttest: %v", err)
 	}
+	// Cleanups run last-in first-out: the server stops (flushing its
+	// logs), then its files are swept for key material.
+	tb.Cleanup(func() { sweep(tb, s) })
 	tb.Cleanup(s.Stop)
 	return s
+}
+
+// sweep fails tb for every piece of key material in s's files.
+func sweep(tb testing.TB, s *Server) {
+	findings, err := s.LeakFindings()
+	if err != nil {
+		tb.Errorf("vaulttest: sweeping %s for key material: %v", s.Dir, err)
+	}
+	for _, f := range findings {
+		tb.Errorf("vaulttest: secret hygiene: %s", f)
+	}
 }
 
 // Launch starts a server with its files in dir, for tools outside tests
@@ -140,7 +180,7 @@ func Launch(dir string) (*Server, error) {
 		return nil, err
 	}
 	pluginDir := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+	if err := os.MkdirAll(pluginDir, 0o750); err != nil {
 		return nil, err
 	}
 	sum, err := copyFile(pluginBin, filepath.Join(pluginDir, PluginName))
@@ -149,7 +189,7 @@ func Launch(dir string) (*Server, error) {
 	}
 	config := filepath.Join(dir, "config.hcl")
 	// raw_storage_endpoint lets storage tests read what the engine wrote.
-	if err := os.WriteFile(config, []byte("raw_storage_endpoint = true\n"), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte("raw_storage_endpoint = true\n"), 0o600); err != nil {
 		return nil, err
 	}
 	var s *Server
@@ -197,6 +237,7 @@ func (s *Server) start(vaultBin, pluginDir, config string) error {
 	if err != nil {
 		return err
 	}
+	// #nosec G204 -- the Vault binary the test run names (CK_VAULT_BIN or bin/vault), with fixed options
 	s.cmd = exec.Command(vaultBin, "server", "-dev",
 		"-dev-root-token-id="+s.Token,
 		"-dev-listen-address="+strings.TrimPrefix(s.Addr, "http://"),
@@ -214,12 +255,12 @@ func (s *Server) start(vaultBin, pluginDir, config string) error {
 	// does that.)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := s.cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		return err
 	}
 	go func() {
 		_ = s.cmd.Wait()
-		logf.Close()
+		_ = logf.Close()
 		close(s.done)
 	}()
 	return nil
@@ -309,7 +350,7 @@ func (s *Server) CLI(tb testing.TB, args ...string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, VaultBin(), args...)
+	cmd := exec.CommandContext(ctx, VaultBin(), args...) // #nosec G204 -- the Vault CLI the test run names, with the test's own arguments
 	cmd.Env = append(os.Environ(), s.Env()...)
 	cmd.Env = append(cmd.Env, "HOME="+s.Dir, "VAULT_FORMAT=", "NO_COLOR=1")
 	var stdout, stderr bytes.Buffer
@@ -369,18 +410,19 @@ func pluginVersion(bin string) (string, error) {
 }
 
 func copyFile(src, dst string) (string, error) {
-	in, err := os.Open(src)
+	in, err := os.Open(src) // #nosec G304 -- the plugin binary the test run names
 	if err != nil {
 		return "", err
 	}
 	defer in.Close()
+	// #nosec G302 G304 -- Vault runs the copy, so it must be executable; dst is in the server's temp dir
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
+		_ = out.Close()
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), out.Close()
@@ -402,7 +444,7 @@ func randomHex(n int) string {
 }
 
 func tail(path string) string {
-	b, _ := os.ReadFile(path)
+	b, _ := os.ReadFile(path) // #nosec G304 -- the server's own log, in its temp dir
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
 	}
@@ -428,6 +470,20 @@ func Main(m *testing.M) {
 	shared.mu.Lock()
 	if shared.srv != nil {
 		shared.srv.Stop()
+		// The shared server ran every test that used it: sweep its log
+		// and audit logs for key material once they are complete.
+		findings, err := shared.srv.LeakFindings()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vaulttest: sweeping the shared server for key material: %v\n", err)
+			code = 1
+		}
+		for _, f := range findings {
+			fmt.Fprintf(os.Stderr, "vaulttest: secret hygiene (shared server): %s\n", f)
+			code = 1
+		}
+		if len(findings) > 0 && code != 0 {
+			fmt.Fprintln(os.Stderr, "FAIL: key material found in the shared server's logs")
+		}
 	}
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)

@@ -62,7 +62,7 @@ func TestLaunchMountStop(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.Addr, "http://"), time.Second); err == nil {
-		c.Close()
+		_ = c.Close()
 		t.Fatal("server still listening after Stop")
 	}
 }

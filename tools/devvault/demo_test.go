@@ -29,7 +29,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal("terraform not on PATH")
 	}
 	home := t.TempDir()
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh"))
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "demo.sh")) // #nosec G204 -- this repository's own demo script
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "HOME="+home, "DEMO_KEEP=0")
 	out, err := cmd.CombinedOutput()
@@ -57,6 +57,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal("demo did not say where Vault ran")
 	}
 	// The server it started is gone.
+	// #nosec G204 -- the address matched 127.0.0.1:<digits> above; pgrep gets it as one argument
 	if err := exec.Command("pgrep", "-f", "dev-listen-address="+strings.TrimPrefix(addr[1], "http://")).Run(); err == nil {
 		t.Error("the demo's Vault is still running")
 	}
