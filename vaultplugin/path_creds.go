@@ -126,6 +126,8 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 	if err := validateName("role", roleName); err != nil {
 		return respond(err)
 	}
+	// The role's lock makes the max_active_keys count and the issue one
+	// step against other issues and rotations of the role's keys.
 	lock := locksutil.LockForKey(b.roleLocks, roleName)
 	lock.Lock()
 	defer lock.Unlock()
@@ -352,6 +354,17 @@ func effectiveTTL(ttls ...time.Duration) time.Duration {
 	return 0
 }
 
+// countLiveKeys counts the keys that take a max_active_keys slot: live keys
+// (neither revoked nor expired; suspended ones included) that have not been
+// rotated out. A key rotated out with a grace period still verifies until
+// the grace ends, but its successor has taken its slot: rotation swaps one
+// slot for another, never adds one, so a role at its cap can still rotate
+// with overlap (a key has at most one successor, see pathRotate). At any
+// moment a role thus has at most max_active_keys counted keys, plus at most
+// one predecessor in its grace period for each of them.
+//
+// The count is exact only under the role's lock, which creds and rotate
+// both hold while they count or swap slots.
 func (b *backend) countLiveKeys(ctx context.Context, s logical.Storage, indexPrefix string) (int, error) {
 	ids, err := s.List(ctx, indexPrefix)
 	if err != nil {
@@ -364,7 +377,7 @@ func (b *backend) countLiveKeys(ctx context.Context, s logical.Storage, indexPre
 		if err != nil {
 			return 0, err
 		}
-		if r != nil && r.live(now) {
+		if r != nil && r.live(now) && r.RotatedTo == "" {
 			n++
 		}
 	}

@@ -1,6 +1,8 @@
 package vaultplugin
 
 import (
+	"time"
+
 	"strings"
 	"testing"
 
@@ -97,4 +99,24 @@ func TestKeys_usageCountedInMemoryAndFlushed(t *testing.T) {
 	if stored, _ = e.b.loadKey(t.Context(), e.storage, id); stored.UseCount != 8 {
 		t.Fatalf("clean did not flush: %d", stored.UseCount)
 	}
+}
+
+// An expired key's record is history: revoking it afterwards, one by one or
+// in bulk, must not rewrite who ended it and why.
+func TestKeys_revokingAnExpiredKeyKeepsItsExpiry(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("p", map[string]any{"environment": "prod", "ttl": "1h"})
+	d, _ := e.issue("p", nil)
+	id := d["key_id"].(string)
+	e.clock.Add(2 * time.Hour)
+	e.ok(logical.DeleteOperation, "keys/"+id, map[string]any{"reason": "cleanup"})
+	bulk := e.ok(logical.UpdateOperation, "revoke/role/p", map[string]any{"reason": "INC-1"}).Data
+	if n, _ := bulk["revoked"].(int); n != 0 {
+		t.Errorf("revoke/role counted an expired key: %v", bulk)
+	}
+	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
+	if rec["status"] != "expired" || rec["revoked_by"] != nil && rec["revoked_by"] != "" || rec["revoke_reason"] != nil && rec["revoke_reason"] != "" {
+		t.Fatalf("an expired key's record was rewritten: status %v, revoked_by %v, revoke_reason %v", rec["status"], rec["revoked_by"], rec["revoke_reason"])
+	}
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, "EXPIRED")
 }

@@ -113,13 +113,31 @@ func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *fr
 	}
 	by := requester(req)
 	revoked := []string{}
-	for _, id := range ids {
-		ok, err := b.revokeKey(ctx, req.Storage, id, by, reason, false)
+	// A rotation racing the revocation may index its successor after the
+	// list above was taken. The successor has its predecessor's role and
+	// environment, and the predecessor was live when the revocation began,
+	// so the successor must not survive it: follow rotated_to from every
+	// listed key (revokeKeyNoting reads it under the key's lock, after any
+	// such rotation has finished; a later rotation is refused). Keys issued
+	// by creds after the list began are concurrent with the revocation and
+	// may survive it, as if issued just after it.
+	seen := make(map[string]bool, len(ids))
+	for len(ids) > 0 {
+		id := ids[0]
+		ids = ids[1:]
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		ok, successor, err := b.revokeKeyNoting(ctx, req.Storage, id, by, reason, false)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
 			revoked = append(revoked, id)
+		}
+		if successor != "" && !seen[successor] {
+			ids = append(ids, successor)
 		}
 	}
 	b.Logger().Info("bulk revocation", "scope", what, "revoked", len(revoked), "by", by)

@@ -58,6 +58,22 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		return respond(err)
 	}
 
+	// A rotation swaps the old key's max_active_keys slot for its
+	// successor's (see countLiveKeys), so it takes the role's lock, as creds
+	// does, before the key's: a concurrent issue's count sees either both
+	// keys before the swap or both after it, never neither. Locks go role
+	// first, then key; a record's role never changes, so it can be read
+	// (from the cache) before locking.
+	peek, err := b.getKey(ctx, req.Storage, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if peek == nil {
+		return respond(badField("key_id", "no key %s in this mount", keyID))
+	}
+	roleLock := locksutil.LockForKey(b.roleLocks, peek.Role)
+	roleLock.Lock()
+	defer roleLock.Unlock()
 	lock := locksutil.LockForKey(b.keyLocks, keyID)
 	lock.Lock()
 	defer lock.Unlock()
@@ -72,6 +88,12 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	now := b.now()
 	if st := old.status(now); st != statusActive {
 		return respond(badField("key_id", "key %s is %s; issue a new key from its role instead", keyID, st))
+	}
+	// A key has at most one successor: a second rotation during the grace
+	// period would fork the lineage and, since a key in its grace no longer
+	// holds a max_active_keys slot, add a key beyond the cap.
+	if old.RotatedTo != "" {
+		return respond(badField("key_id", "key %s was already rotated to %s; rotate that key instead", keyID, old.RotatedTo))
 	}
 	cfg, err := b.configForIssue(ctx, req.Storage)
 	if err != nil {

@@ -115,25 +115,42 @@ func (b *backend) secretRevoke(ctx context.Context, req *logical.Request, _ *fra
 // (false: unknown, already revoked, or already expired). A lease ending after
 // the key's own expiry is recorded as expiry, not as a revocation.
 func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, reason string, fromLease bool) (bool, error) {
+	revoked, _, err := b.revokeKeyNoting(ctx, s, keyID, by, reason, fromLease)
+	return revoked, err
+}
+
+// revokeKeyNoting is revokeKey that also returns the key's successor
+// (rotated_to, "" when it has none), read under the key's lock: a rotation
+// of the key either finished before, and its successor is named here, or
+// comes after and is refused because the key is revoked. Bulk revocation
+// follows successors so a rotation racing it cannot leave a live key behind.
+func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID, by, reason string, fromLease bool) (revoked bool, successor string, err error) {
 	lock := locksutil.LockForKey(b.keyLocks, keyID)
 	lock.Lock()
 	defer lock.Unlock()
 
 	rec, err := b.loadKey(ctx, s, keyID)
 	if err != nil || rec == nil {
-		return false, err
+		return false, "", err
 	}
+	successor = rec.RotatedTo
 	now := b.now()
 	if rec.status(now) == statusRevoked {
-		return false, nil
+		return false, successor, nil
 	}
 	wasLive := rec.live(now)
+	// A key that already expired keeps its record as it is: an operator's
+	// or a bulk revocation after the fact would rewrite its history (who
+	// ended it, when, why) for a key that nobody could use any more.
+	if !wasLive && !fromLease {
+		return false, successor, nil
+	}
 	// Vault's lease can run out a second or two before the key's own end
 	// (its issue time is a little later than the key's, and TTLs are whole
 	// seconds). That is the key expiring, not a revocation.
 	if fromLease && wasLive && rec.end().Sub(now) <= leaseEndSlack {
 		rec.ExpiresAt, rec.MaxExpiresAt = now, now
-		return false, b.putKey(ctx, s, rec)
+		return false, successor, b.putKey(ctx, s, rec)
 	}
 	if fromLease && !wasLive {
 		reason = "lease expired"
@@ -142,14 +159,14 @@ func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, r
 	rec.RevokedBy = by
 	rec.RevokeReason = reason
 	if err := b.putKey(ctx, s, rec); err != nil {
-		return false, err
+		return false, successor, err
 	}
 	if wasLive {
 		if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked, At: now}); err != nil {
-			return true, err
+			return true, successor, err
 		}
 	}
 	b.limiter.drop(keyID)
 	b.anomalies.forget(keyID)
-	return wasLive, nil
+	return wasLive, successor, nil
 }
