@@ -809,3 +809,36 @@ func TestConcurrency_cacheFillDuringInvalidation(t *testing.T) {
 	v.wait(t)
 	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeRevoked)
 }
+
+// Issues of a role without max_active_keys share the role's lock: one
+// paused half-way does not hold up the next. A capped role's issues take
+// it alone, so there the second waits for the first.
+func TestConcurrency_uncappedIssuesRunInParallel(t *testing.T) {
+	for _, capped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("capped=%v", capped), func(t *testing.T) {
+			e := newTestEnv(t)
+			role := map[string]any{"environment": "prod"}
+			if capped {
+				role["max_active_keys"] = 10
+			}
+			e.role("r", role)
+			e.issue("r", nil) // the pepper exists: the paused issue is the only one past getRole
+			p := e.pauseAt("get", roleStoragePrefix+"r")
+			first := e.inBackground(p, &logical.Request{Operation: logical.ReadOperation, Path: "creds/r"})
+			second := e.start(&logical.Request{Operation: logical.ReadOperation, Path: "creds/r"})
+			select {
+			case <-second.done:
+			case <-time.After(2 * time.Second):
+			}
+			if second.finished() == capped {
+				t.Fatalf("capped=%v: the second issue finished while the first was paused: %v", capped, second.finished())
+			}
+			p.release()
+			for _, r := range []*pending{first, second} {
+				if resp := r.wait(t); resp.IsError() {
+					t.Fatalf("%s: %s", r.what, errorText(resp))
+				}
+			}
+		})
+	}
+}

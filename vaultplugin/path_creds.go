@@ -126,13 +126,24 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 	if err := validateName("role", roleName); err != nil {
 		return respond(err)
 	}
-	// The role's lock makes the max_active_keys count and the issue one
-	// step against other issues and rotations of the role's keys.
+	// The role's lock keeps the role as read for the whole issue (role
+	// writes take it alone). Issues of a role without max_active_keys
+	// share it, so a pipeline issuing many keys from one role is not
+	// serialised. A capped role's issues take it alone, which makes the
+	// count and the issue one step against other issues and rotations of
+	// the role's keys.
 	lock := locksutil.LockForKey(b.roleLocks, roleName)
-	lock.Lock()
-	defer lock.Unlock()
-
+	lock.RLock()
 	r, err := b.getRole(ctx, req.Storage, roleName)
+	if err == nil && r != nil && r.MaxActiveKeys > 0 {
+		lock.RUnlock()
+		lock.Lock()
+		defer lock.Unlock()
+		// The role may have changed while no lock was held.
+		r, err = b.getRole(ctx, req.Storage, roleName)
+	} else {
+		defer lock.RUnlock()
+	}
 	if err != nil {
 		return nil, err
 	}
