@@ -296,16 +296,20 @@ func (s *Server) Stop() {
 		if s.cmd == nil || s.cmd.Process == nil {
 			return
 		}
-		pgid := -s.cmd.Process.Pid
-		_ = syscall.Kill(pgid, syscall.SIGTERM)
+		// SIGTERM to Vault alone, as systemd's KillMode=process does: Vault
+		// then unloads its mounts, and the engine flushes its in-memory
+		// usage before its plugin process ends. A signal to the whole group
+		// would kill the plugin first and lose that flush.
+		pid := s.cmd.Process.Pid
+		_ = syscall.Kill(pid, syscall.SIGTERM)
 		select {
 		case <-s.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pgid, syscall.SIGKILL)
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			<-s.done
 		}
-		// Plugin processes outlive a SIGTERM'd Vault for a moment.
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		// Whatever plugin process outlived Vault goes with its group.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	})
 }
 
