@@ -28,6 +28,7 @@ import (
 type mode struct {
 	name        string
 	duration    time.Duration
+	rounds      int // slices each interleaved measurement is cut into
 	concurrency int
 	smallKeys   int
 	largeKeys   int
@@ -37,9 +38,9 @@ type mode struct {
 func benchMode(t *testing.T) mode {
 	switch os.Getenv("CK_BENCH") {
 	case "full":
-		return mode{"full", 10 * time.Second, 16, 1_000, 100_000, 200}
+		return mode{"full", 10 * time.Second, 5, 16, 1_000, 100_000, 200}
 	case "short", "":
-		return mode{"short", 1500 * time.Millisecond, 16, 1_000, 5_000, 20}
+		return mode{"short", 1500 * time.Millisecond, 3, 16, 1_000, 5_000, 20}
 	default:
 		t.Fatalf("CK_BENCH=%q: want full or short", os.Getenv("CK_BENCH"))
 	}
@@ -64,13 +65,26 @@ func TestBenchHarness(t *testing.T) {
 	mount := srv.Mount(t)
 	c := NewClient(srv.Addr, srv.Token, m.concurrency)
 	r := &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}, Machine: machine()}
-	run := func(name string, op func(w, i int) error) Measurement {
+	record := func(name string, res Measurement) Measurement {
 		t.Helper()
-		res := Run(m.concurrency, m.duration, op)
 		r.Measurements[name] = res
 		t.Logf("%-22s %9.0f req/s  p50 %6.0f us  p99 %6.0f us  (%d errors)", name, res.RPS, res.P50us, res.P99us, res.Errors)
 		if res.Requests == 0 || res.Errors > res.Requests/100 {
 			t.Errorf("%s: %d requests, %d errors", name, res.Requests, res.Errors)
+		}
+		return res
+	}
+	run := func(name string, op func(w, i int) error) Measurement {
+		t.Helper()
+		return record(name, Run(m.concurrency, m.duration, op))
+	}
+	// Measurements compared by a ratio run interleaved (see RunInterleaved),
+	// each for m.duration in all.
+	runSide := func(ops ...Op) map[string]Measurement {
+		t.Helper()
+		res := RunInterleaved(m.concurrency, m.duration, m.rounds, ops)
+		for _, op := range ops {
+			record(op.Name, res[op.Name])
 		}
 		return res
 	}
@@ -84,32 +98,38 @@ func TestBenchHarness(t *testing.T) {
 
 	verifyBodies := bodies(small, `{"api_key":%q,"scopes":["read"],"environment":"prod"}`)
 	valid := []byte(`"code":"VALID"`)
-	verify1k := run("verify", func(w, i int) error {
-		return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
-	})
-	malformed := run("verify_malformed", func(w, i int) error {
-		return c.Do("POST", mount+"/verify", []byte(`{"api_key":"ck_prod_this-is-not-a-key"}`), 200, []byte(`"MALFORMED"`))
-	})
-	run("verify_hmac", func(w, i int) error {
-		ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
-		sig := vaultplugin.SignHMAC(hmacKey.secret, []byte(ts+"POST/api/v3/order{}"))
-		body := fmt.Sprintf(`{"api_key":%q,"timestamp":%q,"method":"POST","path":"/api/v3/order","body":"{}","signature":%q}`, hmacKey.apiKey, ts, sig)
-		return c.Do("POST", mount+"/verify", []byte(body), 200, valid)
-	})
 	// The alternatives: keys kept in KV v2, Vault tokens used as keys.
 	if err := c.Do("POST", "kvb/data/apikey", []byte(`{"data":{"api_key":"stored"}}`), 200, nil); err != nil {
 		t.Fatal(err)
 	}
-	kvRead := run("kv_read", func(w, i int) error { return c.Do("GET", "kvb/data/apikey", nil, 200, nil) })
 	tok := strings.TrimSpace(srv.MustCLI(t, "token", "create", "-field=token", "-policy=default"))
 	lookup := []byte(fmt.Sprintf(`{"token":%q}`, tok))
-	tokenLookup := run("token_lookup", func(w, i int) error { return c.Do("POST", "auth/token/lookup", lookup, 200, nil) })
-	health := run("sys_health", func(w, i int) error { return c.Do("GET", "sys/health", nil, 200, nil) })
-	info := run("info", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) })
-	creds := run("creds", func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) })
-	kvWrite := run("kv_write", func(w, i int) error {
-		return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
-	})
+	reads := runSide(
+		Op{"verify", func(w, i int) error {
+			return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
+		}},
+		Op{"verify_malformed", func(w, i int) error {
+			return c.Do("POST", mount+"/verify", []byte(`{"api_key":"ck_prod_this-is-not-a-key"}`), 200, []byte(`"MALFORMED"`))
+		}},
+		Op{"verify_hmac", func(w, i int) error {
+			ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+			sig := vaultplugin.SignHMAC(hmacKey.secret, []byte(ts+"POST/api/v3/order{}"))
+			body := fmt.Sprintf(`{"api_key":%q,"timestamp":%q,"method":"POST","path":"/api/v3/order","body":"{}","signature":%q}`, hmacKey.apiKey, ts, sig)
+			return c.Do("POST", mount+"/verify", []byte(body), 200, valid)
+		}},
+		Op{"kv_read", func(w, i int) error { return c.Do("GET", "kvb/data/apikey", nil, 200, nil) }},
+		Op{"token_lookup", func(w, i int) error { return c.Do("POST", "auth/token/lookup", lookup, 200, nil) }},
+		Op{"sys_health", func(w, i int) error { return c.Do("GET", "sys/health", nil, 200, nil) }},
+		Op{"info", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
+	)
+	verify1k, malformed, kvRead, tokenLookup, health, info := reads["verify"], reads["verify_malformed"], reads["kv_read"], reads["token_lookup"], reads["sys_health"], reads["info"]
+	writes := runSide(
+		Op{"creds", func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) }},
+		Op{"kv_write", func(w, i int) error {
+			return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
+		}},
+	)
+	creds, kvWrite := writes["creds"], writes["kv_write"]
 
 	// The same verify with many more keys in the engine.
 	large := seed(t, c, mount, "bench", m.largeKeys-m.smallKeys, m.concurrency*2)

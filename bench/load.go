@@ -26,17 +26,72 @@ type Measurement struct {
 // Run calls op from concurrency workers for d and measures it. An op error
 // counts as an error, not as a request.
 func Run(concurrency int, d time.Duration, op func(worker, i int) error) Measurement {
+	var s sample
+	s.run(concurrency, d, op)
+	return s.measurement()
+}
+
+// Op is one measured operation of an interleaved run.
+type Op struct {
+	Name string
+	Do   func(worker, i int) error
+}
+
+// RunInterleaved measures ops side by side: rounds times over, each op in
+// turn runs for d/rounds, and each op's figures add up its slices. A
+// machine whose speed drifts during the run (other tenants, GC of the
+// server, a CI neighbour) then slows every op alike, so the ratios
+// between them hold even when the absolute figures do not.
+func RunInterleaved(concurrency int, d time.Duration, rounds int, ops []Op) map[string]Measurement {
+	samples := make([]sample, len(ops))
+	for range rounds {
+		for i, op := range ops {
+			samples[i].run(concurrency, d/time.Duration(rounds), op.Do)
+		}
+	}
+	out := make(map[string]Measurement, len(ops))
+	for i, op := range ops {
+		out[op.Name] = samples[i].measurement()
+	}
+	return out
+}
+
+// sample accumulates the latencies, errors and time of one op's runs.
+type sample struct {
+	latencies []time.Duration
+	errors    int
+	elapsed   time.Duration
+	calls     int // op calls so far, so i keeps counting across slices
+}
+
+func (m *sample) measurement() Measurement {
+	all := m.latencies
+	slices.Sort(all)
+	out := Measurement{Requests: len(all), Errors: m.errors}
+	if m.elapsed > 0 {
+		out.RPS = float64(len(all)) / m.elapsed.Seconds()
+	}
+	if len(all) > 0 {
+		out.P50us = float64(all[len(all)*50/100].Microseconds())
+		out.P99us = float64(all[min(len(all)-1, len(all)*99/100)].Microseconds())
+	}
+	return out
+}
+
+func (m *sample) run(concurrency int, d time.Duration, op func(worker, i int) error) {
 	var mu sync.Mutex
 	var all []time.Duration
 	errors := 0
+	base := m.calls
+	calls := 0
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	for w := range concurrency {
 		wg.Go(func() {
 			lat := make([]time.Duration, 0, 4096)
-			errs := 0
-			for i := 0; time.Now().Before(deadline); i++ {
+			errs, i := 0, base
+			for ; time.Now().Before(deadline); i++ {
 				t0 := time.Now()
 				if err := op(w, i); err != nil {
 					errs++
@@ -47,18 +102,15 @@ func Run(concurrency int, d time.Duration, op func(worker, i int) error) Measure
 			mu.Lock()
 			all = append(all, lat...)
 			errors += errs
+			calls = max(calls, i-base)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(all)
-	m := Measurement{Requests: len(all), Errors: errors, RPS: float64(len(all)) / elapsed.Seconds()}
-	if len(all) > 0 {
-		m.P50us = float64(all[len(all)*50/100].Microseconds())
-		m.P99us = float64(all[min(len(all)-1, len(all)*99/100)].Microseconds())
-	}
-	return m
+	m.elapsed += time.Since(start)
+	m.latencies = append(m.latencies, all...)
+	m.errors += errors
+	m.calls += calls
 }
 
 // Client sends raw requests to Vault over kept-alive connections, with as

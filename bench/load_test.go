@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RunInterleaved runs the ops in turn, round after round, and adds up each
+// op's slices: the run is side by side, and nothing is counted twice.
+func TestRunInterleaved(t *testing.T) {
+	var mu sync.Mutex
+	var blocks []string        // op names, one entry per change of op
+	seen := map[string][]int{} // the i each op saw on worker 0
+	calls := map[string]int{}  // every call, successful or not
+	op := func(name string, fail bool) Op {
+		return Op{name, func(w, i int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(blocks) == 0 || blocks[len(blocks)-1] != name {
+				blocks = append(blocks, name)
+			}
+			if w == 0 {
+				seen[name] = append(seen[name], i)
+			}
+			calls[name]++
+			time.Sleep(time.Millisecond)
+			if fail && i%2 == 1 {
+				return errors.New("odd call")
+			}
+			return nil
+		}}
+	}
+	res := RunInterleaved(2, 120*time.Millisecond, 3, []Op{op("a", false), op("b", true)})
+
+	if want := []string{"a", "b", "a", "b", "a", "b"}; len(blocks) != len(want) {
+		t.Fatalf("order of slices: %v, want %v", blocks, want)
+	} else {
+		for i := range want {
+			if blocks[i] != want[i] {
+				t.Fatalf("order of slices: %v, want %v", blocks, want)
+			}
+		}
+	}
+	for name, is := range seen {
+		for k := 1; k < len(is); k++ {
+			if is[k] <= is[k-1] {
+				t.Fatalf("%s: worker 0's i went %d then %d: it must keep counting across slices, never repeat", name, is[k-1], is[k])
+			}
+		}
+	}
+	for name, m := range res {
+		if m.Requests+m.Errors != calls[name] {
+			t.Errorf("%s: %d requests + %d errors, but %d calls", name, m.Requests, m.Errors, calls[name])
+		}
+		if m.RPS <= 0 || m.P50us <= 0 || m.P99us < m.P50us {
+			t.Errorf("%s: figures %+v", name, m)
+		}
+	}
+	if res["a"].Errors != 0 || res["b"].Errors == 0 {
+		t.Errorf("errors: a %d (want 0), b %d (want some)", res["a"].Errors, res["b"].Errors)
+	}
+}
