@@ -23,14 +23,6 @@ type Measurement struct {
 	Errors   int     `json:"errors"`
 }
 
-// Run calls op from concurrency workers for d and measures it. An op error
-// counts as an error, not as a request.
-func Run(concurrency int, d time.Duration, op func(worker, i int) error) Measurement {
-	var s sample
-	s.run(concurrency, d, op)
-	return s.measurement()
-}
-
 // Op is one measured operation of an interleaved run.
 type Op struct {
 	Name string
@@ -38,7 +30,8 @@ type Op struct {
 }
 
 // RunInterleaved measures ops side by side: rounds times over, each op in
-// turn runs for d/rounds, and each op's figures add up its slices. A
+// turn runs for d/rounds from concurrency workers, and each op's figures
+// add up its slices (an op error counts as an error, not a request). A
 // machine whose speed drifts during the run (other tenants, GC of the
 // server, a CI neighbour) then slows every op alike, so the ratios
 // between them hold even when the absolute figures do not.
