@@ -3,11 +3,9 @@ package vaulttest
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -243,35 +241,16 @@ func (c *Cluster) startProcess(i int) error {
 	if err := os.MkdirAll(filepath.Join(s.Dir, "data"), 0o700); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	if err := s.spawn(VaultBin(), "server", "-config="+c.configs[i]); err != nil {
 		return err
 	}
-	cmd := exec.Command(VaultBin(), "server", "-config="+c.configs[i]) // #nosec G204 -- the Vault binary the test run names, on a config this package wrote
-	cmd.Env = append(os.Environ(), "HOME="+s.Dir, "VAULT_LOG_LEVEL=info")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// As in Server.start: own process group (Stop and Kill reach the
-	// plugins), Pdeathsig for a test binary that dies without cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		_ = logf.Close()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
-	s.once = sync.Once{} // a fresh process: Stop works again
 	c.running[i] = true
 
 	p := probe(s.Addr)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-done:
+		case <-s.done:
 			c.running[i] = false
 			return fmt.Errorf("vault exited during start (log: %s)", tail(s.LogPath))
 		default:

@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,9 @@ type Server struct {
 	LogPath       string
 	PluginVersion string
 	PluginSHA256  string
+
+	// caFile is the CA of a TLS server (see TLSServer), "" for HTTP.
+	caFile string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -168,7 +172,11 @@ func sweep(tb testing.TB, s *Server) {
 
 // Launch starts a server with its files in dir, for tools outside tests
 // (make dev, make demo). The caller must Stop it.
-func Launch(dir string) (*Server, error) {
+func Launch(dir string) (*Server, error) { return launch(dir, false) }
+
+// launch starts a dev server with the plugin registered, listening on
+// HTTPS with a CA of its own when tls is set (see TLSServer).
+func launch(dir string, tls bool) (*Server, error) {
 	vaultBin, pluginBin := VaultBin(), PluginBin()
 	for _, b := range []string{vaultBin, pluginBin} {
 		if _, err := os.Stat(b); err != nil {
@@ -180,8 +188,11 @@ func Launch(dir string) (*Server, error) {
 		return nil, err
 	}
 	pluginDir := filepath.Join(dir, "plugins")
-	if err := os.MkdirAll(pluginDir, 0o750); err != nil {
-		return nil, err
+	tlsDir := filepath.Join(dir, "tls")
+	for _, d := range []string{pluginDir, tlsDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, err
+		}
 	}
 	sum, err := copyFile(pluginBin, filepath.Join(pluginDir, PluginName))
 	if err != nil {
@@ -192,6 +203,10 @@ func Launch(dir string) (*Server, error) {
 	if err := os.WriteFile(config, []byte("raw_storage_endpoint = true\n"), 0o600); err != nil {
 		return nil, err
 	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
 	var s *Server
 	// The free port is only free until Vault binds it; a parallel test may
 	// take it first, so a bind failure gets a new port.
@@ -201,15 +216,29 @@ func Launch(dir string) (*Server, error) {
 			return nil, err
 		}
 		s = &Server{
-			Addr:          fmt.Sprintf("http://127.0.0.1:%d", port),
+			Addr:          fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
 			Token:         "root-" + randomHex(12),
 			Dir:           dir,
 			LogPath:       filepath.Join(dir, "vault.log"),
 			PluginVersion: version,
 			PluginSHA256:  sum,
-			done:          make(chan struct{}),
 		}
-		if err := s.start(vaultBin, pluginDir, config); err != nil {
+		args := []string{"server", "-dev",
+			"-dev-root-token-id=" + s.Token,
+			"-dev-listen-address=" + strings.TrimPrefix(s.Addr, scheme+"://"),
+			"-dev-plugin-dir=" + pluginDir,
+			"-dev-no-store-token",
+			"-config=" + config,
+		}
+		if tls {
+			// -dev-tls writes a fresh CA, certificate and key on every start.
+			s.caFile = filepath.Join(tlsDir, "vault-ca.pem")
+			for _, f := range []string{"vault-ca.pem", "vault-cert.pem", "vault-key.pem"} {
+				_ = os.Remove(filepath.Join(tlsDir, f))
+			}
+			args = append(args, "-dev-tls", "-dev-tls-cert-dir="+tlsDir)
+		}
+		if err := s.spawn(vaultBin, args...); err != nil {
 			return nil, err
 		}
 		err = s.waitReady()
@@ -232,49 +261,40 @@ func Launch(dir string) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) start(vaultBin, pluginDir, config string) error {
-	logf, err := os.Create(s.LogPath)
+// spawn starts vault with args, its output appended to LogPath, as a
+// fresh process of s (Stop works on it again).
+func (s *Server) spawn(vaultBin string, args ...string) error {
+	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	// #nosec G204 -- the Vault binary the test run names (CK_VAULT_BIN or bin/vault), with fixed options
-	s.cmd = exec.Command(vaultBin, "server", "-dev",
-		"-dev-root-token-id="+s.Token,
-		"-dev-listen-address="+strings.TrimPrefix(s.Addr, "http://"),
-		"-dev-plugin-dir="+pluginDir,
-		"-dev-no-store-token",
-		"-config="+config,
-	)
-	s.cmd.Env = append(os.Environ(), "HOME="+s.Dir, "VAULT_LOG_LEVEL=info")
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	cmd := exec.Command(vaultBin, args...) // #nosec G204 -- the Vault binary the test run names (CK_VAULT_BIN or bin/vault), with arguments this package builds
+	cmd.Env = append(os.Environ(), "HOME="+s.Dir, "VAULT_LOG_LEVEL=info")
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so Stop also ends the plugin processes Vault
 	// started. Pdeathsig covers what Cleanup cannot: a test binary killed by
 	// -timeout or a crash; SIGTERM lets Vault stop its plugins on the way
 	// out. (It fires when the forking OS thread exits, which Go does only
 	// for goroutines that exit while locked to their thread; nothing here
 	// does that.)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := s.cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		return err
 	}
+	done := make(chan struct{})
 	go func() {
-		_ = s.cmd.Wait()
+		_ = cmd.Wait()
 		_ = logf.Close()
-		close(s.done)
+		close(done)
 	}()
+	s.cmd, s.done, s.once = cmd, done, sync.Once{}
 	return nil
 }
 
+// waitReady waits for an initialised, unsealed server, reached through a
+// client made once the server is up (a TLS server writes its CA first).
 func (s *Server) waitReady() error {
-	cfg := api.DefaultConfig()
-	cfg.Address = s.Addr
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		return err
-	}
-	c.SetToken(s.Token)
-	s.Client = c
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -282,12 +302,57 @@ func (s *Server) waitReady() error {
 			return fmt.Errorf("vault exited during start")
 		default:
 		}
-		if h, err := c.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
+		if s.Client == nil {
+			if s.caFile != "" {
+				if _, err := os.Stat(s.caFile); err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+			}
+			c, err := s.NewClient()
+			if err != nil {
+				return err
+			}
+			c.SetToken(s.Token)
+			s.Client = c
+		}
+		if h, err := s.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("vault not ready after 60 s")
+}
+
+// NewClient returns a client for the server that carries no token. For a
+// TLS server it trusts the server's CA and nothing else, whatever VAULT_*
+// variables the test process has.
+func (s *Server) NewClient() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, cfg.Error
+	}
+	cfg.Address = s.Addr
+	if s.caFile != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.caFile}); err != nil {
+			return nil, err
+		}
+		// DefaultConfig applied the process's VAULT_SKIP_VERIFY and
+		// VAULT_TLS_SERVER_NAME; undo them.
+		t, ok := cfg.HttpClient.Transport.(*http.Transport)
+		if !ok {
+			return nil, fmt.Errorf("unexpected transport %T", cfg.HttpClient.Transport)
+		}
+		t.TLSClientConfig.InsecureSkipVerify = false
+		t.TLSClientConfig.ServerName = ""
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.ClearToken()
+	c.ClearNamespace()
+	return c, nil
 }
 
 // Stop ends the server and every process it started. Safe to call twice.
@@ -342,7 +407,11 @@ func (s *Server) Enable(path string) error {
 // Env is what a subprocess (vault, terraform, the scanner) needs to reach
 // the server.
 func (s *Server) Env() []string {
-	return []string{"VAULT_ADDR=" + s.Addr, "VAULT_TOKEN=" + s.Token}
+	env := []string{"VAULT_ADDR=" + s.Addr, "VAULT_TOKEN=" + s.Token}
+	if s.caFile != "" {
+		env = append(env, "VAULT_CACERT="+s.caFile)
+	}
+	return env
 }
 
 // CLI runs the real vault CLI against the server and returns its standard
@@ -356,7 +425,9 @@ func (s *Server) CLI(tb testing.TB, args ...string) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, VaultBin(), args...) // #nosec G204 -- the Vault CLI the test run names, with the test's own arguments
 	cmd.Env = append(os.Environ(), s.Env()...)
-	cmd.Env = append(cmd.Env, "HOME="+s.Dir, "VAULT_FORMAT=", "NO_COLOR=1")
+	// VAULT_SKIP_VERIFY is cleared, so the CLI checks a TLS server's
+	// certificate against its CA.
+	cmd.Env = append(cmd.Env, "HOME="+s.Dir, "VAULT_FORMAT=", "NO_COLOR=1", "VAULT_SKIP_VERIFY=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
