@@ -81,6 +81,7 @@ type keyRecord struct {
 	SuspendReason string    `json:"suspend_reason,omitempty"`
 	ResumedAt     time.Time `json:"resumed_at,omitzero"`
 	ResumedBy     string    `json:"resumed_by,omitempty"`
+	ResumeReason  string    `json:"resume_reason,omitempty"`
 
 	// pub is PublicKey parsed once when the record is loaded, so verify
 	// does not decode PEM per request.

@@ -2,7 +2,6 @@ package vaultplugin
 
 import (
 	"context"
-	"strings"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -203,6 +202,7 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 	out["suspended_at"] = formatTime(suspendedAt)
 	out["resumed_at"] = formatTime(rec.ResumedAt)
 	out["resumed_by"] = rec.ResumedBy
+	out["resume_reason"] = rec.ResumeReason
 	out["source_ips"] = nonNil(appendSourceIPs(rec.SourceIPs, u.ips...))
 	return out
 }
@@ -212,8 +212,8 @@ func (b *backend) pathKeyRevoke(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return respond(err)
 	}
-	reason := strings.TrimSpace(d.Get("reason").(string))
-	if err := validateReason(reason); err != nil {
+	reason, err := reasonFrom(d)
+	if err != nil {
 		return respond(err)
 	}
 	if reason == "" {

@@ -57,7 +57,8 @@ func (b *backend) pathResume(ctx context.Context, req *logical.Request, d *frame
 	if err != nil {
 		return respond(err)
 	}
-	if err := validateReason(d.Get("reason").(string)); err != nil {
+	reason, err := reasonFrom(d)
+	if err != nil {
 		return respond(err)
 	}
 	lock := locksutil.LockForKey(b.keyLocks, keyID)
@@ -77,7 +78,7 @@ func (b *backend) pathResume(ctx context.Context, req *logical.Request, d *frame
 	}
 	b.anomalies.forget(keyID)
 	rec.SuspendedAt, rec.SuspendReason = time.Time{}, ""
-	rec.ResumedAt, rec.ResumedBy = b.now(), requester(req)
+	rec.ResumedAt, rec.ResumedBy, rec.ResumeReason = b.now(), requester(req), reason
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}

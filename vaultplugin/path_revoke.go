@@ -3,7 +3,6 @@ package vaultplugin
 import (
 	"context"
 	"crypto/hmac"
-	"strings"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -100,8 +99,8 @@ func (b *backend) pathRevokeEnvironment(ctx context.Context, req *logical.Reques
 }
 
 func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *framework.FieldData, index, what string) (*logical.Response, error) {
-	reason := strings.TrimSpace(d.Get("reason").(string))
-	if err := validateReason(reason); err != nil {
+	reason, err := reasonFrom(d)
+	if err != nil {
 		return respond(err)
 	}
 	if reason == "" {
@@ -155,8 +154,8 @@ func (b *backend) pathRevokeLeaked(ctx context.Context, req *logical.Request, d 
 	if len(text) > maxLeakedText {
 		return respond(badField("text", "must be at most %d bytes; send the lines that hold keys", maxLeakedText))
 	}
-	reason := strings.TrimSpace(d.Get("reason").(string))
-	if err := validateReason(reason); err != nil {
+	reason, err := reasonFrom(d)
+	if err != nil {
 		return respond(err)
 	}
 	if reason == "" {

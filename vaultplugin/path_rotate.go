@@ -2,7 +2,6 @@ package vaultplugin
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -53,8 +52,8 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if grace < 0 {
 		return respond(badField("grace", "must not be negative"))
 	}
-	reason := strings.TrimSpace(d.Get("reason").(string))
-	if err := validateReason(reason); err != nil {
+	reason, err := reasonFrom(d)
+	if err != nil {
 		return respond(err)
 	}
 

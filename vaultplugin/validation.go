@@ -172,14 +172,15 @@ func validateEnvironment(field, env string, allowed []string) error {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-// printable shortens and escapes user input echoed in an error message, so a
-// megabyte of garbage or a terminal escape never reaches a log verbatim.
+// printable shortens and escapes user input echoed in a message, so a
+// megabyte of garbage or a terminal escape never reaches a log verbatim,
+// and removes what could be key material (a key put in the wrong field).
 func printable(s string) string {
 	const max = 64
 	if len(s) > max {
 		s = s[:max] + "…"
 	}
-	return strings.Trim(fmt.Sprintf("%q", s), `"`)
+	return redactSecrets(strings.Trim(fmt.Sprintf("%q", s), `"`))
 }
 
 // cidrsWithin checks that every block in narrow lies inside one of wide
@@ -206,6 +207,18 @@ func cidrsWithin(field string, narrow, wide []string) error {
 }
 
 const maxReasonLen = 512
+
+// reasonFrom reads a request's optional reason: trimmed and checked, with
+// anything that could be key material removed, since a reason is stored
+// with the key and shown on reads and in verify's REVOKED message (an
+// operator may well paste the leaked key into it).
+func reasonFrom(d *framework.FieldData) (string, error) {
+	reason := strings.TrimSpace(d.Get("reason").(string))
+	if err := validateReason(reason); err != nil {
+		return "", err
+	}
+	return redactSecrets(reason), nil
+}
 
 func validateReason(reason string) error {
 	if len(reason) > maxReasonLen {
