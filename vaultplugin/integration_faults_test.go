@@ -433,6 +433,21 @@ func (l *verifyLoad) steady(t *testing.T, d time.Duration, where string) {
 	}
 }
 
+// recover is what follows a fault injected at faultAt: wait (up to within)
+// for verify to answer again, keep the load on for steady, stop it, and
+// describe the outage for the report.
+func (l *verifyLoad) recover(t *testing.T, faultAt time.Time, within, steady time.Duration, where string) (ok, fail int, outage string) {
+	t.Helper()
+	lastFail := l.waitHealthy(t, 2*time.Second, within)
+	l.steady(t, steady, where)
+	ok, fail = l.finish(t)
+	outage = "none failed"
+	if fail > 0 && lastFail.After(faultAt) {
+		outage = fmt.Sprintf("the last failure %s after the fault", lastFail.Sub(faultAt).Round(time.Millisecond))
+	}
+	return ok, fail, outage
+}
+
 func (l *verifyLoad) finish(t *testing.T) (ok, fail int) {
 	t.Helper()
 	l.stop()
@@ -513,13 +528,7 @@ func TestFault_pluginCrashUnderLoad(t *testing.T) {
 		waitGone(t, srv, pids)
 		afterKill := newTally()
 		load.countFrom(time.Now(), afterKill)
-		lastFail := load.waitHealthy(t, 2*time.Second, 2*time.Minute)
-		load.steady(t, sc.steady, where)
-		ok, fail := load.finish(t)
-		down := "none failed"
-		if fail > 0 && lastFail.After(killedAt) {
-			down = fmt.Sprintf("the last %s after the kill", lastFail.Sub(killedAt).Round(time.Millisecond))
-		}
+		ok, fail, down := load.recover(t, killedAt, 2*time.Minute, sc.steady, where)
 		t.Logf("%s: plugin %v SIGKILLed after %d verifies of this phase: %d requests failed (%s); %d verifies succeeded in the phase",
 			where, pids, okBefore, fail, down, ok)
 
@@ -829,13 +838,7 @@ func TestFault_haFailoverUnderLoad(t *testing.T) {
 		last.want = "REVOKED"
 		killedAt := time.Now()
 		cl.Kill(ai)
-		lastFail := load.waitHealthy(t, 2*time.Second, 3*time.Minute)
-		load.steady(t, sc.steady, where)
-		ok, fail := load.finish(t)
-		gap := "none failed"
-		if fail > 0 && lastFail.After(killedAt) {
-			gap = fmt.Sprintf("verify resumed: the last failure %s after the kill", lastFail.Sub(killedAt).Round(time.Millisecond))
-		}
+		ok, fail, gap := load.recover(t, killedAt, 3*time.Minute, sc.steady, where)
 		newActive, ni := cl.Active(t)
 		t.Logf("%s: active node %d SIGKILLed; node %d took over; verify through the standbys failed %d times (%s); %d verifies succeeded in the phase",
 			where, ai, ni, fail, gap, ok)
