@@ -25,6 +25,18 @@ func FuzzParse(f *testing.F) {
 			if !sameKey(k, keyformat.Key{}) {
 				t.Fatalf("non-zero key with error")
 			}
+			// The design regex and an independent checksum are the oracle
+			// for what Parse rejects, too: the right shape is never called
+			// malformed, and a checksum that recomputes is never refused.
+			if wholeKeyRE.MatchString(s) {
+				cut := len(s) - keyformat.ChecksumLen
+				if err == keyformat.ErrMalformed {
+					t.Fatalf("input in the design's shape called malformed")
+				}
+				if expectedChecksum(s[:cut]) == s[cut:] {
+					t.Fatalf("key with a valid checksum refused")
+				}
+			}
 			// Find must agree that a bad checksum is a look-alike and
 			// never call it a key.
 			for _, m := range keyformat.Find([]byte(s)) {

@@ -624,3 +624,28 @@ func TestKeyInUnexportedFieldDoesNotLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestParse_everyByteAtEveryBodyPosition drives the word-at-a-time
+// alphabet check through every byte value at every body position, next to
+// both a valid neighbour and one with the high bit set.
+func TestParse_everyByteAtEveryBodyPosition(t *testing.T) {
+	valid := mustGenerate(t, rand.NewChaCha8([32]byte{'p'}), "ck", "prod").Raw()
+	start := len(valid) - keyformat.BodyLen
+	for pos := start; pos < len(valid); pos++ {
+		for c := range 256 {
+			b := []byte(valid)
+			b[pos] = byte(c)
+			_, err := keyformat.Parse(string(b))
+			inAlphabet := strings.IndexByte(keyformat.Alphabet, byte(c)) >= 0
+			if inAlphabet == (err == keyformat.ErrMalformed) {
+				t.Fatalf("byte %#x at %d: err %v, in alphabet %v", c, pos, err, inAlphabet)
+			}
+			if pos+1 < len(b) {
+				b[pos+1] = 0xff
+				if _, err := keyformat.Parse(string(b)); err != keyformat.ErrMalformed {
+					t.Fatalf("byte %#x at %d before 0xff: err %v", c, pos, err)
+				}
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -43,16 +44,24 @@ func BenchmarkVerify_cached(b *testing.B) {
 	}
 }
 
+// BenchmarkVerify_malformed covers both ways a key is rejected offline: a
+// wrong shape, and the costlier right shape with a failing checksum (the
+// input make bench measures as local_malformed_rps).
 func BenchmarkVerify_malformed(b *testing.B) {
 	k, _ := keyformat.Generate("ck", "prod")
 	v := cachedVerifier(b, k.Raw())
-	bad := []byte(k.Raw())
-	bad[len(bad)-1] = '!'
-	req := Request{APIKey: string(bad)}
-	b.ReportAllocs()
-	for b.Loop() {
-		if res, _ := v.Verify(b.Context(), req); res.Code != "MALFORMED" {
-			b.Fatal(res.Code)
-		}
+	shape := []byte(k.Raw())
+	shape[len(shape)-1] = '!'
+	checksum := "ck_prod_" + strings.Repeat("x", keyformat.BodyLen)
+	for name, key := range map[string]string{"shape": string(shape), "checksum": checksum} {
+		b.Run(name, func(b *testing.B) {
+			req := Request{APIKey: key}
+			b.ReportAllocs()
+			for b.Loop() {
+				if res, _ := v.Verify(b.Context(), req); res.Code != "MALFORMED" {
+					b.Fatal(res.Code)
+				}
+			}
+		})
 	}
 }
