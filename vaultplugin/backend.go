@@ -33,7 +33,11 @@ API gateways call "verify" on every request.
 // Factory is the logical.Factory Vault calls to create a mount of the engine.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend(time.Now)
-	if err := b.Setup(ctx, conf); err != nil {
+	c := *conf
+	if c.System != nil {
+		c.System = newReplicationMemo(c.System, time.Now)
+	}
+	if err := b.Setup(ctx, &c); err != nil {
 		return nil, err
 	}
 	b.storage = conf.StorageView
@@ -61,7 +65,9 @@ type backend struct {
 	// cache holds key records for verify, so the hot path reads storage
 	// only on a miss. Every change to a record goes through putKey/dropKey,
 	// and Invalidate keeps other nodes' caches honest.
-	cache *recordCache
+	cache *storeCache[*keyRecord]
+	// roles holds roles' stored JSON for creds and rotate, by role name.
+	roles *storeCache[[]byte]
 
 	usage     *usageTracker
 	limiter   *rateLimiters
@@ -77,7 +83,8 @@ func newBackend(now func() time.Time) *backend {
 		now:       now,
 		roleLocks: locksutil.CreateLocks(),
 		keyLocks:  locksutil.CreateLocks(),
-		cache:     newRecordCache(defaultCacheSize),
+		cache:     newStoreCache[*keyRecord](defaultCacheSize),
+		roles:     newStoreCache[[]byte](roleCacheSize),
 		usage:     newUsageTracker(),
 		limiter:   newRateLimiters(),
 		anomalies: newAnomalyTracker(),
@@ -123,6 +130,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.configMu.Unlock()
 	case strings.HasPrefix(key, keyStoragePrefix):
 		b.cache.drop(strings.TrimPrefix(key, keyStoragePrefix))
+	case strings.HasPrefix(key, roleStoragePrefix):
+		b.roles.drop(strings.TrimPrefix(key, roleStoragePrefix))
 	}
 }
 

@@ -38,6 +38,8 @@ type countingStorage struct {
 	puts   int
 	gets   int
 	delets int
+	// getsOf counts reads by storage key.
+	getsOf map[string]int
 }
 
 func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
@@ -50,6 +52,10 @@ func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) erro
 func (s *countingStorage) Get(ctx context.Context, k string) (*logical.StorageEntry, error) {
 	s.mu.Lock()
 	s.gets++
+	if s.getsOf == nil {
+		s.getsOf = map[string]int{}
+	}
+	s.getsOf[k]++
 	s.mu.Unlock()
 	return s.Storage.Get(ctx, k)
 }
@@ -59,6 +65,12 @@ func (s *countingStorage) Delete(ctx context.Context, k string) error {
 	s.delets++
 	s.mu.Unlock()
 	return s.Storage.Delete(ctx, k)
+}
+
+func (s *countingStorage) readsOf(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.getsOf[key]
 }
 
 func (s *countingStorage) counts() (puts, gets, deletes int) {

@@ -823,6 +823,7 @@ func TestConcurrency_uncappedIssuesRunInParallel(t *testing.T) {
 			}
 			e.role("r", role)
 			e.issue("r", nil) // the pepper exists: the paused issue is the only one past getRole
+			e.b.roles.drop("r") // so the first issue reads the role from storage, where it pauses
 			p := e.pauseAt("get", roleStoragePrefix+"r")
 			first := e.inBackground(p, &logical.Request{Operation: logical.ReadOperation, Path: "creds/r"})
 			second := e.start(&logical.Request{Operation: logical.ReadOperation, Path: "creds/r"})

@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -139,7 +138,7 @@ func keyHash(pepper []byte, apiKey string) []byte {
 // getKey reads a record, from the cache when it holds one. On a miss it
 // reads storage without the key's lock (verify must stay cheap), so a write
 // can land between the read and the caching: fill keeps the stale copy out
-// of the cache then (see recordCache).
+// of the cache then (see storeCache).
 func (b *backend) getKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
 	if r, ok := b.cache.get(keyID); ok {
 		return r, nil
@@ -191,79 +190,4 @@ func (b *backend) writeIndexes(ctx context.Context, s logical.Storage, r *keyRec
 		}
 	}
 	return nil
-}
-
-// recordCache is a bounded map of key records. When full it evicts an
-// arbitrary entry: verify traffic concentrates on live keys, so a miss only
-// costs one storage read.
-//
-// Writers (putKey, tidy, invalidate) change storage first and the cache
-// after; readers that missed read storage and then fill. A fill must never
-// replace what a writer cached or bring back what a writer dropped, or a
-// revoked key would verify VALID from a stale copy until evicted. So fill
-// only adds a missing entry, and only if no entry was dropped since the
-// reader's storage read began (drops counts them).
-type recordCache struct {
-	mu    sync.RWMutex
-	max   int
-	recs  map[string]*keyRecord
-	drops uint64
-}
-
-func newRecordCache(max int) *recordCache {
-	return &recordCache{max: max, recs: make(map[string]*keyRecord)}
-}
-
-func (c *recordCache) get(id string) (*keyRecord, bool) {
-	c.mu.RLock()
-	r, ok := c.recs[id]
-	c.mu.RUnlock()
-	return r, ok
-}
-
-// put caches a record just written to storage, replacing any cached copy.
-func (c *recordCache) put(id string, r *keyRecord) {
-	c.mu.Lock()
-	c.insert(id, r)
-	c.mu.Unlock()
-}
-
-// generation is taken before a storage read whose result may be cached
-// with fill.
-func (c *recordCache) generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.drops
-}
-
-// fill caches a record read from storage, unless a writer cached a newer
-// copy or dropped one since generation gen was taken.
-func (c *recordCache) fill(id string, r *keyRecord, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.recs[id]; ok || c.drops != gen {
-		return
-	}
-	c.insert(id, r)
-}
-
-// insert adds or replaces an entry, evicting an arbitrary other one when
-// full (an eviction counts as a drop: the evicted entry may be a writer's
-// newer copy). c.mu must be held for writing.
-func (c *recordCache) insert(id string, r *keyRecord) {
-	if _, ok := c.recs[id]; !ok && len(c.recs) >= c.max {
-		for k := range c.recs {
-			delete(c.recs, k)
-			c.drops++
-			break
-		}
-	}
-	c.recs[id] = r
-}
-
-func (c *recordCache) drop(id string) {
-	c.mu.Lock()
-	delete(c.recs, id)
-	c.drops++
-	c.mu.Unlock()
 }

@@ -155,7 +155,8 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	t := templateFromRole(roleName, r)
-	if err := narrowTemplate(&t, d, cfg, b.System().MaxLeaseTTL()); err != nil {
+	mount := b.mountLeaseTTLs()
+	if err := narrowTemplate(&t, d, cfg, mount.MaxLeaseTTL()); err != nil {
 		return respond(err)
 	}
 	if r.MaxActiveKeys > 0 {
@@ -167,11 +168,20 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 			return logical.ErrorResponse("max_active_keys: role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n), nil
 		}
 	}
-	resp, _, err := b.issue(ctx, req, cfg, t)
+	resp, _, err := b.issue(ctx, req, cfg, mount, t)
 	if err != nil {
 		return respond(err)
 	}
 	return resp, nil
+}
+
+// mountLeaseTTLs reads the mount's default and maximum lease TTLs once, for
+// one request. For an external plugin every read is a gRPC round trip to
+// Vault, and issuing a key consults them several times (CalculateTTL
+// included); a mount tune still takes effect from the next request on.
+func (b *backend) mountLeaseTTLs() logical.SystemView {
+	sys := b.System()
+	return &logical.StaticSystemView{DefaultLeaseTTLVal: sys.DefaultLeaseTTL(), MaxLeaseTTLVal: sys.MaxLeaseTTL()}
 }
 
 // narrowTemplate applies the request's optional narrowing. A request may only
@@ -257,9 +267,11 @@ func effectiveMax(bounds ...time.Duration) time.Duration {
 
 // issue creates, stores and returns a new key as a leased secret. It is the
 // single place where TTLs are clamped, so creds and rotate cannot disagree.
-func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
+// issue creates a key from t. mount holds the mount's lease TTLs (see
+// mountLeaseTTLs).
+func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, mount logical.SystemView, t keyTemplate) (*logical.Response, *keyRecord, error) {
 	now := b.now()
-	sys := b.System()
+	sys := mount
 	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, sys.MaxLeaseTTL())
 	ttl, warnings, err := framework.CalculateTTL(sys, 0, effectiveTTL(t.ttl, cfg.DefaultTTL, sys.DefaultLeaseTTL()), 0, maxTTL, 0, time.Time{})
 	if err != nil {

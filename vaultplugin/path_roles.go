@@ -10,12 +10,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/jsonutil"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 const (
 	roleStoragePrefix = "roles/"
+	// roleCacheSize bounds b.roles; a mount with more roles than this
+	// reads the rest from storage.
+	roleCacheSize = 10_000
 
 	keyTypeBearer  = "bearer"
 	keyTypeHMAC    = "hmac"
@@ -179,13 +183,23 @@ its keys valid until they expire or are revoked.`,
 	}
 }
 
+// getRole reads a role through b.roles. The cache holds the stored JSON, not
+// a *role, so every caller decodes its own copy: a role write that fails
+// half-way through applying its fields then cannot leave a half-changed
+// role behind in memory.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
-	e, err := s.Get(ctx, roleStoragePrefix+name)
-	if err != nil || e == nil {
-		return nil, err
+	raw, ok := b.roles.get(name)
+	if !ok {
+		gen := b.roles.generation()
+		e, err := s.Get(ctx, roleStoragePrefix+name)
+		if err != nil || e == nil {
+			return nil, err
+		}
+		raw = e.Value
+		b.roles.fill(name, raw, gen)
 	}
 	r := new(role)
-	if err := e.DecodeJSON(r); err != nil {
+	if err := jsonutil.DecodeJSON(raw, r); err != nil {
 		return nil, fmt.Errorf("decoding role: %w", err)
 	}
 	return r, nil
@@ -275,8 +289,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	if err := req.Storage.Put(ctx, e); err != nil {
+		b.roles.drop(name) // the write may have landed
 		return nil, err
 	}
+	b.roles.put(name, e.Value)
 	return nil, nil
 }
 
@@ -430,5 +446,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	lock := locksutil.LockForKey(b.roleLocks, name)
 	lock.Lock()
 	defer lock.Unlock()
-	return nil, req.Storage.Delete(ctx, roleStoragePrefix+name)
+	err := req.Storage.Delete(ctx, roleStoragePrefix+name)
+	b.roles.drop(name)
+	return nil, err
 }

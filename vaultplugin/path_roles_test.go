@@ -1,6 +1,8 @@
 package vaultplugin
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,4 +100,77 @@ func TestRoles_signedScopeNeedsSigningKeyType(t *testing.T) {
 	e.role("ok", map[string]any{"environment": "prod", "scopes": "withdraw", "key_type": "hmac"})
 	// Switching that role to bearer is refused too.
 	e.badRequest(logical.UpdateOperation, "roles/ok", map[string]any{"key_type": "bearer"}, "scopes", "key_type must be hmac or ed25519")
+}
+
+// Issuing reads the role from memory after the first time: for an external
+// plugin each storage read is a round trip to Vault. Every way a role
+// changes must still reach the next issue at once.
+func TestRoleCache_issueReadsStorageOnceAndSeesEveryChange(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "scopes": "read"})
+	e.b.roles.drop("r") // start from a cold cache, as after a restart
+	before := e.storage.readsOf(roleStoragePrefix + "r")
+	for range 5 {
+		e.issue("r", nil)
+	}
+	if n := e.storage.readsOf(roleStoragePrefix+"r") - before; n != 1 {
+		t.Fatalf("5 issues read the role from storage %d times, want 1", n)
+	}
+
+	// A write on this node.
+	e.role("r", map[string]any{"environment": "prod", "scopes": "read,trade"})
+	if d, _ := e.issue("r", nil); !slices.Equal(scopesOf(t, d), []string{"read", "trade"}) {
+		t.Fatalf("after a role write: scopes %v", d["scopes"])
+	}
+
+	// A write refused half-way (scopes parse, ttl does not) changes nothing,
+	// in storage or in memory.
+	e.badRequest(logical.UpdateOperation, "roles/r", map[string]any{"scopes": "admin", "ttl": "forever"}, "ttl", "")
+	if d, _ := e.issue("r", nil); !slices.Equal(scopesOf(t, d), []string{"read", "trade"}) {
+		t.Fatalf("after a refused write: scopes %v", d["scopes"])
+	}
+
+	// A write on another node reaches this one as storage plus Invalidate.
+	other := &role{Environment: "prod", Scopes: []string{"read"}, KeyType: keyTypeBearer, RecvWindow: defaultRecvWindow, OnAnomaly: anomalyNone}
+	ent, err := logical.StorageEntryJSON(roleStoragePrefix+"r", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.storage.Put(context.Background(), ent); err != nil {
+		t.Fatal(err)
+	}
+	e.b.invalidate(context.Background(), roleStoragePrefix+"r")
+	if d, _ := e.issue("r", nil); !slices.Equal(scopesOf(t, d), []string{"read"}) {
+		t.Fatalf("after another node's write: scopes %v", d["scopes"])
+	}
+
+	e.ok(logical.DeleteOperation, "roles/r", nil)
+	e.badRequest(logical.ReadOperation, "creds/r", nil, "role", "does not exist")
+}
+
+// A role read that misses the cache must not cache what it read if a write
+// landed in between: the stale role would be served until evicted.
+func TestRoleCache_fillDuringWrite(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "scopes": "read"})
+	e.b.roles.drop("r")
+
+	p := e.pauseAt("get", roleStoragePrefix+"r")
+	read := e.inBackground(p, &logical.Request{Operation: logical.ReadOperation, Path: "roles/r"})
+	// The write itself reads the role first; that read must not pause.
+	e.role("r", map[string]any{"environment": "prod", "scopes": "read,trade"})
+	p.release()
+	read.wait(t) // it may show the old role: it began before the write
+	if d, _ := e.issue("r", nil); !slices.Equal(scopesOf(t, d), []string{"read", "trade"}) {
+		t.Fatalf("issue after the write: scopes %v", d["scopes"])
+	}
+}
+
+func scopesOf(t *testing.T, issued map[string]any) []string {
+	t.Helper()
+	s, ok := issued["scopes"].([]string)
+	if !ok {
+		t.Fatalf("scopes: %#v", issued["scopes"])
+	}
+	return s
 }

@@ -1,0 +1,80 @@
+package vaultplugin
+
+import "sync"
+
+// storeCache is a bounded map of storage entries the engine reads on every
+// request (key records for verify, roles for creds): for an external
+// plugin each storage read is a gRPC round trip to Vault. When full it
+// evicts an arbitrary entry: traffic concentrates on live keys and roles,
+// so a miss only costs one storage read.
+//
+// Writers (putKey, tidy, role writes, invalidate) change storage first and
+// the cache after; readers that missed read storage and then fill. A fill
+// must never replace what a writer cached or bring back what a writer
+// dropped, or a revoked key would verify VALID from a stale copy until
+// evicted. So fill only adds a missing entry, and only if no entry was
+// dropped since the reader's storage read began (drops counts them).
+type storeCache[V any] struct {
+	mu    sync.RWMutex
+	max   int
+	recs  map[string]V
+	drops uint64
+}
+
+func newStoreCache[V any](max int) *storeCache[V] {
+	return &storeCache[V]{max: max, recs: make(map[string]V)}
+}
+
+func (c *storeCache[V]) get(id string) (V, bool) {
+	c.mu.RLock()
+	r, ok := c.recs[id]
+	c.mu.RUnlock()
+	return r, ok
+}
+
+// put caches an entry just written to storage, replacing any cached copy.
+func (c *storeCache[V]) put(id string, r V) {
+	c.mu.Lock()
+	c.insert(id, r)
+	c.mu.Unlock()
+}
+
+// generation is taken before a storage read whose result may be cached
+// with fill.
+func (c *storeCache[V]) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.drops
+}
+
+// fill caches an entry read from storage, unless a writer cached a newer
+// copy or dropped one since generation gen was taken.
+func (c *storeCache[V]) fill(id string, r V, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.recs[id]; ok || c.drops != gen {
+		return
+	}
+	c.insert(id, r)
+}
+
+// insert adds or replaces an entry, evicting an arbitrary other one when
+// full (an eviction counts as a drop: the evicted entry may be a writer's
+// newer copy). c.mu must be held for writing.
+func (c *storeCache[V]) insert(id string, r V) {
+	if _, ok := c.recs[id]; !ok && len(c.recs) >= c.max {
+		for k := range c.recs {
+			delete(c.recs, k)
+			c.drops++
+			break
+		}
+	}
+	c.recs[id] = r
+}
+
+func (c *storeCache[V]) drop(id string) {
+	c.mu.Lock()
+	delete(c.recs, id)
+	c.drops++
+	c.mu.Unlock()
+}

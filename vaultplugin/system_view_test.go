@@ -1,0 +1,67 @@
+package vaultplugin
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// askCounter is Vault's side of the system view: it counts the asks.
+type askCounter struct {
+	logical.StaticSystemView
+	asks atomic.Int32
+}
+
+func (s *askCounter) ReplicationState() consts.ReplicationState {
+	s.asks.Add(1)
+	return s.StaticSystemView.ReplicationState()
+}
+
+func TestReplicationMemo_asksVaultOncePerTTL(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	vault := &askCounter{}
+	m := newReplicationMemo(vault, clock.Now)
+	for range 100 {
+		if s := m.ReplicationState(); s != 0 {
+			t.Fatalf("state %v", s)
+		}
+	}
+	if n := vault.asks.Load(); n != 1 {
+		t.Fatalf("100 requests asked Vault %d times, want 1", n)
+	}
+
+	// A change in Vault shows once the answer is older than the TTL.
+	vault.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	clock.Add(replicationStateTTL - time.Millisecond)
+	if s := m.ReplicationState(); s != 0 {
+		t.Fatalf("within the TTL: state %v", s)
+	}
+	clock.Add(time.Millisecond)
+	if s := m.ReplicationState(); !s.HasState(consts.ReplicationPerformanceStandby) {
+		t.Fatalf("after the TTL: state %v", s)
+	}
+	if n := vault.asks.Load(); n != 2 {
+		t.Fatalf("Vault asked %d times, want 2", n)
+	}
+	// Everything else still goes to Vault.
+	vault.MaxLeaseTTLVal = 7 * time.Hour
+	if got := m.MaxLeaseTTL(); got != 7*time.Hour {
+		t.Fatalf("MaxLeaseTTL %v", got)
+	}
+}
+
+// The memo is safe only while the framework's forwarding check never
+// matters: no operation of the engine may ask to be forwarded.
+func TestPaths_noOperationAsksToBeForwarded(t *testing.T) {
+	b := newBackend(time.Now)
+	for _, p := range b.Paths {
+		for op, h := range p.Operations {
+			if props := h.Properties(); props.ForwardPerformanceStandby || props.ForwardPerformanceSecondary {
+				t.Errorf("%s %s asks to be forwarded; the replication state memo (system_view.go) must then go", op, p.Pattern)
+			}
+		}
+	}
+}
