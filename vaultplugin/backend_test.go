@@ -88,8 +88,15 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, logical.TestSystemView())
+}
+
+// newTestEnvWith is newTestEnv with the system view Vault would pass.
+func newTestEnvWith(t testing.TB, sys logical.SystemView) *testEnv {
+	t.Helper()
 	clock := &testClock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
 	conf := logical.TestBackendConfig()
+	conf.System = sys
 	storage := &countingStorage{Storage: &logical.InmemStorage{}}
 	conf.StorageView = storage
 	b := newBackend(clock.Now)

@@ -155,7 +155,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	t := templateFromRole(roleName, r)
-	mount := b.mountLeaseTTLs()
+	mount := newLeaseTTLs(b.System())
 	if err := narrowTemplate(&t, d, cfg, mount.MaxLeaseTTL()); err != nil {
 		return respond(err)
 	}
@@ -173,15 +173,6 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return respond(err)
 	}
 	return resp, nil
-}
-
-// mountLeaseTTLs reads the mount's default and maximum lease TTLs once, for
-// one request. For an external plugin every read is a gRPC round trip to
-// Vault, and issuing a key consults them several times (CalculateTTL
-// included); a mount tune still takes effect from the next request on.
-func (b *backend) mountLeaseTTLs() logical.SystemView {
-	sys := b.System()
-	return &logical.StaticSystemView{DefaultLeaseTTLVal: sys.DefaultLeaseTTL(), MaxLeaseTTLVal: sys.MaxLeaseTTL()}
 }
 
 // narrowTemplate applies the request's optional narrowing. A request may only
@@ -267,13 +258,15 @@ func effectiveMax(bounds ...time.Duration) time.Duration {
 
 // issue creates, stores and returns a new key as a leased secret. It is the
 // single place where TTLs are clamped, so creds and rotate cannot disagree.
-// issue creates a key from t. mount holds the mount's lease TTLs (see
-// mountLeaseTTLs).
-func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, mount logical.SystemView, t keyTemplate) (*logical.Response, *keyRecord, error) {
+// mount is the request's view of the mount's lease TTLs (see leaseTTLs).
+func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, mount *leaseTTLs, t keyTemplate) (*logical.Response, *keyRecord, error) {
 	now := b.now()
-	sys := mount
-	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, sys.MaxLeaseTTL())
-	ttl, warnings, err := framework.CalculateTTL(sys, 0, effectiveTTL(t.ttl, cfg.DefaultTTL, sys.DefaultLeaseTTL()), 0, maxTTL, 0, time.Time{})
+	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, mount.MaxLeaseTTL())
+	ttl := effectiveTTL(t.ttl, cfg.DefaultTTL)
+	if ttl == 0 {
+		ttl = mount.DefaultLeaseTTL()
+	}
+	ttl, warnings, err := framework.CalculateTTL(mount, 0, ttl, 0, maxTTL, 0, time.Time{})
 	if err != nil {
 		return nil, nil, err
 	}

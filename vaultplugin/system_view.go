@@ -47,3 +47,32 @@ func (m *replicationMemo) ReplicationState() consts.ReplicationState {
 	m.cached.Store(&memoState{state: s, until: now.Add(replicationStateTTL)})
 	return s
 }
+
+// leaseTTLs is the system view for one request that issues a key, with the
+// mount's default and maximum lease TTLs each read at most once and only if
+// needed. For an external plugin every read is a gRPC round trip to Vault,
+// and issuing consults the maximum several times over (CalculateTTL
+// included), the default only when neither role nor config sets a ttl. A
+// mount tune still takes effect from the next request on. Not safe for
+// concurrent use: it lives as long as one request's handler.
+type leaseTTLs struct {
+	logical.SystemView
+	def, max         time.Duration
+	haveDef, haveMax bool
+}
+
+func newLeaseTTLs(sys logical.SystemView) *leaseTTLs { return &leaseTTLs{SystemView: sys} }
+
+func (l *leaseTTLs) DefaultLeaseTTL() time.Duration {
+	if !l.haveDef {
+		l.def, l.haveDef = l.SystemView.DefaultLeaseTTL(), true
+	}
+	return l.def
+}
+
+func (l *leaseTTLs) MaxLeaseTTL() time.Duration {
+	if !l.haveMax {
+		l.max, l.haveMax = l.SystemView.MaxLeaseTTL(), true
+	}
+	return l.max
+}

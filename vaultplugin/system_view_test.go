@@ -65,3 +65,51 @@ func TestPaths_noOperationAsksToBeForwarded(t *testing.T) {
 		}
 	}
 }
+
+// ttlCounter is Vault's side of the system view: it counts reads of the
+// mount's lease TTLs.
+type ttlCounter struct {
+	logical.StaticSystemView
+	defReads, maxReads int
+}
+
+func (s *ttlCounter) DefaultLeaseTTL() time.Duration {
+	s.defReads++
+	return s.StaticSystemView.DefaultLeaseTTL()
+}
+
+func (s *ttlCounter) MaxLeaseTTL() time.Duration {
+	s.maxReads++
+	return s.StaticSystemView.MaxLeaseTTL()
+}
+
+// Issuing reads the mount's maximum lease TTL once, its default only when
+// neither role nor config sets a ttl, and sees a mount tune at once.
+func TestLeaseTTLs_readOnceWhenNeededAndFollowTunes(t *testing.T) {
+	vault := &ttlCounter{StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: 3 * time.Hour, MaxLeaseTTLVal: 48 * time.Hour}}
+	e := newTestEnvWith(t, vault)
+	e.role("timed", map[string]any{"environment": "prod", "ttl": "10h"})
+	e.role("untimed", map[string]any{"environment": "prod"})
+
+	vault.defReads, vault.maxReads = 0, 0
+	if _, s := e.issue("timed", nil); s.TTL != 10*time.Hour {
+		t.Fatalf("lease TTL %v, want the role's 10h", s.TTL)
+	}
+	if vault.defReads != 0 || vault.maxReads != 1 {
+		t.Fatalf("issuing with a role ttl read the default %d and the max %d times, want 0 and 1", vault.defReads, vault.maxReads)
+	}
+
+	vault.defReads, vault.maxReads = 0, 0
+	if _, s := e.issue("untimed", nil); s.TTL != 3*time.Hour {
+		t.Fatalf("lease TTL %v, want the mount default 3h", s.TTL)
+	}
+	if vault.defReads != 1 || vault.maxReads != 1 {
+		t.Fatalf("issuing without a ttl read the default %d and the max %d times, want 1 and 1", vault.defReads, vault.maxReads)
+	}
+
+	// vault secrets tune -max-lease-ttl=2h
+	vault.MaxLeaseTTLVal = 2 * time.Hour
+	if _, s := e.issue("timed", nil); s.TTL != 2*time.Hour {
+		t.Fatalf("after a tune: lease TTL %v, want the mount max 2h", s.TTL)
+	}
+}
