@@ -21,7 +21,15 @@ type Measurement struct {
 	P99us    float64 `json:"p99_us"`
 	Requests int     `json:"requests"`
 	Errors   int     `json:"errors"`
+	// CPUusPerRequest is the CPU time each metered process spent per call
+	// while the op ran (see CPUMeter): where a request's cost goes.
+	CPUusPerRequest map[string]float64 `json:"cpu_us_per_request,omitempty"`
 }
+
+// CPUMeter returns the CPU time each process of interest has used so far,
+// by name ("vault", "plugin", "load"). RunInterleaved reads it around every
+// slice and charges the difference to the slice's op.
+type CPUMeter func() map[string]time.Duration
 
 // Op is one measured operation of an interleaved run.
 type Op struct {
@@ -34,12 +42,20 @@ type Op struct {
 // add up its slices (an op error counts as an error, not a request). A
 // machine whose speed drifts during the run (other tenants, GC of the
 // server, a CI neighbour) then slows every op alike, so the ratios
-// between them hold even when the absolute figures do not.
-func RunInterleaved(concurrency int, d time.Duration, rounds int, ops []Op) map[string]Measurement {
+// between them hold even when the absolute figures do not. meter may be
+// nil.
+func RunInterleaved(concurrency int, d time.Duration, rounds int, meter CPUMeter, ops []Op) map[string]Measurement {
 	samples := make([]sample, len(ops))
 	for range rounds {
 		for i, op := range ops {
+			var before map[string]time.Duration
+			if meter != nil {
+				before = meter()
+			}
 			samples[i].run(concurrency, d/time.Duration(rounds), op.Do)
+			if meter != nil {
+				samples[i].charge(before, meter())
+			}
 		}
 	}
 	out := make(map[string]Measurement, len(ops))
@@ -49,12 +65,23 @@ func RunInterleaved(concurrency int, d time.Duration, rounds int, ops []Op) map[
 	return out
 }
 
-// sample accumulates the latencies, errors and time of one op's runs.
+// sample accumulates the latencies, errors, time and CPU of one op's runs.
 type sample struct {
 	latencies []time.Duration
 	errors    int
 	elapsed   time.Duration
 	calls     int // op calls so far, so i keeps counting across slices
+	cpu       map[string]time.Duration
+}
+
+// charge adds the CPU each process used between two meter readings.
+func (m *sample) charge(before, after map[string]time.Duration) {
+	if m.cpu == nil {
+		m.cpu = map[string]time.Duration{}
+	}
+	for name, t := range after {
+		m.cpu[name] += t - before[name]
+	}
 }
 
 func (m *sample) measurement() Measurement {
@@ -67,6 +94,12 @@ func (m *sample) measurement() Measurement {
 	if len(all) > 0 {
 		out.P50us = float64(all[len(all)*50/100].Microseconds())
 		out.P99us = float64(all[min(len(all)-1, len(all)*99/100)].Microseconds())
+	}
+	if n := len(all) + m.errors; n > 0 && m.cpu != nil {
+		out.CPUusPerRequest = map[string]float64{}
+		for name, t := range m.cpu {
+			out.CPUusPerRequest[name] = float64(t.Microseconds()) / float64(n)
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +33,14 @@ func TestRunInterleaved(t *testing.T) {
 			return nil
 		}}
 	}
-	res := RunInterleaved(2, 120*time.Millisecond, 3, []Op{op("a", false), op("b", true)})
+	// A meter whose "server" has used 1 ms more at every reading: each of
+	// the 6 slices is charged 1 ms, so each op 3 ms over its calls.
+	var readings time.Duration
+	meter := func() map[string]time.Duration {
+		readings += time.Millisecond
+		return map[string]time.Duration{"server": readings}
+	}
+	res := RunInterleaved(2, 120*time.Millisecond, 3, meter, []Op{op("a", false), op("b", true)})
 
 	if want := []string{"a", "b", "a", "b", "a", "b"}; len(blocks) != len(want) {
 		t.Fatalf("order of slices: %v, want %v", blocks, want)
@@ -58,7 +66,37 @@ func TestRunInterleaved(t *testing.T) {
 			t.Errorf("%s: figures %+v", name, m)
 		}
 	}
+	for name, m := range res {
+		want := 3000.0 / float64(calls[name])
+		if got := m.CPUusPerRequest["server"]; got < want*0.999 || got > want*1.001 {
+			t.Errorf("%s: server CPU %.3f µs per call, want 3 ms over %d calls = %.3f", name, got, calls[name], want)
+		}
+	}
 	if res["a"].Errors != 0 || res["b"].Errors == 0 {
 		t.Errorf("errors: a %d (want 0), b %d (want some)", res["a"].Errors, res["b"].Errors)
+	}
+}
+
+// ProcessCPU reads this process's CPU time, and it grows with work done.
+func TestProcessCPU(t *testing.T) {
+	before, err := ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin for 300 ms: well above the 10 ms tick, even if descheduled a while.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x++
+	}
+	after, err := ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 100*time.Millisecond {
+		t.Fatalf("300 ms of spinning counted as %v of CPU (x=%d)", d, x)
+	}
+	if _, err := ProcessCPU(1 << 30); err == nil {
+		t.Fatal("no error for a process that does not exist")
 	}
 }

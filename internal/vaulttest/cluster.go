@@ -514,6 +514,14 @@ func (c *Cluster) StopAll() {
 	}
 }
 
+// PID returns the id of the server's vault process (0 if it is not running).
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // PluginPIDs returns the ids of the plugin processes this server runs: the
 // processes whose executable is the plugin binary in its plugin directory.
 // (Each server has its own plugin directory, so no other server's plugins
