@@ -822,7 +822,7 @@ func TestConcurrency_uncappedIssuesRunInParallel(t *testing.T) {
 				role["max_active_keys"] = 10
 			}
 			e.role("r", role)
-			e.issue("r", nil) // the pepper exists: the paused issue is the only one past getRole
+			e.issue("r", nil)   // the pepper exists: the paused issue is the only one past getRole
 			e.b.roles.drop("r") // so the first issue reads the role from storage, where it pauses
 			p := e.pauseAt("get", roleStoragePrefix+"r")
 			first := e.inBackground(p, &logical.Request{Operation: logical.ReadOperation, Path: "creds/r"})
