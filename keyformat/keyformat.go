@@ -175,8 +175,9 @@ func base62Mask(w uint64) uint64 {
 }
 
 // checksumValue decodes a base62 checksum that has already passed
-// isBase62. Six digits can exceed 32 bits, so a non-canonical checksum
-// never equals a CRC.
+// isBase62. Six fixed digits are one-to-one with [0, 62^6), so the value
+// equals a CRC exactly when the digits are its encoding; values of 2^32 and
+// above equal none.
 func checksumValue(d string) uint64 {
 	var v uint64
 	for i := 0; i < len(d); i++ {
