@@ -2,7 +2,8 @@ package provider
 
 import (
 	"context"
-	"regexp"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
@@ -14,11 +15,9 @@ import (
 // blocks, and runs of 32 or more base62 or base64 characters (a key's
 // key_id, secret and checksum are one run of 50, its secret alone 32; an
 // hmac secret_key is 64; a PEM body line 64).
-var secretLike = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(-----END [A-Z0-9 ]+-----|$)|[0-9A-Za-z+/]{32,}`)
+var secretLike = redact.Runs(`[0-9A-Za-z+/]{32,}`)
 
-const redactedText = "<redacted>"
-
-func redactText(s string) string { return secretLike.ReplaceAllLiteralString(s, redactedText) }
+func redactText(s string) string { return secretLike.Text(s) }
 
 // NewProtocol6 is providerserver.NewProtocol6WithError(p) behind
 // Redacting: the server main serves and the acceptance tests run.
@@ -69,7 +68,7 @@ func redactPath(p *tftypes.AttributePath) *tftypes.AttributePath {
 			return tftypes.NewAttributePathWithSteps(steps)
 		case tftypes.ElementKeyString:
 			if redactText(string(v)) != string(v) {
-				st = tftypes.ElementKeyString(redactedText)
+				st = tftypes.ElementKeyString(redact.Replacement)
 			}
 		}
 		steps = append(steps, st)

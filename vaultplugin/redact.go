@@ -4,24 +4,19 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"regexp"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// secretLike matches what could be key material inside a message: a run of
-// 24 or more base62 characters (a key's key_id, secret and checksum are one
-// run of 50; an hmac secret_key is 64), and PEM blocks.
-var secretLike = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]+-----[\s\S]*?-----END [A-Z0-9 ]+-----|[0-9A-Za-z]{24,}`)
-
-// redacted replaces what secretLike matches.
-const redacted = "<redacted>"
+// secretLike matches what could be key material inside a message: PEM
+// blocks, and runs of 24 or more base62 characters (a key's key_id, secret
+// and checksum are one run of 50; an hmac secret_key is 64).
+var secretLike = redact.Runs(`[0-9A-Za-z]{24,}`)
 
 // redactSecrets removes possible key material from a message.
-func redactSecrets(s string) string {
-	return secretLike.ReplaceAllLiteralString(s, redacted)
-}
+func redactSecrets(s string) string { return secretLike.Text(s) }
 
 // HandleRequest is the framework's, with key material kept out of the
 // errors a request gets back. Validation errors (the engine's and the

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -25,8 +26,8 @@ func TestRedaction_keyInWrongFieldsNeverEchoed(t *testing.T) {
 		if strings.Contains(text, secret) {
 			t.Fatalf("%s repeats the key's secret: %s", what, strings.ReplaceAll(text, secret, "<SECRET>"))
 		}
-		if !strings.Contains(text, redacted) {
-			t.Fatalf("%s: the key was not replaced by %s: %s", what, redacted, strings.ReplaceAll(text, secret, "<SECRET>"))
+		if !strings.Contains(text, redact.Replacement) {
+			t.Fatalf("%s: the key was not replaced by %s: %s", what, redact.Replacement, strings.ReplaceAll(text, secret, "<SECRET>"))
 		}
 	}
 	errText := func(resp *logical.Response) string {
