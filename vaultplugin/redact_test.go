@@ -3,8 +3,10 @@ package vaultplugin
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -67,5 +69,30 @@ func TestResume_recordsTheReason(t *testing.T) {
 	}
 	if r := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["resume_reason"]; r != "false positive: new NAT egress" {
 		t.Fatalf("keys/%s shows resume_reason %v", id, r)
+	}
+}
+
+// An echoed value is cut to 64 characters. A key that the cut runs through
+// must not leave part of its secret behind: redaction sees the key whole.
+func TestPrintable_keyCutByTheLimitLeavesNoSecret(t *testing.T) {
+	k, err := keyformat.Generate("ck", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := k.SecretPart()[:keyformat.SecretLen]
+	for pad := 0; pad <= 80; pad++ {
+		out := printable(strings.Repeat(" ", pad) + k.Raw() + " and more")
+		for i := 0; i+6 <= len(secret); i++ {
+			if strings.Contains(out, secret[i:i+6]) {
+				t.Fatalf("after %d spaces: %q shows secret characters %d to %d", pad, out, i, i+6)
+			}
+		}
+		if !strings.HasSuffix(out, "…") || len(out) > 64+len("…") {
+			t.Fatalf("after %d spaces: %q is not cut to 64 characters", pad, out)
+		}
+	}
+	// Escaping still applies, and a multi-byte character is never split.
+	if got := printable("a\x1b[31m" + strings.Repeat("é", 40)); !strings.HasPrefix(got, `a\x1b[31m`) || !utf8.ValidString(got) {
+		t.Fatalf("printable = %q", got)
 	}
 }

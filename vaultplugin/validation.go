@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -175,12 +176,30 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // printable shortens and escapes user input echoed in a message, so a
 // megabyte of garbage or a terminal escape never reaches a log verbatim,
 // and removes what could be key material (a key put in the wrong field).
+//
+// Redaction comes before the cut: a cut through a key would leave a piece
+// too short to be recognised, with part of its secret. Only a window of
+// four times the limit is searched, so a megabyte costs no more than a
+// short value; any run that reaches into the kept part is either whole in
+// the window or longer than a key within it.
 func printable(s string) string {
 	const max = 64
-	if len(s) > max {
-		s = s[:max] + "…"
+	long := len(s) > max
+	if len(s) > 4*max {
+		s = s[:4*max]
 	}
-	return redactSecrets(strings.Trim(fmt.Sprintf("%q", s), `"`))
+	s = redactSecrets(strings.Trim(fmt.Sprintf("%q", s), `"`))
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	if long {
+		s += "…"
+	}
+	return s
 }
 
 // cidrsWithin checks that every block in narrow lies inside one of wide
