@@ -39,6 +39,23 @@ func (c *storeCache[V]) put(id string, r V) {
 	c.mu.Unlock()
 }
 
+// through returns id's entry from the cache or, on a miss, from read,
+// and caches what read found. found is false when storage holds no entry
+// (nothing is cached then). This is the only way readers fill the cache,
+// so every miss follows the generation protocol above.
+func (c *storeCache[V]) through(id string, read func() (v V, found bool, err error)) (V, bool, error) {
+	if v, ok := c.get(id); ok {
+		return v, true, nil
+	}
+	gen := c.generation()
+	v, found, err := read()
+	if err != nil || !found {
+		return v, false, err
+	}
+	c.fill(id, v, gen)
+	return v, true, nil
+}
+
 // generation is taken before a storage read whose result may be cached
 // with fill.
 func (c *storeCache[V]) generation() uint64 {

@@ -140,20 +140,15 @@ func keyHash(pepper []byte, apiKey string) []byte {
 // can land between the read and the caching: fill keeps the stale copy out
 // of the cache then (see storeCache).
 func (b *backend) getKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
-	if r, ok := b.cache.get(keyID); ok {
-		return r, nil
-	}
-	gen := b.cache.generation()
-	e, err := s.Get(ctx, keyStoragePrefix+keyID)
-	if err != nil || e == nil {
-		return nil, err
-	}
-	r, err := decodeKeyRecord(e)
-	if err != nil {
-		return nil, err
-	}
-	b.cache.fill(keyID, r, gen)
-	return r, nil
+	r, _, err := b.cache.through(keyID, func() (*keyRecord, bool, error) {
+		e, err := s.Get(ctx, keyStoragePrefix+keyID)
+		if err != nil || e == nil {
+			return nil, false, err
+		}
+		r, err := decodeKeyRecord(e)
+		return r, err == nil, err
+	})
+	return r, err
 }
 
 // loadKey reads a record from storage, bypassing the cache, for

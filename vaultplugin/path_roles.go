@@ -188,15 +188,15 @@ its keys valid until they expire or are revoked.`,
 // half-way through applying its fields then cannot leave a half-changed
 // role behind in memory.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
-	raw, ok := b.roles.get(name)
-	if !ok {
-		gen := b.roles.generation()
+	raw, found, err := b.roles.through(name, func() ([]byte, bool, error) {
 		e, err := s.Get(ctx, roleStoragePrefix+name)
 		if err != nil || e == nil {
-			return nil, err
+			return nil, false, err
 		}
-		raw = e.Value
-		b.roles.fill(name, raw, gen)
+		return e.Value, true, nil
+	})
+	if err != nil || !found {
+		return nil, err
 	}
 	r := new(role)
 	if err := jsonutil.DecodeJSON(raw, r); err != nil {
