@@ -31,14 +31,8 @@ type TLSServer struct {
 // the test ends.
 func StartTLS(tb testing.TB) *TLSServer {
 	tb.Helper()
-	skipIfAsked(tb)
-	s, err := LaunchTLS(tb.TempDir())
-	if err != nil {
-		tb.Fatalf("vaulttest: %v", err)
-	}
-	tb.Cleanup(func() { sweep(tb, s.Server) })
-	tb.Cleanup(s.Stop)
-	return s
+	s := start(tb, true)
+	return &TLSServer{Server: s, CAFile: s.caFile}
 }
 
 // LaunchTLS is Launch for a TLS server. The caller must Stop it.

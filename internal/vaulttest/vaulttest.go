@@ -147,8 +147,15 @@ func skipIfAsked(tb testing.TB) {
 // Start starts a server and stops it when the test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return start(tb, false)
+}
+
+// start launches a dev server (HTTPS when tls is set) for a test: it stops
+// the server when the test ends and then sweeps its files.
+func start(tb testing.TB, tls bool) *Server {
+	tb.Helper()
 	skipIfAsked(tb)
-	s, err := Launch(tb.TempDir())
+	s, err := launch(tb.TempDir(), tls)
 	if err != nil {
 		tb.Fatalf("vaulttest: %v", err)
 	}
