@@ -2,11 +2,10 @@ package provider
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/certerr"
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -58,7 +58,7 @@ func addVaultError(diags *diag.Diagnostics, c *client, operation string, err err
 	case errors.As(err, &re):
 		diags.AddError("Vault request failed",
 			fmt.Sprintf("%s: HTTP %d: %s", operation, re.StatusCode, strings.Join(re.Errors, "; ")))
-	case isUntrustedCert(err):
+	case certerr.Untrusted(err):
 		diags.AddError("Vault's TLS certificate is not trusted",
 			fmt.Sprintf("%s: the certificate Vault at %s presented could not be verified (%v). Set `ca_cert_file` in the provider block, or VAULT_CACERT, to the PEM file of the CA that signed it. `skip_tls_verify = true` (or VAULT_SKIP_VERIFY) turns verification off: never in production.", operation, c.vault.Address(), rootCause(err)))
 	case isUnreachable(err):
@@ -67,14 +67,6 @@ func addVaultError(diags *diag.Diagnostics, c *client, operation string, err err
 	default:
 		diags.AddError("Vault request failed", fmt.Sprintf("%s: %v", operation, err))
 	}
-}
-
-func isUntrustedCert(err error) bool {
-	var verr *tls.CertificateVerificationError
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	return errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
 }
 
 func isUnreachable(err error) bool {
@@ -248,9 +240,7 @@ func secondsDuration(s float64) time.Duration { return time.Duration(s) * time.S
 // a GET with list=true, which Vault treats (and authorizes) as a LIST.
 func listWithQuery(ctx context.Context, c *client, p string, query map[string][]string) (*api.Secret, error) {
 	params := make(map[string][]string, len(query)+1)
-	for k, v := range query {
-		params[k] = v
-	}
+	maps.Copy(params, query)
 	params["list"] = []string{"true"}
 	resp, err := c.vault.Logical().ReadRawWithDataWithContext(ctx, p, params)
 	if resp != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/certerr"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -164,11 +164,7 @@ func revokeLeaked(ctx context.Context, getenv func(string) string, mount, reason
 
 // withTLSHint says how to fix a certificate that could not be verified.
 func withTLSHint(err error) error {
-	var verr *tls.CertificateVerificationError
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	if errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) {
+	if certerr.Untrusted(err) {
 		return fmt.Errorf("%w (Vault's TLS certificate is not trusted: set VAULT_CACERT to the PEM file of the CA that signed it; VAULT_SKIP_VERIFY=true turns verification off, never in production)", err)
 	}
 	return err
