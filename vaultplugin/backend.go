@@ -32,10 +32,16 @@ API gateways call "verify" on every request.
 
 // Factory is the logical.Factory Vault calls to create a mount of the engine.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend(time.Now)
+	return newMountedBackend(ctx, conf, time.Now)
+}
+
+// newMountedBackend is Factory with the engine's clock as a parameter, so
+// unit tests build a mount exactly as Vault does, fake clock aside.
+func newMountedBackend(ctx context.Context, conf *logical.BackendConfig, now func() time.Time) (*backend, error) {
+	b := newBackend(now)
 	c := *conf
 	if c.System != nil {
-		c.System = newReplicationMemo(c.System, time.Now)
+		c.System = newSystemViewMemo(c.System, now)
 	}
 	if err := b.Setup(ctx, &c); err != nil {
 		return nil, err

@@ -99,11 +99,10 @@ func newTestEnvWith(t testing.TB, sys logical.SystemView) *testEnv {
 	conf.System = sys
 	storage := &countingStorage{Storage: &logical.InmemStorage{}}
 	conf.StorageView = storage
-	b := newBackend(clock.Now)
-	if err := b.Setup(context.Background(), conf); err != nil {
+	b, err := newMountedBackend(context.Background(), conf, clock.Now)
+	if err != nil {
 		t.Fatal(err)
 	}
-	b.storage = storage
 	return &testEnv{t: t, b: b, storage: storage, clock: clock}
 }
 

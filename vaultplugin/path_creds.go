@@ -155,8 +155,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	t := templateFromRole(roleName, r)
-	mount := newLeaseTTLs(b.System())
-	if err := narrowTemplate(&t, d, cfg, mount.MaxLeaseTTL()); err != nil {
+	if err := narrowTemplate(&t, d, cfg, b.System().MaxLeaseTTL()); err != nil {
 		return respond(err)
 	}
 	if r.MaxActiveKeys > 0 {
@@ -168,7 +167,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 			return logical.ErrorResponse("max_active_keys: role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n), nil
 		}
 	}
-	resp, _, err := b.issue(ctx, req, cfg, mount, t)
+	resp, _, err := b.issue(ctx, req, cfg, t)
 	if err != nil {
 		return respond(err)
 	}
@@ -258,9 +257,9 @@ func effectiveMax(bounds ...time.Duration) time.Duration {
 
 // issue creates, stores and returns a new key as a leased secret. It is the
 // single place where TTLs are clamped, so creds and rotate cannot disagree.
-// mount is the request's view of the mount's lease TTLs (see leaseTTLs).
-func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, mount *leaseTTLs, t keyTemplate) (*logical.Response, *keyRecord, error) {
+func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
 	now := b.now()
+	mount := b.System()
 	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, mount.MaxLeaseTTL())
 	ttl := effectiveTTL(t.ttl, cfg.DefaultTTL)
 	if ttl == 0 {

@@ -123,7 +123,7 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		}
 		t.publicKey = pk
 	}
-	resp, succ, err := b.issue(ctx, req, cfg, newLeaseTTLs(b.System()), t)
+	resp, succ, err := b.issue(ctx, req, cfg, t)
 	if err != nil {
 		return respond(err)
 	}

@@ -8,72 +8,78 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// replicationStateTTL is how long an answer of ReplicationState is reused.
-const replicationStateTTL = time.Second
+// systemViewTTL is how long an answer from Vault's system view is reused.
+const systemViewTTL = time.Second
 
-// replicationMemo is the SystemView Vault hands the engine, with
-// ReplicationState answered from memory for up to replicationStateTTL.
+// systemViewMemo is the SystemView Vault hands the engine, with the three
+// answers the engine asks for on its busy paths reused for up to
+// systemViewTTL: the replication state, and the mount's default and maximum
+// lease TTLs. For an external plugin every ask is a gRPC round trip back to
+// Vault, and make bench measured each as a large share of a request.
 //
-// The SDK's framework asks for the replication state before every request
-// it dispatches (to refuse operations marked for forwarding on a
-// performance standby), and for an external plugin every ask is a gRPC
-// round trip back to Vault: over a quarter of what an `info` read cost
-// before this memo (measured by make bench). None of the engine's
-// operations is marked for forwarding, so that check never depends on the
-// answer; the engine's own use (WriteSafeReplicationState before the
-// periodic flush and tidy) is content with a second-old one.
-type replicationMemo struct {
+//   - The SDK's framework asks for the replication state before every
+//     request it dispatches, to refuse operations marked for forwarding on a
+//     performance standby. None of the engine's operations is so marked
+//     (TestPaths_noOperationAsksToBeForwarded), so that check never depends
+//     on the answer; the engine's own use (WriteSafeReplicationState before
+//     the periodic flush and tidy) is content with a second-old one.
+//   - Issuing a key reads the lease TTLs. After a mount tune, the engine may
+//     go on for up to systemViewTTL with the old ones. Vault itself clamps
+//     every lease to the mount's current maximum whatever the engine
+//     answers, so a lease never outlives a lowered maximum; only the record's
+//     expires_at can be later than the lease for keys issued in that second,
+//     and the lease's expiry revokes the key.
+//
+// A zero TTL is never reused: Vault's mount TTLs are never zero (zero in a
+// tune means "the system's"), so zero is what the SDK's gRPC client returns
+// when the call failed.
+type systemViewMemo struct {
 	logical.SystemView
-	now    func() time.Time
-	cached atomic.Pointer[memoState]
+	now func() time.Time
+
+	replication memoValue[consts.ReplicationState]
+	defaultTTL  memoValue[time.Duration]
+	maxTTL      memoValue[time.Duration]
 }
 
-type memoState struct {
-	state consts.ReplicationState
+func newSystemViewMemo(sys logical.SystemView, now func() time.Time) *systemViewMemo {
+	return &systemViewMemo{SystemView: sys, now: now}
+}
+
+func (m *systemViewMemo) ReplicationState() consts.ReplicationState {
+	return m.replication.get(m.now(), m.SystemView.ReplicationState, func(consts.ReplicationState) bool { return true })
+}
+
+func (m *systemViewMemo) DefaultLeaseTTL() time.Duration {
+	return m.defaultTTL.get(m.now(), m.SystemView.DefaultLeaseTTL, nonZero)
+}
+
+func (m *systemViewMemo) MaxLeaseTTL() time.Duration {
+	return m.maxTTL.get(m.now(), m.SystemView.MaxLeaseTTL, nonZero)
+}
+
+func nonZero(d time.Duration) bool { return d != 0 }
+
+// memoValue is one answer and the time until which it is reused.
+type memoValue[V any] struct {
+	cached atomic.Pointer[memoEntry[V]]
+}
+
+type memoEntry[V any] struct {
+	v     V
 	until time.Time
 }
 
-func newReplicationMemo(sys logical.SystemView, now func() time.Time) *replicationMemo {
-	return &replicationMemo{SystemView: sys, now: now}
-}
-
-func (m *replicationMemo) ReplicationState() consts.ReplicationState {
-	now := m.now()
+// get returns the cached answer while it is fresh, else asks and caches the
+// new answer if keep approves of it. Requests that find it expired together
+// each ask once: bounded by the concurrency, once per systemViewTTL.
+func (m *memoValue[V]) get(now time.Time, ask func() V, keep func(V) bool) V {
 	if c := m.cached.Load(); c != nil && now.Before(c.until) {
-		return c.state
+		return c.v
 	}
-	// Requests that find it expired together each ask once; that is
-	// bounded by the concurrency and happens once per TTL.
-	s := m.SystemView.ReplicationState()
-	m.cached.Store(&memoState{state: s, until: now.Add(replicationStateTTL)})
-	return s
-}
-
-// leaseTTLs is the system view for one request that issues a key, with the
-// mount's default and maximum lease TTLs each read at most once and only if
-// needed. For an external plugin every read is a gRPC round trip to Vault,
-// and issuing consults the maximum several times over (CalculateTTL
-// included), the default only when neither role nor config sets a ttl. A
-// mount tune still takes effect from the next request on. Not safe for
-// concurrent use: it lives as long as one request's handler.
-type leaseTTLs struct {
-	logical.SystemView
-	def, max         time.Duration
-	haveDef, haveMax bool
-}
-
-func newLeaseTTLs(sys logical.SystemView) *leaseTTLs { return &leaseTTLs{SystemView: sys} }
-
-func (l *leaseTTLs) DefaultLeaseTTL() time.Duration {
-	if !l.haveDef {
-		l.def, l.haveDef = l.SystemView.DefaultLeaseTTL(), true
+	v := ask()
+	if keep(v) {
+		m.cached.Store(&memoEntry[V]{v: v, until: now.Add(systemViewTTL)})
 	}
-	return l.def
-}
-
-func (l *leaseTTLs) MaxLeaseTTL() time.Duration {
-	if !l.haveMax {
-		l.max, l.haveMax = l.SystemView.MaxLeaseTTL(), true
-	}
-	return l.max
+	return v
 }

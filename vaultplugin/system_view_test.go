@@ -20,10 +20,10 @@ func (s *askCounter) ReplicationState() consts.ReplicationState {
 	return s.StaticSystemView.ReplicationState()
 }
 
-func TestReplicationMemo_asksVaultOncePerTTL(t *testing.T) {
+func TestSystemViewMemo_replicationStateAskedOncePerTTL(t *testing.T) {
 	clock := &testClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
 	vault := &askCounter{}
-	m := newReplicationMemo(vault, clock.Now)
+	m := newSystemViewMemo(vault, clock.Now)
 	for range 100 {
 		if s := m.ReplicationState(); s != 0 {
 			t.Fatalf("state %v", s)
@@ -35,7 +35,7 @@ func TestReplicationMemo_asksVaultOncePerTTL(t *testing.T) {
 
 	// A change in Vault shows once the answer is older than the TTL.
 	vault.ReplicationStateVal = consts.ReplicationPerformanceStandby
-	clock.Add(replicationStateTTL - time.Millisecond)
+	clock.Add(systemViewTTL - time.Millisecond)
 	if s := m.ReplicationState(); s != 0 {
 		t.Fatalf("within the TTL: state %v", s)
 	}
@@ -46,10 +46,10 @@ func TestReplicationMemo_asksVaultOncePerTTL(t *testing.T) {
 	if n := vault.asks.Load(); n != 2 {
 		t.Fatalf("Vault asked %d times, want 2", n)
 	}
-	// Everything else still goes to Vault.
-	vault.MaxLeaseTTLVal = 7 * time.Hour
-	if got := m.MaxLeaseTTL(); got != 7*time.Hour {
-		t.Fatalf("MaxLeaseTTL %v", got)
+	// What the memo does not keep still goes to Vault.
+	vault.LocalMountVal = true
+	if !m.LocalMount() {
+		t.Fatal("LocalMount did not reach Vault")
 	}
 }
 
@@ -83,23 +83,24 @@ func (s *ttlCounter) MaxLeaseTTL() time.Duration {
 	return s.StaticSystemView.MaxLeaseTTL()
 }
 
-// Issuing reads the mount's maximum lease TTL once, its default only when
-// neither role nor config sets a ttl, and sees a mount tune at once.
-func TestLeaseTTLs_readOnceWhenNeededAndFollowTunes(t *testing.T) {
+// Issuing reads the mount's lease TTLs from Vault at most once per
+// systemViewTTL, the default only when neither role nor config sets a ttl,
+// and sees a mount tune once the answer it holds is that old.
+func TestSystemViewMemo_leaseTTLsReadOncePerTTLAndFollowTunes(t *testing.T) {
 	vault := &ttlCounter{StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: 3 * time.Hour, MaxLeaseTTLVal: 48 * time.Hour}}
 	e := newTestEnvWith(t, vault)
 	e.role("timed", map[string]any{"environment": "prod", "ttl": "10h"})
 	e.role("untimed", map[string]any{"environment": "prod"})
 
 	vault.defReads, vault.maxReads = 0, 0
-	if _, s := e.issue("timed", nil); s.TTL != 10*time.Hour {
-		t.Fatalf("lease TTL %v, want the role's 10h", s.TTL)
+	for range 3 {
+		if _, s := e.issue("timed", nil); s.TTL != 10*time.Hour {
+			t.Fatalf("lease TTL %v, want the role's 10h", s.TTL)
+		}
 	}
 	if vault.defReads != 0 || vault.maxReads != 1 {
-		t.Fatalf("issuing with a role ttl read the default %d and the max %d times, want 0 and 1", vault.defReads, vault.maxReads)
+		t.Fatalf("issuing 3 keys with a role ttl read the default %d and the max %d times, want 0 and 1", vault.defReads, vault.maxReads)
 	}
-
-	vault.defReads, vault.maxReads = 0, 0
 	if _, s := e.issue("untimed", nil); s.TTL != 3*time.Hour {
 		t.Fatalf("lease TTL %v, want the mount default 3h", s.TTL)
 	}
@@ -107,9 +108,39 @@ func TestLeaseTTLs_readOnceWhenNeededAndFollowTunes(t *testing.T) {
 		t.Fatalf("issuing without a ttl read the default %d and the max %d times, want 1 and 1", vault.defReads, vault.maxReads)
 	}
 
-	// vault secrets tune -max-lease-ttl=2h
+	// vault secrets tune -max-lease-ttl=2h: the engine may go on with the
+	// old maximum for up to systemViewTTL (Vault clamps the lease itself).
 	vault.MaxLeaseTTLVal = 2 * time.Hour
+	e.clock.Add(systemViewTTL - time.Millisecond)
+	if _, s := e.issue("timed", nil); s.TTL != 10*time.Hour {
+		t.Fatalf("within the memo's TTL: lease TTL %v, want the old answer's 10h", s.TTL)
+	}
+	e.clock.Add(time.Millisecond)
 	if _, s := e.issue("timed", nil); s.TTL != 2*time.Hour {
 		t.Fatalf("after a tune: lease TTL %v, want the mount max 2h", s.TTL)
+	}
+	if vault.maxReads != 2 {
+		t.Fatalf("the max was read %d times, want 2", vault.maxReads)
+	}
+}
+
+// A zero TTL is how the SDK's gRPC client reports a failed call: it is
+// passed on (as before the memo) but never reused.
+func TestSystemViewMemo_zeroTTLIsNotKept(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	vault := &ttlCounter{}
+	m := newSystemViewMemo(vault, clock.Now)
+	if m.MaxLeaseTTL() != 0 || m.DefaultLeaseTTL() != 0 {
+		t.Fatal("want Vault's zero answers")
+	}
+	vault.MaxLeaseTTLVal, vault.DefaultLeaseTTLVal = 5*time.Hour, time.Hour
+	if got := m.MaxLeaseTTL(); got != 5*time.Hour {
+		t.Fatalf("MaxLeaseTTL %v after a zero answer, want Vault's 5h", got)
+	}
+	if got := m.DefaultLeaseTTL(); got != time.Hour {
+		t.Fatalf("DefaultLeaseTTL %v after a zero answer, want Vault's 1h", got)
+	}
+	if vault.maxReads != 2 || vault.defReads != 2 {
+		t.Fatalf("reads: max %d, default %d; want 2 and 2", vault.maxReads, vault.defReads)
 	}
 }
