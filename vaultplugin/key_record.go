@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -13,12 +14,18 @@ import (
 
 const (
 	keyStoragePrefix = "keys/"
-	// Indexes let bulk revocation and max_active_keys find a role's or an
-	// environment's keys without scanning every record. An index entry
+	// The key index lets bulk revocation, listings and max_active_keys find
+	// a role's or an environment's keys without scanning every record: one
+	// entry per key, keyIndexPrefix + role/environment/key_id. An entry
 	// without a record is ignored (it can only be left by an interrupted
 	// issue, which writes the index first).
-	roleIndexPrefix = "index/role/"
-	envIndexPrefix  = "index/environment/"
+	keyIndexPrefix = "index/keys/"
+	// Earlier builds (none released) wrote two entries per key instead, one
+	// under each of these. Readers still take them in and tidy removes them:
+	// a mount upgraded in place needs no migration, and no key it holds can
+	// escape a bulk revocation.
+	legacyRoleIndexPrefix = "index/role/"
+	legacyEnvIndexPrefix  = "index/environment/"
 	// anomalyIndexPrefix lists keys with recorded anomalies, for monitor/anomalies.
 	anomalyIndexPrefix = "index/anomalies/"
 
@@ -178,11 +185,71 @@ func (b *backend) putKey(ctx context.Context, s logical.Storage, r *keyRecord) e
 	return nil
 }
 
-func (b *backend) writeIndexes(ctx context.Context, s logical.Storage, r *keyRecord) error {
-	for _, k := range []string{roleIndexPrefix + r.Role + "/" + r.KeyID, envIndexPrefix + r.Environment + "/" + r.KeyID} {
-		if err := s.Put(ctx, &logical.StorageEntry{Key: k, Value: []byte{}}); err != nil {
-			return fmt.Errorf("writing key index: %w", err)
-		}
+// indexEntry is the key index entry of a key.
+func indexEntry(role, env, keyID string) string {
+	return keyIndexPrefix + role + "/" + env + "/" + keyID
+}
+
+func (b *backend) writeIndex(ctx context.Context, s logical.Storage, r *keyRecord) error {
+	if err := s.Put(ctx, &logical.StorageEntry{Key: indexEntry(r.Role, r.Environment, r.KeyID), Value: []byte{}}); err != nil {
+		return fmt.Errorf("writing key index: %w", err)
 	}
 	return nil
+}
+
+// indexEntries are every index entry a key may have, the legacy ones
+// included: what tidy deletes.
+func indexEntries(r *keyRecord) []string {
+	return []string{
+		indexEntry(r.Role, r.Environment, r.KeyID),
+		legacyRoleIndexPrefix + r.Role + "/" + r.KeyID,
+		legacyEnvIndexPrefix + r.Environment + "/" + r.KeyID,
+		anomalyIndexPrefix + r.KeyID,
+	}
+}
+
+// roleKeyIDs lists the key_ids indexed under a role, sorted.
+func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, error) {
+	ids, err := s.List(ctx, legacyRoleIndexPrefix+role+"/")
+	if err != nil {
+		return nil, err
+	}
+	envs, err := s.List(ctx, keyIndexPrefix+role+"/")
+	if err != nil {
+		return nil, err
+	}
+	for _, env := range envs {
+		more, err := s.List(ctx, keyIndexPrefix+role+"/"+env)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, more...)
+	}
+	return sortedUnique(ids), nil
+}
+
+// environmentKeyIDs lists the key_ids indexed under an environment, sorted.
+// It lists once per role that ever had keys: roles are few, keys many.
+func environmentKeyIDs(ctx context.Context, s logical.Storage, env string) ([]string, error) {
+	ids, err := s.List(ctx, legacyEnvIndexPrefix+env+"/")
+	if err != nil {
+		return nil, err
+	}
+	roles, err := s.List(ctx, keyIndexPrefix)
+	if err != nil {
+		return nil, err
+	}
+	for _, role := range roles {
+		more, err := s.List(ctx, keyIndexPrefix+role+env+"/")
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, more...)
+	}
+	return sortedUnique(ids), nil
+}
+
+func sortedUnique(ids []string) []string {
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }

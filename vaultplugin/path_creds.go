@@ -159,7 +159,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return respond(err)
 	}
 	if r.MaxActiveKeys > 0 {
-		n, err := b.countLiveKeys(ctx, req.Storage, roleIndexPrefix+roleName+"/")
+		n, err := b.countLiveKeys(ctx, req.Storage, roleName)
 		if err != nil {
 			return nil, err
 		}
@@ -339,9 +339,9 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 		data["public_key"] = pubPEM
 	}
 
-	// Indexes first: an index entry without a record is harmless, a record
-	// missing from the indexes would escape bulk revocation.
-	if err := b.writeIndexes(ctx, req.Storage, rec); err != nil {
+	// Index first: an index entry without a record is harmless, a record
+	// missing from the index would escape bulk revocation.
+	if err := b.writeIndex(ctx, req.Storage, rec); err != nil {
 		return nil, nil, err
 	}
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
@@ -380,8 +380,8 @@ func effectiveTTL(ttls ...time.Duration) time.Duration {
 //
 // The count is exact only under the role's lock, which creds and rotate
 // both hold while they count or swap slots.
-func (b *backend) countLiveKeys(ctx context.Context, s logical.Storage, indexPrefix string) (int, error) {
-	ids, err := s.List(ctx, indexPrefix)
+func (b *backend) countLiveKeys(ctx context.Context, s logical.Storage, role string) (int, error) {
+	ids, err := roleKeyIDs(ctx, s, role)
 	if err != nil {
 		return 0, err
 	}

@@ -89,12 +89,12 @@ func (b *backend) pathKeysList(ctx context.Context, req *logical.Request, d *fra
 		if err := validateName("role", roleName); err != nil {
 			return respond(err)
 		}
-		ids, err = req.Storage.List(ctx, roleIndexPrefix+roleName+"/")
+		ids, err = roleKeyIDs(ctx, req.Storage, roleName)
 	case env != "":
 		if !keyformat.ValidEnvironment(env) {
 			return respond(badField("environment", "%q must match [a-z][a-z0-9]{0,15}", printable(env)))
 		}
-		ids, err = req.Storage.List(ctx, envIndexPrefix+env+"/")
+		ids, err = environmentKeyIDs(ctx, req.Storage, env)
 	default:
 		ids, err = req.Storage.List(ctx, keyStoragePrefix)
 	}

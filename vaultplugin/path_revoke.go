@@ -87,7 +87,7 @@ func (b *backend) pathRevokeRole(ctx context.Context, req *logical.Request, d *f
 	if err := validateName("role", role); err != nil {
 		return respond(err)
 	}
-	return b.revokeIndexed(ctx, req, d, roleIndexPrefix+role+"/", "role "+role)
+	return b.revokeIndexed(ctx, req, d, "role "+role, func() ([]string, error) { return roleKeyIDs(ctx, req.Storage, role) })
 }
 
 func (b *backend) pathRevokeEnvironment(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -95,10 +95,10 @@ func (b *backend) pathRevokeEnvironment(ctx context.Context, req *logical.Reques
 	if err := validateEnvironment("environment", env, nil); err != nil {
 		return respond(err)
 	}
-	return b.revokeIndexed(ctx, req, d, envIndexPrefix+env+"/", "environment "+env)
+	return b.revokeIndexed(ctx, req, d, "environment "+env, func() ([]string, error) { return environmentKeyIDs(ctx, req.Storage, env) })
 }
 
-func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *framework.FieldData, index, what string) (*logical.Response, error) {
+func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *framework.FieldData, what string, list func() ([]string, error)) (*logical.Response, error) {
 	reason, err := reasonFrom(d)
 	if err != nil {
 		return respond(err)
@@ -106,7 +106,7 @@ func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *fr
 	if reason == "" {
 		reason = "bulk revocation of " + what
 	}
-	ids, err := req.Storage.List(ctx, index)
+	ids, err := list()
 	if err != nil {
 		return nil, err
 	}

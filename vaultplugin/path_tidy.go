@@ -114,7 +114,7 @@ func (b *backend) tidyOne(ctx context.Context, s logical.Storage, id string, cut
 		return false, err
 	}
 	b.cache.drop(id)
-	for _, k := range []string{roleIndexPrefix + rec.Role + "/" + id, envIndexPrefix + rec.Environment + "/" + id, anomalyIndexPrefix + id} {
+	for _, k := range indexEntries(rec) {
 		if err := s.Delete(ctx, k); err != nil {
 			return true, err
 		}
