@@ -104,6 +104,7 @@ data "cryptokeys_role" "prod" {
 					capture("cryptokeys_api_key.k", "key_id", &keyID),
 					checkVerify(srv.Client, mount, "cryptokeys_api_key.k", "api_key", "VALID", map[string]any{"environment": "prod", "scopes": "read"}),
 					checkVerify(srv.Client, mount, "cryptokeys_api_key.k", "api_key", "INSUFFICIENT_SCOPE", map[string]any{"scopes": "trade"}),
+					checkVerifyByHeader(srv.Client, mount, "cryptokeys_api_key.k", "api_key", "VALID"),
 				),
 			},
 			{

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -87,6 +88,34 @@ func checkVerify(c *api.Client, mount, address, attribute, want string, extra ma
 		}
 		if got != want {
 			return fmt.Errorf("%s: verify answered %s, want %s", address, got, want)
+		}
+		return nil
+	}
+}
+
+// checkVerifyByHeader is checkVerify through the engine's verify read, the
+// key in the header: it passes only on a mount that passes the header on.
+func checkVerifyByHeader(c *api.Client, mount, address, attribute, want string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		rs, ok := s.RootModule().Resources[address]
+		if !ok {
+			return fmt.Errorf("%s not in state", address)
+		}
+		req := c.NewRequest("GET", "/v1/"+mount+"/verify")
+		req.Headers.Set(verifyKeyHeader, rs.Primary.Attributes[attribute])
+		resp, err := c.RawRequestWithContext(context.Background(), req)
+		if resp != nil {
+			defer resp.Body.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("verify read: %w", err)
+		}
+		sec, err := api.ParseSecret(resp.Body)
+		if err != nil {
+			return err
+		}
+		if got := sec.Data["code"]; got != want {
+			return fmt.Errorf("%s: verify read answered %v, want %s", address, got, want)
 		}
 		return nil
 	}

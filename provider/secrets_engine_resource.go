@@ -58,7 +58,7 @@ func (r *secretsEngineResource) Metadata(_ context.Context, req resource.Metadat
 
 func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "Enables the cryptokeys plugin at a path and manages its configuration. Destroying it disables the mount, which revokes every key issued there. Import by path.",
+		Description: "Enables the cryptokeys plugin at a path and manages its configuration. The mount passes the X-Cryptokeys-Api-Key header through to the engine, for verify by GET. Destroying it disables the mount, which revokes every key issued there. Import by path.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, Description: "The mount path.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"path": schema.StringAttribute{
@@ -119,6 +119,11 @@ var engineConfigTypes = map[string]attrType{
 	"signed_scopes": types.SetType{ElemType: types.StringType}, "retention": timetypes.GoDurationType{},
 }
 
+// verifyKeyHeader is the header the engine's verify read takes the key from
+// (vaultplugin's verifyKeyHeader; TestAccAPIKey_engineRoleKeyVerifyImport
+// verifies through it on a mount this resource enabled).
+const verifyKeyHeader = "X-Cryptokeys-Api-Key"
+
 func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var m secretsEngineModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
@@ -131,9 +136,12 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 		Description: m.Description.ValueString(),
 		// key_id is the public handle auditors follow through a key's
 		// life; everything else in audit logs stays HMAC'd.
+		// The engine's verify read takes the key from this header, which
+		// Vault hands a plugin only when its mount lists it.
 		Config: api.MountConfigInput{
-			AuditNonHMACRequestKeys:  []string{"key_id"},
-			AuditNonHMACResponseKeys: []string{"key_id"},
+			AuditNonHMACRequestKeys:   []string{"key_id"},
+			AuditNonHMACResponseKeys:  []string{"key_id"},
+			PassthroughRequestHeaders: []string{verifyKeyHeader},
 		},
 	}
 	if v := m.PluginVersion.ValueString(); v != "" {

@@ -1,6 +1,7 @@
 package vaultplugin_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
+	"github.com/hashicorp/vault/api"
 )
 
 // These tests drive signing keys, rotation, incident response, rate limits,
@@ -240,6 +242,37 @@ func TestIntegration_limitsUsageAnomaliesAudit(t *testing.T) {
 		}
 		if !strings.Contains(log, `"api_key":"hmac-sha256:`) {
 			t.Fatal("audit log should carry the api_key HMAC'd by Vault")
+		}
+	})
+
+	// A verify read carries the key in a header, which Vault audits only
+	// when told to: told to HMAC it, the log can be searched for a leaked
+	// key as it can for a verify write.
+	t.Run("verify_read_header_audited_hmac", func(t *testing.T) {
+		srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers=X-Cryptokeys-Api-Key", mount)
+		srv.MustCLI(t, "write", "sys/config/auditing/request-headers/X-Cryptokeys-Api-Key", "hmac=true")
+		srv.MustCLI(t, "write", mount+"/roles/h", "environment=prod")
+		apiKey := readJSON(t, srv, "read", mount+"/creds/h")["api_key"].(string)
+		req := srv.Client.NewRequest("GET", "/v1/"+mount+"/verify")
+		req.Headers.Set("X-Cryptokeys-Api-Key", apiKey)
+		resp, err := srv.Client.RawRequestWithContext(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := api.ParseSecret(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || sec.Data["code"] != "VALID" {
+			t.Fatalf("verify read: %v %v", err, sec)
+		}
+		logBytes, err := os.ReadFile(auditLog) // #nosec G304 -- the audit log the test enabled in the server's temp dir
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(logBytes), apiKey) {
+			t.Fatal("the audit log holds the header's key in clear")
+		}
+		if !strings.Contains(string(logBytes), `"x-cryptokeys-api-key":["hmac-sha256:`) {
+			t.Fatal("audit log should carry the header's key HMAC'd by Vault")
 		}
 	})
 }

@@ -1,11 +1,13 @@
 package vaultplugin
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,4 +212,111 @@ func TestVerify_unknownFieldIsAnError(t *testing.T) {
 	// meant to require.
 	e := newTestEnv(t)
 	e.badRequest(logical.UpdateOperation, "verify", map[string]any{"api_key": "x", "scope": "withdraw"}, "scope", "unknown field")
+}
+
+// verifyRead sends a verify read as Vault's router would: the passed-through
+// headers in Headers, the query string in Data.
+func (e *testEnv) verifyRead(headers map[string][]string, query map[string]any) *logical.Response {
+	e.t.Helper()
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.ReadOperation,
+		Path:      "verify",
+		Data:      query,
+		Headers:   headers,
+		Storage:   e.storage,
+	})
+	if err != nil && resp == nil {
+		e.t.Fatalf("verify read: %v", err)
+	}
+	return resp
+}
+
+// A read answers exactly as a write with the same fields, the key taken from
+// the header whatever the case of its name.
+func TestVerify_readTakesTheKeyFromTheHeader(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("prod", map[string]any{"environment": "prod", "scopes": "read,trade", "allowed_cidrs": "10.0.0.0/8"})
+	d, _ := e.issue("prod", nil)
+	key := d["api_key"].(string)
+	revoked, _ := e.issue("prod", nil)
+	e.ok(logical.DeleteOperation, "keys/"+revoked["key_id"].(string), nil)
+
+	for _, c := range []struct {
+		key   string
+		query map[string]any
+		code  string
+	}{
+		{key, map[string]any{"source_ip": "10.0.0.1", "scopes": "read,trade", "environment": "prod"}, codeValid},
+		{key, map[string]any{"source_ip": "10.0.0.1", "scopes": "withdraw"}, codeInsufficientScope},
+		{key, map[string]any{"source_ip": "10.0.0.1", "environment": "staging"}, codeEnvironmentMismatch},
+		{key, map[string]any{"source_ip": "192.0.2.1"}, codeIPNotAllowed},
+		{key[:len(key)-1], nil, codeMalformed},
+		{"", nil, codeMalformed},
+		{revoked["api_key"].(string), map[string]any{"source_ip": "10.0.0.1"}, codeRevoked},
+	} {
+		for _, name := range []string{"X-Cryptokeys-Api-Key", "x-cryptokeys-api-key"} {
+			resp := e.verifyRead(map[string][]string{name: {c.key}, "User-Agent": {"gateway"}}, c.query)
+			if resp == nil || resp.IsError() {
+				t.Fatalf("%s %v: %#v", name, c.query, resp)
+			}
+			post := map[string]any{"api_key": c.key}
+			maps.Copy(post, c.query)
+			want := e.verify(post)
+			if asJSON(resp.Data) != asJSON(want) {
+				t.Fatalf("%s %v: read answered %v, write %v", name, c.query, resp.Data, want)
+			}
+			if resp.Data["code"] != c.code {
+				t.Fatalf("%s %v: code %v (%v), want %s", name, c.query, resp.Data["code"], resp.Data["message"], c.code)
+			}
+		}
+	}
+}
+
+func TestVerify_readRefusesAKeyOutsideOneHeader(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("prod", map[string]any{"environment": "prod"})
+	d, _ := e.issue("prod", nil)
+	key := d["api_key"].(string)
+	for _, c := range []struct {
+		name    string
+		headers map[string][]string
+		query   map[string]any
+		rule    string
+	}{
+		{"key in the query string", map[string][]string{verifyKeyHeader: {key}}, map[string]any{"api_key": key}, "must not be sent in a query string"},
+		{"no header (mount not tuned)", nil, map[string]any{"scopes": "read"}, "-passthrough-request-headers=" + verifyKeyHeader},
+		{"two values", map[string][]string{verifyKeyHeader: {key, key}}, nil, "send one " + verifyKeyHeader + " header, not 2"},
+		{"two spellings", map[string][]string{verifyKeyHeader: {key}, "x-cryptokeys-api-key": {key}}, nil, "not 2"},
+		{"unknown field", map[string][]string{verifyKeyHeader: {key}}, map[string]any{"scope": "read"}, "unknown field"},
+	} {
+		resp := e.verifyRead(c.headers, c.query)
+		if resp == nil || !resp.IsError() {
+			t.Fatalf("%s: want a 400, got %#v", c.name, resp)
+		}
+		msg := resp.Error().Error()
+		if !strings.Contains(msg, c.rule) {
+			t.Fatalf("%s: error %q should say %q", c.name, msg, c.rule)
+		}
+		if c.name != "unknown field" && !strings.HasPrefix(msg, "api_key: ") {
+			t.Fatalf("%s: error %q should name api_key", c.name, msg)
+		}
+		if strings.Contains(msg, key) || strings.Contains(msg, key[len(key)-20:]) {
+			t.Fatalf("%s: error repeats the key", c.name)
+		}
+	}
+}
+
+func TestVerify_readWritesNoStorage(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod"})
+	d, _ := e.issue("r", nil)
+	puts, _, dels := e.storage.counts()
+	for range 100 {
+		if resp := e.verifyRead(map[string][]string{verifyKeyHeader: {d["api_key"].(string)}}, nil); resp.Data["code"] != codeValid {
+			t.Fatalf("verify read: %v", resp.Data)
+		}
+	}
+	if puts2, _, dels2 := e.storage.counts(); puts2 != puts || dels2 != dels {
+		t.Fatalf("verify read wrote storage: %d puts, %d deletes", puts2-puts, dels2-dels)
+	}
 }

@@ -3,8 +3,12 @@
 # issue, list, read, rotate or revoke keys.
 #
 #   vault write cryptokeys/verify api_key=... environment=prod scopes=trade source_ip=...
+#
+# or, the cheaper call, a read with the key in the X-Cryptokeys-Api-Key header:
+#
+#   GET /v1/cryptokeys/verify?environment=prod&scopes=trade&source_ip=...
 path "cryptokeys/verify" {
-  capabilities = ["update"]
+  capabilities = ["read", "update"]
 }
 
 # Only for services that embed the local verifier (package
