@@ -155,7 +155,7 @@ func NewClient(addr, token string, concurrency int) *Client {
 }
 
 // send makes one request and returns the reply's status and body.
-func (c *Client) send(method, path string, body []byte) (int, []byte, error) {
+func (c *Client) send(method, path string, header http.Header, body []byte) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -163,6 +163,9 @@ func (c *Client) send(method, path string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequest(method, c.Addr+"/v1/"+path, rd)
 	if err != nil {
 		return 0, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	req.Header.Set("X-Vault-Token", c.Token)
 	resp, err := c.HTTP.Do(req)
@@ -176,7 +179,7 @@ func (c *Client) send(method, path string, body []byte) (int, []byte, error) {
 
 // GetJSON reads path and decodes the reply into out.
 func (c *Client) GetJSON(path string, out any) error {
-	status, body, err := c.send("GET", path, nil)
+	status, body, err := c.send("GET", path, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -189,7 +192,12 @@ func (c *Client) GetJSON(path string, out any) error {
 // Do sends one request and checks the status and, when want is non-nil,
 // that the body contains it.
 func (c *Client) Do(method, path string, body []byte, status int, want []byte) error {
-	code, got, err := c.send(method, path, body)
+	return c.DoWith(method, path, nil, body, status, want)
+}
+
+// DoWith is Do with extra request headers.
+func (c *Client) DoWith(method, path string, header http.Header, body []byte, status int, want []byte) error {
+	code, got, err := c.send(method, path, header, body)
 	if err != nil {
 		return err
 	}
