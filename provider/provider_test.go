@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -101,18 +102,10 @@ func checkVerifyByHeader(c *api.Client, mount, address, attribute, want string) 
 		if !ok {
 			return fmt.Errorf("%s not in state", address)
 		}
-		req := c.NewRequest("GET", "/v1/"+mount+"/verify")
-		req.Headers.Set(verifyKeyHeader, rs.Primary.Attributes[attribute])
-		resp, err := c.RawRequestWithContext(context.Background(), req)
-		if resp != nil {
-			defer resp.Body.Close()
-		}
+		sec, err := c.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(mount+"/verify", nil,
+			http.Header{verifyKeyHeader: {rs.Primary.Attributes[attribute]}}))
 		if err != nil {
 			return fmt.Errorf("verify read: %w", err)
-		}
-		sec, err := api.ParseSecret(resp.Body)
-		if err != nil {
-			return err
 		}
 		if got := sec.Data["code"]; got != want {
 			return fmt.Errorf("%s: verify read answered %v, want %s", address, got, want)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -253,14 +254,7 @@ func TestIntegration_limitsUsageAnomaliesAudit(t *testing.T) {
 		srv.MustCLI(t, "write", "sys/config/auditing/request-headers/X-Cryptokeys-Api-Key", "hmac=true")
 		srv.MustCLI(t, "write", mount+"/roles/h", "environment=prod")
 		apiKey := readJSON(t, srv, "read", mount+"/creds/h")["api_key"].(string)
-		req := srv.Client.NewRequest("GET", "/v1/"+mount+"/verify")
-		req.Headers.Set("X-Cryptokeys-Api-Key", apiKey)
-		resp, err := srv.Client.RawRequestWithContext(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sec, err := api.ParseSecret(resp.Body)
-		_ = resp.Body.Close()
+		sec, err := srv.Client.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(mount+"/verify", nil, http.Header{"X-Cryptokeys-Api-Key": {apiKey}}))
 		if err != nil || sec.Data["code"] != "VALID" {
 			t.Fatalf("verify read: %v %v", err, sec)
 		}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -284,21 +286,14 @@ func TestIntegration_verifyByReadWithTheKeyInAHeader(t *testing.T) {
 	e.vault("write", e.path("roles/gw"), "environment=prod", "scopes=read,trade")
 	k := e.issue("gw")
 	read := func(header, query map[string]string) (*api.Secret, error) {
-		req := e.srv.Client.NewRequest("GET", "/v1/"+e.path("verify"))
+		h, q := http.Header{}, url.Values{}
 		for name, v := range header {
-			req.Headers.Set(name, v)
+			h.Set(name, v)
 		}
 		for name, v := range query {
-			req.Params.Set(name, v)
+			q.Set(name, v)
 		}
-		resp, err := e.srv.Client.RawRequestWithContext(context.Background(), req)
-		if resp != nil {
-			defer resp.Body.Close()
-		}
-		if err != nil {
-			return nil, err
-		}
-		return api.ParseSecret(resp.Body)
+		return e.srv.Client.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(e.path("verify"), q, h))
 	}
 	withKey := map[string]string{"X-Cryptokeys-Api-Key": k.apiKey}
 
@@ -374,15 +369,8 @@ func TestIntegration_apiGatewayPolicyVerifiesAndNothingElse(t *testing.T) {
 	if err != nil || s.Data["code"] != "VALID" {
 		t.Fatalf("gateway verify write: %v %v", err, s)
 	}
-	req := gw.NewRequest("GET", "/v1/"+e.path("verify"))
-	req.Headers.Set("X-Cryptokeys-Api-Key", k.apiKey)
-	req.Params.Set("environment", "prod")
-	resp, err := gw.RawRequestWithContext(context.Background(), req)
-	if err != nil {
-		t.Fatalf("gateway verify read: %v", err)
-	}
-	s, err = api.ParseSecret(resp.Body)
-	_ = resp.Body.Close()
+	s, err = gw.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(e.path("verify"),
+		url.Values{"environment": {"prod"}}, http.Header{"X-Cryptokeys-Api-Key": {k.apiKey}}))
 	if err != nil || s.Data["code"] != "VALID" {
 		t.Fatalf("gateway verify read: %v %v", err, s)
 	}
