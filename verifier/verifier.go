@@ -19,8 +19,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,11 +45,19 @@ const (
 var ErrStale = errors.New("verifier: revocation feed is stale; failing closed")
 
 // Config configures a Verifier. Client and its token need: update on
-// <mount>/verify and <mount>/usage, read on <mount>/revocations.
+// <mount>/verify and <mount>/usage, read on <mount>/revocations (and read
+// on <mount>/verify with VerifyByRead).
 type Config struct {
 	Client *api.Client
 	// Mount is the engine's mount path. Default "cryptokeys".
 	Mount string
+	// VerifyByRead asks the engine on a cache miss with a read, the key in
+	// the X-Cryptokeys-Api-Key header, instead of a write: about a third
+	// cheaper for Vault and the engine, because Vault checks whether the
+	// target of a write exists first. The mount must pass that header
+	// through (cryptokeys_secrets_engine mounts do). Signed requests are
+	// always asked with a write: their body does not belong in a URL.
+	VerifyByRead bool
 	// Environment, when set, refuses keys of other environments offline.
 	Environment string
 	// CacheSize bounds cached keys. Default 100,000.
@@ -273,7 +284,13 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 			body[k] = val
 		}
 	}
-	secret, err := v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/verify", body)
+	var secret *api.Secret
+	var err error
+	if v.cfg.VerifyByRead && req.Signature == "" {
+		secret, err = v.cfg.Client.Logical().ReadWithRequest(ctx, api.NewLogicalReadRequest(v.cfg.Mount+"/verify", verifyQuery(body), http.Header{keyHeader: {req.APIKey}}))
+	} else {
+		secret, err = v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/verify", body)
+	}
 	if err != nil || secret == nil {
 		if err == nil {
 			err = errors.New("empty reply")
@@ -287,6 +304,26 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 		v.cache.put(key.KeyID, e)
 	}
 	return res, nil
+}
+
+// keyHeader is the header the engine's verify read takes the key from.
+const keyHeader = "X-Cryptokeys-Api-Key"
+
+// verifyQuery is a verify body as the query string of a verify read: every
+// field but the key, scopes comma-separated.
+func verifyQuery(body map[string]any) url.Values {
+	q := url.Values{}
+	for k, val := range body {
+		switch val := val.(type) {
+		case string:
+			if k != "api_key" {
+				q.Set(k, val)
+			}
+		case []string:
+			q.Set(k, strings.Join(val, ","))
+		}
+	}
+	return q
 }
 
 // ReportUsage sends the usage counted from cache hits to the engine.

@@ -3,11 +3,14 @@ package verifier_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
 	"github.com/hashicorp/vault/api"
 )
@@ -188,6 +191,68 @@ func TestVerifier(t *testing.T) {
 		// Disabling the mount makes every feed read fail, as an outage would.
 		srv.MustCLI(t, "secrets", "disable", mount)
 		refusedWithin(t, v, verifier.Request{APIKey: key}, verifier.CodeUnavailable)
+	})
+
+	// With VerifyByRead a miss is asked with a read, the key in the header,
+	// and a signed request still with a write. Each verifier's token may do
+	// only the one, so a wrong choice is refused by Vault.
+	t.Run("verify_by_read_on_a_miss", func(t *testing.T) {
+		mount := srv.Mount(t)
+		srv.MustCLI(t, "write", mount+"/roles/r", "environment=prod", "scopes=read")
+		srv.MustCLI(t, "write", mount+"/roles/h", "environment=prod", "key_type=hmac")
+		byRead := func(capability string) *verifier.Verifier {
+			t.Helper()
+			name := mount + "-" + capability
+			policy := fmt.Sprintf(`path %q { capabilities = [%q] }
+path %q { capabilities = ["read"] }
+path %q { capabilities = ["update"] }`, mount+"/verify", capability, mount+"/revocations", mount+"/usage")
+			if err := c.Sys().PutPolicy(name, policy); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := c.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc, err := c.Clone()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.SetToken(tok.Auth.ClientToken)
+			v, err := verifier.New(t.Context(), verifier.Config{Client: tc, Mount: mount, Environment: "prod", VerifyByRead: true, PollInterval: 50 * time.Millisecond, UsageInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = v.Close(context.Background()) })
+			return v
+		}
+		key, _ := issue(t, c, mount, "r", nil)
+		req := verifier.Request{APIKey: key, Scopes: []string{"read"}, SourceIP: "10.0.0.1"}
+		reader := byRead("read")
+
+		// Before the mount passes the header on, the read is a 400 that
+		// says so, and the verifier fails closed.
+		res, err := reader.Verify(t.Context(), req)
+		if res.Valid || res.Code != verifier.CodeUnavailable || err == nil || !strings.Contains(err.Error(), "-passthrough-request-headers=X-Cryptokeys-Api-Key") {
+			t.Fatalf("untuned mount: %s %v", res.Code, err)
+		}
+		srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers=X-Cryptokeys-Api-Key", mount)
+		cachedValid(t, reader, req)
+		if res, err := reader.Verify(t.Context(), verifier.Request{APIKey: key, Scopes: []string{"trade"}}); err != nil || res.Code != "INSUFFICIENT_SCOPE" || res.Cached {
+			t.Fatalf("a scope outside the cached answer, asked by read: %s cached=%v %v", res.Code, res.Cached, err)
+		}
+
+		hmacData, err := c.Logical().Write(mount+"/creds/h", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+		signed := verifier.Request{
+			APIKey: hmacData.Data["api_key"].(string), Timestamp: ts, Method: "GET", Path: "/v1/ticker",
+			Signature: vaultplugin.SignHMAC(hmacData.Data["secret_key"].(string), []byte(ts+"GET/v1/ticker")),
+		}
+		if res, err := byRead("update").Verify(t.Context(), signed); err != nil || !res.Valid {
+			t.Fatalf("signed request with VerifyByRead: %s %v (want it asked by write)", res.Code, err)
+		}
 	})
 }
 
