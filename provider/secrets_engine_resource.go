@@ -135,9 +135,9 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 		Type:        m.PluginName.ValueString(),
 		Description: m.Description.ValueString(),
 		// key_id is the public handle auditors follow through a key's
-		// life; everything else in audit logs stays HMAC'd.
-		// The engine's verify read takes the key from this header, which
-		// Vault hands a plugin only when its mount lists it.
+		// life; everything else in audit logs stays HMAC'd. The engine's
+		// verify read takes the key from a header, which Vault hands a
+		// plugin only when its mount lists it.
 		Config: api.MountConfigInput{
 			AuditNonHMACRequestKeys:   []string{"key_id"},
 			AuditNonHMACResponseKeys:  []string{"key_id"},
