@@ -40,3 +40,42 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	}
 	return time.Duration(ticks) * clockTick, nil
 }
+
+// MachineCPU is what /proc/stat says all of the machine's CPUs did so far,
+// summed across them.
+type MachineCPU struct {
+	// Idle is time no process ran (iowait included): a measurement that
+	// shows idle time while its workers wait was not bound by the CPU.
+	Idle time.Duration
+	// Steal is time the hypervisor gave this VM's CPUs to someone else: a
+	// measurement with steal ran on a slower machine than its neighbours.
+	Steal time.Duration
+}
+
+// ReadMachineCPU reads the machine's idle and steal time from /proc/stat.
+func ReadMachineCPU() (MachineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, err
+	}
+	return parseMachineCPU(string(b))
+}
+
+// parseMachineCPU reads the first line of /proc/stat:
+// cpu user nice system idle iowait irq softirq steal ...
+func parseMachineCPU(stat string) (MachineCPU, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return MachineCPU{}, fmt.Errorf("/proc/stat: first line %q is not the cpu total", line)
+	}
+	var v [8]int64
+	for i := range v {
+		n, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("/proc/stat: %v", err)
+		}
+		v[i] = n
+	}
+	return MachineCPU{Idle: time.Duration(v[3]+v[4]) * clockTick, Steal: time.Duration(v[7]) * clockTick}, nil
+}

@@ -106,3 +106,27 @@ func TestProcessCPU(t *testing.T) {
 		t.Fatal("no error for a process that does not exist")
 	}
 }
+
+func TestParseMachineCPU(t *testing.T) {
+	got, err := parseMachineCPU("cpu  2277371 21809 379599 8914151 21703 0 23737 198094 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (MachineCPU{Idle: (8914151 + 21703) * clockTick, Steal: 198094 * clockTick}); got != want {
+		t.Fatalf("%+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8", "cpu 1 2 3", "cpu 1 2 3 x 5 6 7 8"} {
+		if _, err := parseMachineCPU(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	// The machine's own file parses, and its idle time grows.
+	a, err := ReadMachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if b, err := ReadMachineCPU(); err != nil || b.Idle < a.Idle || b.Steal < a.Steal {
+		t.Fatalf("%+v then %+v (%v)", a, b, err)
+	}
+}
