@@ -149,14 +149,15 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	if err := b.flushUsage(ctx, req.Storage); err != nil {
+	if err := b.flushUsage(ctx, req.Storage, usageFlushBatch); err != nil {
 		return err
 	}
 	return b.periodicTidy(ctx, req.Storage)
 }
 
 // clean runs when the mount is unloaded (plugin reload, seal, shutdown):
-// flush usage recorded since the last periodic run so a clean stop loses none.
+// flush usage recorded since the last periodic run so a clean stop loses none
+// (within the time it gets: keys waiting longest go first).
 // The context Vault passes may already be done; the flush gets its own.
 func (b *backend) clean(_ context.Context) {
 	if b.storage == nil || !b.WriteSafeReplicationState() {
@@ -164,7 +165,7 @@ func (b *backend) clean(_ context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := b.flushUsage(ctx, b.storage); err != nil {
+	if err := b.flushUsage(ctx, b.storage, 0); err != nil {
 		b.Logger().Warn("flushing usage on shutdown", "error", err)
 	}
 }

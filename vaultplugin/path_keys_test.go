@@ -1,10 +1,10 @@
 package vaultplugin
 
 import (
-	"time"
-
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -119,4 +119,68 @@ func TestKeys_revokingAnExpiredKeyKeepsItsExpiry(t *testing.T) {
 		t.Fatalf("an expired key's record was rewritten: status %v, revoked_by %v, revoke_reason %v", rec["status"], rec["revoked_by"], rec["revoke_reason"])
 	}
 	e.wantCode(map[string]any{"api_key": d["api_key"]}, "EXPIRED")
+}
+
+// A periodic flush rewrites at most a batch of records for usage alone,
+// those that waited longest first; the rest wait for the next run, and
+// reads count them meanwhile. Anomaly findings are never held back.
+func TestKeys_usageFlushWritesABatchOldestFirst(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("p", map[string]any{"environment": "prod"})
+	e.role("s", map[string]any{"environment": "prod", "on_anomaly": "suspend", "flag_new_source": true})
+	var ids []string
+	var keys []any
+	for range 5 {
+		d, _ := e.issue("p", nil)
+		ids, keys = append(ids, d["key_id"].(string)), append(keys, d["api_key"])
+	}
+	// Used newest first: ids[4] has waited longest.
+	for i := 4; i >= 0; i-- {
+		e.wantCode(map[string]any{"api_key": keys[i]}, codeValid)
+		e.clock.Add(time.Second)
+	}
+	sus, _ := e.issue("s", nil)
+	from := func(ip string) map[string]any { return map[string]any{"api_key": sus["api_key"], "source_ip": ip} }
+	e.wantCode(from("10.0.0.1"), codeValid)
+	e.wantCode(from("198.51.100.7"), codeSuspended)
+
+	stored := func(id string) uint64 {
+		t.Helper()
+		r, err := e.b.loadKey(t.Context(), e.storage, id)
+		if err != nil || r == nil {
+			t.Fatal(id, err)
+		}
+		return r.UseCount
+	}
+	if err := e.b.flushUsage(t.Context(), e.storage, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := []uint64{stored(ids[4]), stored(ids[3]), stored(ids[2]), stored(ids[1]), stored(ids[0])}; !slices.Equal(got, []uint64{1, 1, 0, 0, 0}) {
+		t.Fatalf("after one batch of 2, stored use_count oldest first: %v, want [1 1 0 0 0]", got)
+	}
+	if r, _ := e.b.loadKey(t.Context(), e.storage, sus["key_id"].(string)); r.SuspendedAt.IsZero() || r.UseCount != 1 {
+		t.Fatalf("the suspension waited behind the batch: %+v", r)
+	}
+	for _, id := range ids {
+		if rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data; rec["use_count"] != uint64(1) {
+			t.Fatalf("%s: use_count %v while its usage waits, want 1", id, rec["use_count"])
+		}
+	}
+	// A key used again keeps its place in the queue (its oldest use).
+	e.wantCode(map[string]any{"api_key": keys[0]}, codeValid)
+	if err := e.b.flushUsage(t.Context(), e.storage, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := []uint64{stored(ids[2]), stored(ids[1]), stored(ids[0])}; !slices.Equal(got, []uint64{1, 1, 0}) {
+		t.Fatalf("second batch: %v, want [1 1 0]", got)
+	}
+	if err := e.b.flushUsage(t.Context(), e.storage, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(ids[0]); got != 2 {
+		t.Fatalf("last key: stored use_count %d, want 2", got)
+	}
+	if left := len(e.b.usage.take()); left != 0 {
+		t.Fatalf("%d keys still pending after three batches", left)
+	}
 }

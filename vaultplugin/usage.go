@@ -3,6 +3,7 @@ package vaultplugin
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +24,21 @@ type usage struct {
 	last     time.Time
 	sourceIP string
 	ips      []string // distinct source addresses, at most maxSourceIPs
+	// since is when the oldest use not yet in storage was counted: the
+	// flush writes the keys that have waited longest first.
+	since time.Time
 }
+
+// usageFlushBatch bounds how many key records one periodic run rewrites
+// for usage alone. Each is a read and a write through Vault's storage, so a
+// mount whose keys are used by many distinct clients every minute would
+// otherwise spend much of Vault's write capacity on bookkeeping: in make
+// bench's 100,000-key phase, tens of thousands of rewrites a minute, which
+// slowed verify itself. Keys wait oldest first, so a key's usage reaches
+// storage within (distinct keys used / usageFlushBatch) runs, and reads on
+// this node include what is still pending. Anomaly findings (suspensions
+// among them) are never held back.
+const usageFlushBatch = 2000
 
 func newUsageTracker() *usageTracker {
 	return &usageTracker{keys: make(map[string]usage)}
@@ -32,6 +47,9 @@ func newUsageTracker() *usageTracker {
 func (t *usageTracker) record(keyID string, now time.Time, sourceIP string) {
 	t.mu.Lock()
 	u := t.keys[keyID]
+	if u.count == 0 {
+		u.since = now
+	}
 	u.count++
 	u.last = now
 	if sourceIP != "" {
@@ -50,7 +68,7 @@ func (t *usageTracker) add(keyID string, n uint64, last time.Time, sourceIP stri
 	if sourceIP != "" {
 		ips = []string{sourceIP}
 	}
-	t.putBack(keyID, usage{count: n, last: last, sourceIP: sourceIP, ips: ips})
+	t.putBack(keyID, usage{count: n, last: last, sourceIP: sourceIP, ips: ips, since: last})
 }
 
 func (t *usageTracker) pending(keyID string) usage {
@@ -78,24 +96,46 @@ func (t *usageTracker) putBack(keyID string, u usage) {
 	if u.last.After(cur.last) {
 		cur.last, cur.sourceIP = u.last, u.sourceIP
 	}
+	if cur.since.IsZero() || (!u.since.IsZero() && u.since.Before(cur.since)) {
+		cur.since = u.since
+	}
 	t.keys[keyID] = cur
 	t.mu.Unlock()
 }
 
 // flushUsage makes usage counts and anomaly findings durable, one storage
-// write per key that saw traffic. What cannot be written is queued again.
-func (b *backend) flushUsage(ctx context.Context, s logical.Storage) error {
+// write per key. Every key with anomaly findings is written; of the keys
+// with usage alone, at most limit (0: all), those waiting longest first.
+// What is not written, or cannot be, is queued again.
+func (b *backend) flushUsage(ctx context.Context, s logical.Storage, limit int) error {
 	used := b.usage.take()
 	found := b.anomalies.take()
-	ids := make(map[string]struct{}, len(used)+len(found))
-	for id := range used {
-		ids[id] = struct{}{}
-	}
+	ids := make([]string, 0, len(used)+len(found))
 	for id := range found {
-		ids[id] = struct{}{}
+		ids = append(ids, id)
 	}
+	usageOnly := make([]string, 0, len(used))
+	for id := range used {
+		if found[id] == nil {
+			usageOnly = append(usageOnly, id)
+		}
+	}
+	// Oldest first also when a shutdown's flush runs out of time.
+	slices.SortFunc(usageOnly, func(a, b string) int {
+		if c := used[a].since.Compare(used[b].since); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	if limit > 0 && len(usageOnly) > limit {
+		for _, id := range usageOnly[limit:] {
+			b.usage.putBack(id, used[id])
+		}
+		usageOnly = usageOnly[:limit]
+	}
+	ids = append(ids, usageOnly...)
 	var firstErr error
-	for id := range ids {
+	for _, id := range ids {
 		u, hasU := used[id]
 		pa := found[id]
 		if err := b.flushOne(ctx, s, id, u, pa); err != nil {
