@@ -34,11 +34,11 @@ type usage struct {
 // mount whose keys are used by many distinct clients every minute would
 // otherwise spend much of Vault's write capacity on bookkeeping: make
 // bench's 100,000-key phase uses some 40,000 distinct keys a minute, and
-// this machine's Vault writes about 1,700 KV entries a second. Keys wait
-// oldest first, so a key's usage reaches
-// storage within (distinct keys used / usageFlushBatch) runs, and reads on
-// this node include what is still pending. Anomaly findings (suspensions
-// among them) are never held back.
+// the bench machine's Vault writes about 1,700 KV entries a second. Keys
+// wait oldest first, so a key's usage reaches storage within (distinct keys
+// used / usageFlushBatch) runs, and reads on this node include what is
+// still pending. Anomaly findings (suspensions among them) are never held
+// back.
 const usageFlushBatch = 2000
 
 func newUsageTracker() *usageTracker {
