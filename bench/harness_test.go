@@ -91,7 +91,7 @@ func TestBenchHarness(t *testing.T) {
 	srv.MustCLI(t, "write", mount+"/roles/bench-hmac", "environment=prod", "key_type=hmac", "recv_window=60000", "ttl=24h")
 	srv.MustCLI(t, "secrets", "enable", "-path=kvb", "-version=2", "kv")
 	// For verify by read, as a cryptokeys_secrets_engine mount is set up.
-	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+verifyKeyHeader, mount)
+	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+keyformat.VerifyHeader, mount)
 
 	small := seed(t, c, mount, "bench", m.smallKeys, m.concurrency)
 	hmacKey := issue(t, c, mount, "bench-hmac")
@@ -239,13 +239,10 @@ func seed(t *testing.T, c *Client, mount, role string, n, concurrency int) []str
 	return keys
 }
 
-// verifyKeyHeader is the header a verify read takes the key from.
-const verifyKeyHeader = "X-Cryptokeys-Api-Key"
-
 func keyHeaders(keys []string) []http.Header {
 	out := make([]http.Header, len(keys))
 	for i, k := range keys {
-		out[i] = http.Header{verifyKeyHeader: {k}}
+		out[i] = http.Header{keyformat.VerifyHeader: {k}}
 	}
 	return out
 }

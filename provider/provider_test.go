@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -103,7 +104,7 @@ func checkVerifyByHeader(c *api.Client, mount, address, attribute, want string) 
 			return fmt.Errorf("%s not in state", address)
 		}
 		sec, err := c.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(mount+"/verify", nil,
-			http.Header{verifyKeyHeader: {rs.Primary.Attributes[attribute]}}))
+			http.Header{keyformat.VerifyHeader: {rs.Primary.Attributes[attribute]}}))
 		if err != nil {
 			return fmt.Errorf("verify read: %w", err)
 		}

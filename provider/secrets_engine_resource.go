@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -119,11 +120,6 @@ var engineConfigTypes = map[string]attrType{
 	"signed_scopes": types.SetType{ElemType: types.StringType}, "retention": timetypes.GoDurationType{},
 }
 
-// verifyKeyHeader is the header the engine's verify read takes the key from
-// (vaultplugin's verifyKeyHeader; TestAccAPIKey_engineRoleKeyVerifyImport
-// verifies through it on a mount this resource enabled).
-const verifyKeyHeader = "X-Cryptokeys-Api-Key"
-
 func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var m secretsEngineModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
@@ -141,7 +137,7 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 		Config: api.MountConfigInput{
 			AuditNonHMACRequestKeys:   []string{"key_id"},
 			AuditNonHMACResponseKeys:  []string{"key_id"},
-			PassthroughRequestHeaders: []string{verifyKeyHeader},
+			PassthroughRequestHeaders: []string{keyformat.VerifyHeader},
 		},
 	}
 	if v := m.PluginVersion.ValueString(); v != "" {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/protobuf/proto"
@@ -102,7 +103,7 @@ func benchmarkHandle(b *testing.B, op logical.Operation, path string, keyInHeade
 	d, _ := e.issue("r", nil)
 	var headers map[string][]string
 	if keyInHeader {
-		headers = map[string][]string{verifyKeyHeader: {d["api_key"].(string)}}
+		headers = map[string][]string{keyformat.VerifyHeader: {d["api_key"].(string)}}
 	}
 	wire, err := pb.LogicalRequestToProtoRequest(&logical.Request{Operation: op, Path: path, Headers: headers, Data: data})
 	if err != nil {

@@ -62,7 +62,7 @@ func pathVerify(b *backend) []*framework.Path {
 			// not make: make bench measures a read about a third cheaper.
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: strict(b.pathVerifyRead),
-				Summary:  "Check a key sent in the " + verifyKeyHeader + " header (the mount must pass it through).",
+				Summary:  "Check a key sent in the " + keyformat.VerifyHeader + " header (the mount must pass it through).",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb:   "verify",
 					OperationSuffix: "api-key-from-header",
@@ -88,10 +88,10 @@ Verify never writes storage: usage is counted in memory and flushed
 periodically.
 
 Write (POST) sends every field in the body. Read (GET) is the cheaper call
-for gateways: the key goes in the ` + verifyKeyHeader + ` header and the other
+for gateways: the key goes in the ` + keyformat.VerifyHeader + ` header and the other
 fields in the query string (scopes as a comma-separated list). The mount must
 pass that header through to the engine:
-  vault secrets tune -passthrough-request-headers=` + verifyKeyHeader + ` <mount>
+  vault secrets tune -passthrough-request-headers=` + keyformat.VerifyHeader + ` <mount>
 (the cryptokeys_secrets_engine resource enables mounts that way). The key
 itself is refused in a query string, where URLs end up in logs.`,
 	}}
@@ -125,14 +125,9 @@ type verifyResult struct {
 	retryAfterMs int64
 }
 
-// verifyKeyHeader carries the key of a verify read. A header, not the query
-// string: URLs are kept by proxies and access logs, and Vault audits request
-// headers only when told to (sys/config/auditing/request-headers).
-const verifyKeyHeader = "X-Cryptokeys-Api-Key"
-
 func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if _, ok := d.Raw["api_key"]; ok {
-		return respond(badField("api_key", "must not be sent in a query string, which proxies and access logs keep; send it in the %s header, or write (POST) verify", verifyKeyHeader))
+		return respond(badField("api_key", "must not be sent in a query string, which proxies and access logs keep; send it in the %s header, or write (POST) verify", keyformat.VerifyHeader))
 	}
 	key, err := keyFromHeader(req.Headers)
 	if err != nil {
@@ -143,12 +138,14 @@ func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *f
 	return b.answerVerify(ctx, req, in)
 }
 
-// keyFromHeader finds the one verifyKeyHeader among the headers Vault passed
-// through. Vault keeps the sender's spelling of header names.
+// keyFromHeader finds the one keyformat.VerifyHeader among the headers
+// Vault passed through. Vault keeps the sender's spelling of header names,
+// and audits request headers only when told to
+// (sys/config/auditing/request-headers).
 func keyFromHeader(headers map[string][]string) (string, error) {
 	var values []string
 	for name, v := range headers {
-		if strings.EqualFold(name, verifyKeyHeader) {
+		if strings.EqualFold(name, keyformat.VerifyHeader) {
 			values = append(values, v...)
 		}
 	}
@@ -156,9 +153,9 @@ func keyFromHeader(headers map[string][]string) (string, error) {
 	case 1:
 		return values[0], nil
 	case 0:
-		return "", badField("api_key", "is required in the %s header; if it was sent, this mount does not pass it through (vault secrets tune -passthrough-request-headers=%s <mount>)", verifyKeyHeader, verifyKeyHeader)
+		return "", badField("api_key", "is required in the %s header; if it was sent, this mount does not pass it through (vault secrets tune -passthrough-request-headers=%s <mount>)", keyformat.VerifyHeader, keyformat.VerifyHeader)
 	default:
-		return "", badField("api_key", "send one %s header, not %d", verifyKeyHeader, len(values))
+		return "", badField("api_key", "send one %s header, not %d", keyformat.VerifyHeader, len(values))
 	}
 }
 

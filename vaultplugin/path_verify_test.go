@@ -283,11 +283,11 @@ func TestVerify_readRefusesAKeyOutsideOneHeader(t *testing.T) {
 		query   map[string]any
 		rule    string
 	}{
-		{"key in the query string", map[string][]string{verifyKeyHeader: {key}}, map[string]any{"api_key": key}, "must not be sent in a query string"},
-		{"no header (mount not tuned)", nil, map[string]any{"scopes": "read"}, "-passthrough-request-headers=" + verifyKeyHeader},
-		{"two values", map[string][]string{verifyKeyHeader: {key, key}}, nil, "send one " + verifyKeyHeader + " header, not 2"},
-		{"two spellings", map[string][]string{verifyKeyHeader: {key}, "x-cryptokeys-api-key": {key}}, nil, "not 2"},
-		{"unknown field", map[string][]string{verifyKeyHeader: {key}}, map[string]any{"scope": "read"}, "unknown field"},
+		{"key in the query string", map[string][]string{keyformat.VerifyHeader: {key}}, map[string]any{"api_key": key}, "must not be sent in a query string"},
+		{"no header (mount not tuned)", nil, map[string]any{"scopes": "read"}, "-passthrough-request-headers=" + keyformat.VerifyHeader},
+		{"two values", map[string][]string{keyformat.VerifyHeader: {key, key}}, nil, "send one " + keyformat.VerifyHeader + " header, not 2"},
+		{"two spellings", map[string][]string{keyformat.VerifyHeader: {key}, "x-cryptokeys-api-key": {key}}, nil, "not 2"},
+		{"unknown field", map[string][]string{keyformat.VerifyHeader: {key}}, map[string]any{"scope": "read"}, "unknown field"},
 	} {
 		resp := e.verifyRead(c.headers, c.query)
 		if resp == nil || !resp.IsError() {
@@ -312,7 +312,7 @@ func TestVerify_readWritesNoStorage(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	puts, _, dels := e.storage.counts()
 	for range 100 {
-		if resp := e.verifyRead(map[string][]string{verifyKeyHeader: {d["api_key"].(string)}}, nil); resp.Data["code"] != codeValid {
+		if resp := e.verifyRead(map[string][]string{keyformat.VerifyHeader: {d["api_key"].(string)}}, nil); resp.Data["code"] != codeValid {
 			t.Fatalf("verify read: %v", resp.Data)
 		}
 	}

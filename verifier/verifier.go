@@ -287,7 +287,7 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 	var secret *api.Secret
 	var err error
 	if v.cfg.VerifyByRead && req.Signature == "" {
-		secret, err = v.cfg.Client.Logical().ReadWithRequest(ctx, api.NewLogicalReadRequest(v.cfg.Mount+"/verify", verifyQuery(body), http.Header{keyHeader: {req.APIKey}}))
+		secret, err = v.cfg.Client.Logical().ReadWithRequest(ctx, api.NewLogicalReadRequest(v.cfg.Mount+"/verify", verifyQuery(body), http.Header{keyformat.VerifyHeader: {req.APIKey}}))
 	} else {
 		secret, err = v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/verify", body)
 	}
@@ -305,9 +305,6 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 	}
 	return res, nil
 }
-
-// keyHeader is the header the engine's verify read takes the key from.
-const keyHeader = "X-Cryptokeys-Api-Key"
 
 // verifyQuery is a verify body as the query string of a verify read: every
 // field but the key, scopes comma-separated.
