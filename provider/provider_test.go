@@ -75,41 +75,41 @@ func verifyCode(c *api.Client, mount, apiKey string, extra map[string]any) (stri
 	return code, nil
 }
 
+// verifyCodeByRead is verifyCode through the engine's verify read, the key
+// in the header: it answers only on a mount that passes the header on.
+func verifyCodeByRead(c *api.Client, mount, apiKey string) (string, error) {
+	s, err := c.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(mount+"/verify", nil,
+		http.Header{keyformat.VerifyHeader: {apiKey}}))
+	if err != nil {
+		return "", fmt.Errorf("verify read: %w", err)
+	}
+	code, _ := s.Data["code"].(string)
+	return code, nil
+}
+
 // checkVerify is a test check that the key in a resource attribute
 // verifies with the wanted code.
 func checkVerify(c *api.Client, mount, address, attribute, want string, extra map[string]any) resource.TestCheckFunc {
+	return checkKeyCode(address, attribute, want, func(key string) (string, error) { return verifyCode(c, mount, key, extra) })
+}
+
+// checkVerifyByHeader is checkVerify through the engine's verify read.
+func checkVerifyByHeader(c *api.Client, mount, address, attribute, want string) resource.TestCheckFunc {
+	return checkKeyCode(address, attribute, want, func(key string) (string, error) { return verifyCodeByRead(c, mount, key) })
+}
+
+func checkKeyCode(address, attribute, want string, ask func(key string) (string, error)) resource.TestCheckFunc {
 	return func(s *terraform.State) error {
 		rs, ok := s.RootModule().Resources[address]
 		if !ok {
 			return fmt.Errorf("%s not in state", address)
 		}
-		key := rs.Primary.Attributes[attribute]
-		got, err := verifyCode(c, mount, key, extra)
+		got, err := ask(rs.Primary.Attributes[attribute])
 		if err != nil {
 			return err
 		}
 		if got != want {
 			return fmt.Errorf("%s: verify answered %s, want %s", address, got, want)
-		}
-		return nil
-	}
-}
-
-// checkVerifyByHeader is checkVerify through the engine's verify read, the
-// key in the header: it passes only on a mount that passes the header on.
-func checkVerifyByHeader(c *api.Client, mount, address, attribute, want string) resource.TestCheckFunc {
-	return func(s *terraform.State) error {
-		rs, ok := s.RootModule().Resources[address]
-		if !ok {
-			return fmt.Errorf("%s not in state", address)
-		}
-		sec, err := c.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(mount+"/verify", nil,
-			http.Header{keyformat.VerifyHeader: {rs.Primary.Attributes[attribute]}}))
-		if err != nil {
-			return fmt.Errorf("verify read: %w", err)
-		}
-		if got := sec.Data["code"]; got != want {
-			return fmt.Errorf("%s: verify read answered %v, want %s", address, got, want)
 		}
 		return nil
 	}
