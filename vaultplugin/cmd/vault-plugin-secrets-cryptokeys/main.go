@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
 	"github.com/hashicorp/go-hclog"
@@ -35,21 +34,6 @@ func main() {
 		TLSProviderFunc:    tlsProviderFunc,
 	}); err != nil {
 		fatal(err)
-	}
-}
-
-// gcPercent is the plugin's GOGC unless its environment sets one.
-const gcPercent = 50
-
-// tuneGC sets GOGC to gcPercent unless the environment sets GOGC. The
-// engine's heap is mostly its record cache, which lives long: with Go's
-// default GOGC=100 the process may grow to twice it before a collection.
-// Half that headroom keeps a plugin with 100,000 cached keys well under
-// 200 MB for a little more GC work. A GOGC in the plugin's catalog entry
-// (the `env` of sys/plugins/catalog) wins.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
 	}
 }
 
