@@ -78,9 +78,9 @@ func TestBenchHarness(t *testing.T) {
 	}
 	// Measurements compared by a ratio run interleaved (see RunInterleaved),
 	// each for m.duration in all.
-	runSide := func(ops ...Op) map[string]Measurement {
+	runSide := func(meter CPUMeter, ops ...Op) map[string]Measurement {
 		t.Helper()
-		res := RunInterleaved(m.concurrency, m.duration, m.rounds, cpuMeter(t, srv), ops)
+		res := RunInterleaved(m.concurrency, m.duration, m.rounds, meter, ops)
 		for _, op := range ops {
 			record(op.Name, res[op.Name])
 		}
@@ -106,7 +106,7 @@ func TestBenchHarness(t *testing.T) {
 	tok := strings.TrimSpace(srv.MustCLI(t, "token", "create", "-field=token", "-policy=default"))
 	lookup := []byte(fmt.Sprintf(`{"token":%q}`, tok))
 	waitQuiet(t, r, m, "before the read measurements")
-	reads := runSide(
+	reads := runSide(cpuMeter(t, srv),
 		Op{"verify", func(w, i int) error {
 			return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
 		}},
@@ -131,7 +131,7 @@ func TestBenchHarness(t *testing.T) {
 	)
 	verify1k, verifyGet, malformed, kvRead, tokenLookup, health, info := reads["verify"], reads["verify_get"], reads["verify_malformed"], reads["kv_read"], reads["token_lookup"], reads["sys_health"], reads["info"]
 	waitQuiet(t, r, m, "before the write measurements")
-	writes := runSide(
+	writes := runSide(cpuMeter(t, srv),
 		Op{"creds", func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) }},
 		Op{"kv_write", func(w, i int) error {
 			return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
@@ -139,22 +139,32 @@ func TestBenchHarness(t *testing.T) {
 	)
 	creds, kvWrite := writes["creds"], writes["kv_write"]
 
-	// The same verify with many more keys in the engine.
-	large := seed(t, c, mount, "bench", m.largeKeys-m.smallKeys, m.concurrency*2)
-	large = append(large, small...)
+	// The same verify with 100,000 keys in the engine. That engine runs in
+	// a second Vault server, seeded while the first one idles, so verify
+	// at both sizes is measured in the same interleaved slices: the VM's
+	// speed drifts over the minutes seeding takes, and a later phase on
+	// the same server would compare two different machines.
+	big := vaulttest.Start(t)
+	bigMount := big.Mount(t)
+	bc := NewClient(big.Addr, big.Token, m.concurrency)
+	big.MustCLI(t, "write", bigMount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
+	large := seed(t, bc, bigMount, "bench", m.largeKeys, m.concurrency*2)
 	largeBodies := bodies(large, `{"api_key":%q,"scopes":["read"],"environment":"prod"}`)
 	// Seeding leaves work behind (Vault's lease bookkeeping, garbage in
 	// both processes): let it finish, as the 1,000-key figures did.
 	waitQuiet(t, r, m, "before verify_large")
-	// info beside it tells the engine's share of a change from the rest
-	// (Vault now holds 100,000 leases, both processes a larger heap).
-	large100k := runSide(
-		Op{"verify_large", func(w, i int) error {
-			return c.Do("POST", mount+"/verify", largeBodies[(w*7919+i*31)%len(largeBodies)], 200, valid)
+	// info beside verify at both sizes tells the engine's share of a
+	// change from the rest (Vault holding 100,000 leases in its heap).
+	scale := runSide(cpuMeter(t, srv, big),
+		Op{"verify_1k", func(w, i int) error {
+			return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
 		}},
-		Op{"info_large", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
+		Op{"verify_large", func(w, i int) error {
+			return bc.Do("POST", bigMount+"/verify", largeBodies[(w*7919+i*31)%len(largeBodies)], 200, valid)
+		}},
+		Op{"info_1k", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
+		Op{"info_large", func(w, i int) error { return bc.Do("GET", bigMount+"/info", nil, 200, nil) }},
 	)
-	verifyLarge := large100k["verify_large"]
 	r.PluginRSSMB = pluginRSSMB(t)
 
 	r.Ratios["verify_vs_info"] = verify1k.RPS / info.RPS
@@ -164,21 +174,19 @@ func TestBenchHarness(t *testing.T) {
 	r.Ratios["verify_vs_health"] = verify1k.RPS / health.RPS
 	r.Ratios["malformed_vs_verify"] = malformed.RPS / verify1k.RPS
 	r.Ratios["creds_vs_kv_write"] = creds.RPS / kvWrite.RPS
-	r.Ratios["verify_100k_vs_1k"] = verifyLarge.RPS / verify1k.RPS
-	// Diagnostic: the same for the bare plugin round trip.
-	r.Ratios["info_100k_vs_1k"] = large100k["info_large"].RPS / info.RPS
-	// The 1,000- and 100,000-key phases are minutes apart, and a VM's speed
-	// drifts in minutes: info, measured beside verify in both, is the
-	// control. This is how much verify slowed beyond the bare round trip.
+	r.Ratios["verify_100k_vs_1k"] = scale["verify_large"].RPS / scale["verify_1k"].RPS
+	// Diagnostic: the same for the bare plugin round trip, and how much
+	// verify slowed beyond it.
+	r.Ratios["info_100k_vs_1k"] = scale["info_large"].RPS / scale["info_1k"].RPS
 	r.Ratios["verify_100k_vs_1k_net_of_info"] = r.Ratios["verify_100k_vs_1k"] / r.Ratios["info_100k_vs_1k"]
 
 	// The engine flushes the usage of every key verify_large touched: a
 	// burst of storage writes the local figures must not share the CPU with.
 	waitQuiet(t, r, m, "before the local verifier")
-	localVerifier(t, r, srv.Client, mount, m)
+	localVerifier(t, r, big.Client, bigMount, m)
 	r.Ratios["local_verify_vs_kv_read"] = r.LocalVerify / kvRead.RPS
 
-	if tfRatio, note := terraformRefresh(t, srv, mount, m); note != "" {
+	if tfRatio, note := terraformRefresh(t, big, bigMount, m); note != "" {
 		r.Notes = append(r.Notes, note)
 	} else {
 		r.Ratios["tf_refresh_vs_terraform_data"] = tfRatio
@@ -278,12 +286,12 @@ func pluginRSSMB(t *testing.T) float64 {
 	return peak
 }
 
-// cpuMeter reads the CPU time of the Vault server, its plugin processes and
-// this load generator, so each measurement tells where a request's cost
-// goes. Plugin processes are looked up at every reading; a slice in which
+// cpuMeter reads the CPU time of the Vault servers, their plugin processes
+// and this load generator, so each measurement tells where a request's
+// cost goes. Plugin processes are looked up at every reading; a slice in which
 // Vault restarts the plugin loses the old process's time and is charged
 // too little (such a slice also shows as errors).
-func cpuMeter(t *testing.T, srv *vaulttest.Server) CPUMeter {
+func cpuMeter(t *testing.T, servers ...*vaulttest.Server) CPUMeter {
 	return func() map[string]time.Duration {
 		out := map[string]time.Duration{}
 		add := func(name string, pid int) {
@@ -293,13 +301,15 @@ func cpuMeter(t *testing.T, srv *vaulttest.Server) CPUMeter {
 				t.Logf("cpu of %s: %v", name, err)
 			}
 		}
-		add("vault", srv.PID())
-		pids, err := srv.PluginPIDs()
-		if err != nil {
-			t.Logf("plugin processes: %v", err)
-		}
-		for _, pid := range pids {
-			add("plugin", pid)
+		for _, srv := range servers {
+			add("vault", srv.PID())
+			pids, err := srv.PluginPIDs()
+			if err != nil {
+				t.Logf("plugin processes: %v", err)
+			}
+			for _, pid := range pids {
+				add("plugin", pid)
+			}
 		}
 		add("load", os.Getpid())
 		// Not CPU the request used, but what the machine did meanwhile:
@@ -482,7 +492,7 @@ func writeReport(t *testing.T, r *report) {
 	slices.Sort(names)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\n%-22s %12s %10s %10s   %s\n", "measurement", "req/s", "p50 us", "p99 us", "CPU us per request: vault plugin load | idle steal")
-	for _, name := range []string{"verify", "verify_get", "verify_malformed", "verify_hmac", "info", "kv_read", "token_lookup", "sys_health", "creds", "kv_write", "verify_large", "info_large"} {
+	for _, name := range []string{"verify", "verify_get", "verify_malformed", "verify_hmac", "info", "kv_read", "token_lookup", "sys_health", "creds", "kv_write", "verify_1k", "verify_large", "info_1k", "info_large"} {
 		mm := r.Measurements[name]
 		c := mm.CPUusPerRequest
 		fmt.Fprintf(&sb, "%-22s %12.0f %10.0f %10.0f   %8.0f %6.0f %4.0f | %4.0f %5.0f\n", name, mm.RPS, mm.P50us, mm.P99us, c["vault"], c["plugin"], c["load"], c["idle"], c["steal"])
