@@ -291,9 +291,9 @@ func pluginRSSMB(t *testing.T) float64 {
 
 // cpuMeter reads the CPU time of the Vault servers, their plugin processes
 // and this load generator, so each measurement tells where a request's
-// cost goes. Plugin processes are looked up at every reading; a slice in which
-// Vault restarts the plugin loses the old process's time and is charged
-// too little (such a slice also shows as errors).
+// cost goes. Plugin processes are looked up at every reading; a slice in
+// which Vault restarts the plugin loses the old process's time and is
+// charged too little (such a slice also shows as errors).
 func cpuMeter(t *testing.T, servers ...*vaulttest.Server) CPUMeter {
 	return func() map[string]time.Duration {
 		out := map[string]time.Duration{}

@@ -50,7 +50,8 @@ func tuneGC() *gcPacer {
 // gcPacer sets GOGC after each collection from the heap that survived it.
 // It learns of a collection through a cleanup on an unreachable sentinel,
 // which the runtime runs once the GC has found it unreachable, and then
-// arms a new one.
+// arms a new one. So one pacer has one cleanup pending at a time, and its
+// fields need no lock.
 type gcPacer struct {
 	set     func(int) int // debug.SetGCPercent
 	live    func() uint64 // the live heap after the last collection
@@ -77,15 +78,12 @@ func (p *gcPacer) afterGC() {
 	p.arm()
 }
 
-var liveHeapSample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-
-// liveHeap is the heap the last collection marked live. Only the pacer
-// calls it, from the runtime's one cleanup goroutine, so the shared sample
-// is safe.
+// liveHeap is the heap the last collection marked live.
 func liveHeap() uint64 {
-	metrics.Read(liveHeapSample)
-	if liveHeapSample[0].Value.Kind() != metrics.KindUint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
-	return liveHeapSample[0].Value.Uint64()
+	return s[0].Value.Uint64()
 }

@@ -16,11 +16,11 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, gcPercentMax},          // no collection yet
-		{1 * mib, gcPercentMax},    // 3,200% capped
-		{4 * mib, 800},             // 32 MiB is 800% of 4 MiB
-		{8 * mib, 400},             // a 1,000-key engine: 32 MiB of headroom
-		{40 * mib, 80},             //
+		{0, gcPercentMax},       // no collection yet
+		{1 * mib, gcPercentMax}, // 3,200% capped
+		{4 * mib, 800},          // 32 MiB is 800% of 4 MiB
+		{8 * mib, 400},          // a 1,000-key engine: 32 MiB of headroom
+		{40 * mib, 80},
 		{48 * mib, 67},             // rounded up: never less than the floor
 		{64 * mib, gcPercentLarge}, // the floor is half the heap from here on
 		{80 * mib, gcPercentLarge}, // about 100,000 cached keys
