@@ -78,9 +78,9 @@ func TestBenchHarness(t *testing.T) {
 	}
 	// Measurements compared by a ratio run interleaved (see RunInterleaved),
 	// each for m.duration in all.
-	runSide := func(meter CPUMeter, ops ...Op) map[string]Measurement {
+	runSide := func(ops ...Op) map[string]Measurement {
 		t.Helper()
-		res := RunInterleaved(m.concurrency, m.duration, m.rounds, meter, ops)
+		res := RunInterleaved(m.concurrency, m.duration, m.rounds, cpuMeter(t, srv), ops)
 		for _, op := range ops {
 			record(op.Name, res[op.Name])
 		}
@@ -106,28 +106,28 @@ func TestBenchHarness(t *testing.T) {
 	tok := strings.TrimSpace(srv.MustCLI(t, "token", "create", "-field=token", "-policy=default"))
 	lookup := []byte(fmt.Sprintf(`{"token":%q}`, tok))
 	waitQuiet(t, r, m, "before the read measurements")
-	reads := runSide(cpuMeter(t, srv),
-		Op{"verify", func(w, i int) error {
+	reads := runSide(
+		Op{Name: "verify", Do: func(w, i int) error {
 			return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
 		}},
 		// The same verify as a read, the key in a header: what the
 		// gateway guide recommends, since Vault makes no existence check.
-		Op{"verify_get", func(w, i int) error {
+		Op{Name: "verify_get", Do: func(w, i int) error {
 			return c.DoWith("GET", mount+"/verify?scopes=read&environment=prod", verifyHeaders[(w*7919+i)%len(verifyHeaders)], nil, 200, valid)
 		}},
-		Op{"verify_malformed", func(w, i int) error {
+		Op{Name: "verify_malformed", Do: func(w, i int) error {
 			return c.Do("POST", mount+"/verify", []byte(`{"api_key":"ck_prod_this-is-not-a-key"}`), 200, []byte(`"MALFORMED"`))
 		}},
-		Op{"verify_hmac", func(w, i int) error {
+		Op{Name: "verify_hmac", Do: func(w, i int) error {
 			ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 			sig := vaultplugin.SignHMAC(hmacKey.secret, []byte(ts+"POST/api/v3/order{}"))
 			body := fmt.Sprintf(`{"api_key":%q,"timestamp":%q,"method":"POST","path":"/api/v3/order","body":"{}","signature":%q}`, hmacKey.apiKey, ts, sig)
 			return c.Do("POST", mount+"/verify", []byte(body), 200, valid)
 		}},
-		Op{"kv_read", func(w, i int) error { return c.Do("GET", "kvb/data/apikey", nil, 200, nil) }},
-		Op{"token_lookup", func(w, i int) error { return c.Do("POST", "auth/token/lookup", lookup, 200, nil) }},
-		Op{"sys_health", func(w, i int) error { return c.Do("GET", "sys/health", nil, 200, nil) }},
-		Op{"info", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
+		Op{Name: "kv_read", Do: func(w, i int) error { return c.Do("GET", "kvb/data/apikey", nil, 200, nil) }},
+		Op{Name: "token_lookup", Do: func(w, i int) error { return c.Do("POST", "auth/token/lookup", lookup, 200, nil) }},
+		Op{Name: "sys_health", Do: func(w, i int) error { return c.Do("GET", "sys/health", nil, 200, nil) }},
+		Op{Name: "info", Do: func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
 	)
 	verify1k, verifyGet, malformed, kvRead, tokenLookup, health, info := reads["verify"], reads["verify_get"], reads["verify_malformed"], reads["kv_read"], reads["token_lookup"], reads["sys_health"], reads["info"]
 
@@ -149,22 +149,24 @@ func TestBenchHarness(t *testing.T) {
 	waitQuiet(t, r, m, "before verify_large")
 	// info beside verify at both sizes tells the engine's share of a
 	// change from the rest (Vault holding 100,000 leases in its heap).
-	scale := runSide(cpuMeter(t, srv, big),
-		Op{"verify_1k", func(w, i int) error {
+	// Each path is charged the CPU of its own server's processes.
+	onBig := cpuMeter(t, big)
+	scale := runSide(
+		Op{Name: "verify_1k", Do: func(w, i int) error {
 			return c.Do("POST", mount+"/verify", verifyBodies[(w*7919+i)%len(verifyBodies)], 200, valid)
 		}},
-		Op{"verify_large", func(w, i int) error {
+		Op{Name: "verify_large", Meter: onBig, Do: func(w, i int) error {
 			return bc.Do("POST", bigMount+"/verify", largeBodies[(w*7919+i*31)%len(largeBodies)], 200, valid)
 		}},
-		Op{"info_1k", func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
-		Op{"info_large", func(w, i int) error { return bc.Do("GET", bigMount+"/info", nil, 200, nil) }},
+		Op{Name: "info_1k", Do: func(w, i int) error { return c.Do("GET", mount+"/info", nil, 200, nil) }},
+		Op{Name: "info_large", Meter: onBig, Do: func(w, i int) error { return bc.Do("GET", bigMount+"/info", nil, 200, nil) }},
 	)
 	r.PluginRSSMB = pluginRSSMB(t)
 
 	waitQuiet(t, r, m, "before the write measurements")
-	writes := runSide(cpuMeter(t, srv),
-		Op{"creds", func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) }},
-		Op{"kv_write", func(w, i int) error {
+	writes := runSide(
+		Op{Name: "creds", Do: func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) }},
+		Op{Name: "kv_write", Do: func(w, i int) error {
 			return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
 		}},
 	)
@@ -289,12 +291,12 @@ func pluginRSSMB(t *testing.T) float64 {
 	return peak
 }
 
-// cpuMeter reads the CPU time of the Vault servers, their plugin processes
-// and this load generator, so each measurement tells where a request's
-// cost goes. Plugin processes are looked up at every reading; a slice in
+// cpuMeter reads the CPU time of a Vault server, its plugin processes and
+// this load generator, so each measurement tells where a request's cost
+// goes. Plugin processes are looked up at every reading; a slice in
 // which Vault restarts the plugin loses the old process's time and is
 // charged too little (such a slice also shows as errors).
-func cpuMeter(t *testing.T, servers ...*vaulttest.Server) CPUMeter {
+func cpuMeter(t *testing.T, srv *vaulttest.Server) CPUMeter {
 	return func() map[string]time.Duration {
 		out := map[string]time.Duration{}
 		add := func(name string, pid int) {
@@ -304,15 +306,13 @@ func cpuMeter(t *testing.T, servers ...*vaulttest.Server) CPUMeter {
 				t.Logf("cpu of %s: %v", name, err)
 			}
 		}
-		for _, srv := range servers {
-			add("vault", srv.PID())
-			pids, err := srv.PluginPIDs()
-			if err != nil {
-				t.Logf("plugin processes: %v", err)
-			}
-			for _, pid := range pids {
-				add("plugin", pid)
-			}
+		add("vault", srv.PID())
+		pids, err := srv.PluginPIDs()
+		if err != nil {
+			t.Logf("plugin processes: %v", err)
+		}
+		for _, pid := range pids {
+			add("plugin", pid)
 		}
 		add("load", os.Getpid())
 		// Not CPU the request used, but what the machine did meanwhile:

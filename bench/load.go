@@ -1,6 +1,6 @@
 // Package bench measures cryptokeys against the Vault paths a user would
-// otherwise pick (keys in KV v2, Vault tokens as keys), side by side on one
-// real Vault server, and writes the figures to bin/bench.json.
+// otherwise pick (keys in KV v2, Vault tokens as keys), side by side on
+// real Vault servers, and writes the figures to bin/bench.json.
 package bench
 
 import (
@@ -35,6 +35,10 @@ type CPUMeter func() map[string]time.Duration
 type Op struct {
 	Name string
 	Do   func(worker, i int) error
+	// Meter, when set, reads this op's CPU instead of RunInterleaved's
+	// meter: ops of one run that hit different servers each charge their
+	// slices to their own server's processes.
+	Meter CPUMeter
 }
 
 // RunInterleaved measures ops side by side: rounds times over, each op in
@@ -42,19 +46,23 @@ type Op struct {
 // add up its slices (an op error counts as an error, not a request). A
 // machine whose speed drifts during the run (other tenants, GC of the
 // server, a CI neighbour) then slows every op alike, so the ratios
-// between them hold even when the absolute figures do not. meter may be
-// nil.
+// between them hold even when the absolute figures do not. meter (or an
+// op's own Meter) may be nil.
 func RunInterleaved(concurrency int, d time.Duration, rounds int, meter CPUMeter, ops []Op) map[string]Measurement {
 	samples := make([]sample, len(ops))
 	for range rounds {
 		for i, op := range ops {
+			m := meter
+			if op.Meter != nil {
+				m = op.Meter
+			}
 			var before map[string]time.Duration
-			if meter != nil {
-				before = meter()
+			if m != nil {
+				before = m()
 			}
 			samples[i].run(concurrency, d/time.Duration(rounds), op.Do)
-			if meter != nil {
-				samples[i].charge(before, meter())
+			if m != nil {
+				samples[i].charge(before, m())
 			}
 		}
 	}

@@ -16,7 +16,7 @@ func TestRunInterleaved(t *testing.T) {
 	seen := map[string][]int{} // the i each op saw on worker 0
 	calls := map[string]int{}  // every call, successful or not
 	op := func(name string, fail bool) Op {
-		return Op{name, func(w, i int) error {
+		return Op{Name: name, Do: func(w, i int) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(blocks) == 0 || blocks[len(blocks)-1] != name {
@@ -74,6 +74,39 @@ func TestRunInterleaved(t *testing.T) {
 	}
 	if res["a"].Errors != 0 || res["b"].Errors == 0 {
 		t.Errorf("errors: a %d (want 0), b %d (want some)", res["a"].Errors, res["b"].Errors)
+	}
+}
+
+// An op with its own Meter is charged from it alone, the others from the
+// run's meter: two servers measured side by side each charge their own.
+func TestRunInterleaved_opMeter(t *testing.T) {
+	counter := func(name string, step time.Duration) CPUMeter {
+		var used time.Duration
+		return func() map[string]time.Duration {
+			used += step
+			return map[string]time.Duration{name: used}
+		}
+	}
+	noop := func(w, i int) error { time.Sleep(time.Millisecond); return nil }
+	res := RunInterleaved(1, 60*time.Millisecond, 3, counter("first", time.Millisecond), []Op{
+		{Name: "a", Do: noop},
+		{Name: "b", Do: noop, Meter: counter("second", 2*time.Millisecond)},
+	})
+	for _, c := range []struct {
+		op, charged, spared string
+		total               float64 // µs over the op's three slices
+	}{
+		{"a", "first", "second", 3000},
+		{"b", "second", "first", 6000},
+	} {
+		m := res[c.op]
+		want := c.total / float64(m.Requests)
+		if got := m.CPUusPerRequest[c.charged]; got < want*0.999 || got > want*1.001 {
+			t.Errorf("%s: %s CPU %.3f µs per call, want %.3f", c.op, c.charged, got, want)
+		}
+		if got, ok := m.CPUusPerRequest[c.spared]; ok {
+			t.Errorf("%s: charged %.3f µs per call of %s, which it does not use", c.op, got, c.spared)
+		}
 	}
 }
 
