@@ -50,9 +50,12 @@ type MachineCPU struct {
 	// Steal is time the hypervisor gave this VM's CPUs to someone else: a
 	// measurement with steal ran on a slower machine than its neighbours.
 	Steal time.Duration
+	// Total is all of the CPUs' time, whatever it went to.
+	Total time.Duration
 }
 
-// ReadMachineCPU reads the machine's idle and steal time from /proc/stat.
+// ReadMachineCPU reads the machine's idle, steal and total time from
+// /proc/stat.
 func ReadMachineCPU() (MachineCPU, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -69,13 +72,20 @@ func parseMachineCPU(stat string) (MachineCPU, error) {
 	if len(f) < 9 || f[0] != "cpu" {
 		return MachineCPU{}, fmt.Errorf("/proc/stat: first line %q is not the cpu total", line)
 	}
-	var v [8]int64
-	for i := range v {
-		n, err := strconv.ParseInt(f[i+1], 10, 64)
+	var m MachineCPU
+	for i, field := range f[1:] {
+		n, err := strconv.ParseInt(field, 10, 64)
 		if err != nil {
 			return MachineCPU{}, fmt.Errorf("/proc/stat: %v", err)
 		}
-		v[i] = n
+		d := time.Duration(n) * clockTick
+		m.Total += d
+		switch i {
+		case 3, 4: // idle, iowait
+			m.Idle += d
+		case 7:
+			m.Steal = d
+		}
 	}
-	return MachineCPU{Idle: time.Duration(v[3]+v[4]) * clockTick, Steal: time.Duration(v[7]) * clockTick}, nil
+	return m, nil
 }

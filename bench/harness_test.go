@@ -393,15 +393,15 @@ func waitQuiet(t *testing.T, r *report, m mode, when string) {
 	start := time.Now()
 	idle := 0.0
 	for time.Since(start) < limit {
-		i0, t0, err := cpuTimes()
+		m0, err := ReadMachineCPU()
 		if err != nil {
 			t.Logf("waitQuiet: %v", err)
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
-		i1, t1, _ := cpuTimes()
-		if t1 > t0 {
-			idle = float64(i1-i0) / float64(t1-t0)
+		m1, _ := ReadMachineCPU()
+		if m1.Total > m0.Total {
+			idle = float64(m1.Idle-m0.Idle) / float64(m1.Total-m0.Total)
 		}
 		if idle >= 0.9 {
 			t.Logf("machine quiet %s after %s", when, time.Since(start).Round(100*time.Millisecond))
@@ -411,30 +411,6 @@ func waitQuiet(t *testing.T, r *report, m mode, when string) {
 	note := fmt.Sprintf("machine still busy %s after %s (%.0f%% idle)", when, limit, idle*100)
 	t.Log(note)
 	r.Notes = append(r.Notes, note)
-}
-
-// cpuTimes returns the machine's idle and total CPU time, in ticks.
-func cpuTimes() (idle, total uint64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
-	}
-	for i, v := range f[1:] {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %v", err)
-		}
-		total += n
-		if i == 3 || i == 4 { // idle, iowait
-			idle += n
-		}
-	}
-	return idle, total, nil
 }
 
 // bestOf runs loop n times for d/n each and keeps the best rate. A loop on

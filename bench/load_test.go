@@ -145,7 +145,8 @@ func TestParseMachineCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (MachineCPU{Idle: (8914151 + 21703) * clockTick, Steal: 198094 * clockTick}); got != want {
+	total := time.Duration(2277371+21809+379599+8914151+21703+0+23737+198094) * clockTick
+	if want := (MachineCPU{Idle: (8914151 + 21703) * clockTick, Steal: 198094 * clockTick, Total: total}); got != want {
 		t.Fatalf("%+v, want %+v", got, want)
 	}
 	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8", "cpu 1 2 3", "cpu 1 2 3 x 5 6 7 8"} {
@@ -159,7 +160,7 @@ func TestParseMachineCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if b, err := ReadMachineCPU(); err != nil || b.Idle < a.Idle || b.Steal < a.Steal {
+	if b, err := ReadMachineCPU(); err != nil || b.Idle < a.Idle || b.Steal < a.Steal || b.Total <= a.Total {
 		t.Fatalf("%+v then %+v (%v)", a, b, err)
 	}
 }
