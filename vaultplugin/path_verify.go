@@ -106,9 +106,11 @@ type verifyInput struct {
 	method, path, body            string
 }
 
-func verifyInputFrom(d *framework.FieldData) verifyInput {
+// verifyInputFrom reads a verify's fields; the key comes from the body of
+// a write or the header of a read.
+func verifyInputFrom(d *framework.FieldData, apiKey string) verifyInput {
 	return verifyInput{
-		apiKey:      d.Get("api_key").(string),
+		apiKey:      apiKey,
 		scopes:      d.Get("scopes").([]string),
 		environment: d.Get("environment").(string),
 		sourceIP:    d.Get("source_ip").(string),
@@ -135,9 +137,7 @@ func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return respond(err)
 	}
-	in := verifyInputFrom(d)
-	in.apiKey = key
-	return b.answerVerify(ctx, req, in)
+	return b.answerVerify(ctx, req, verifyInputFrom(d, key))
 }
 
 // keyFromHeader finds the one keyformat.VerifyHeader among the headers
@@ -162,7 +162,7 @@ func keyFromHeader(headers map[string][]string) (string, error) {
 }
 
 func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.answerVerify(ctx, req, verifyInputFrom(d))
+	return b.answerVerify(ctx, req, verifyInputFrom(d, d.Get("api_key").(string)))
 }
 
 func (b *backend) answerVerify(ctx context.Context, req *logical.Request, in verifyInput) (*logical.Response, error) {

@@ -53,8 +53,9 @@ type Config struct {
 	Mount string
 	// VerifyByRead asks the engine on a cache miss with a read, the key in
 	// the X-Cryptokeys-Api-Key header, instead of a write: about a third
-	// cheaper for Vault and the engine, because Vault checks whether the
-	// target of a write exists first. The mount must pass that header
+	// cheaper for Vault and the engine, because for a write Vault makes two
+	// more round trips to the plugin (an existence check, and a second
+	// Type() call for a JSON body). The mount must pass that header
 	// through (cryptokeys_secrets_engine mounts do). Signed requests are
 	// always asked with a write: their body does not belong in a URL.
 	VerifyByRead bool
