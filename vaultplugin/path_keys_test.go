@@ -1,6 +1,7 @@
 package vaultplugin
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -124,6 +125,56 @@ func TestKeys_revokingAnExpiredKeyKeepsItsExpiry(t *testing.T) {
 // A periodic flush rewrites at most a batch of records for usage alone,
 // those that waited longest first; the rest wait for the next run, and
 // reads count them meanwhile. Anomaly findings are never held back.
+// runsOutOfTime is storage whose writes fail, as a flush's context would
+// make them, once allowed of them have been made.
+type runsOutOfTime struct {
+	logical.Storage
+	allowed int
+}
+
+func (s *runsOutOfTime) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if s.allowed == 0 {
+		return context.DeadlineExceeded
+	}
+	s.allowed--
+	return s.Storage.Put(ctx, e)
+}
+
+// A shutdown's flush (no batch limit) that runs out of time has written the
+// keys waiting longest, and queued the rest again.
+func TestKeys_usageFlushOutOfTimeWritesOldestFirst(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("p", map[string]any{"environment": "prod"})
+	var ids []string
+	var keys []any
+	for range 4 {
+		d, _ := e.issue("p", nil)
+		ids, keys = append(ids, d["key_id"].(string)), append(keys, d["api_key"])
+	}
+	// Used newest first: ids[3] has waited longest.
+	for i := 3; i >= 0; i-- {
+		e.wantCode(map[string]any{"api_key": keys[i]}, codeValid)
+		e.clock.Add(time.Second)
+	}
+	if err := e.b.flushUsage(t.Context(), &runsOutOfTime{Storage: e.storage, allowed: 2}, 0); err == nil {
+		t.Fatal("a flush whose writes failed reported no error")
+	}
+	stored := func(id string) uint64 {
+		t.Helper()
+		r, err := e.b.loadKey(t.Context(), e.storage, id)
+		if err != nil || r == nil {
+			t.Fatal(id, err)
+		}
+		return r.UseCount
+	}
+	if got := []uint64{stored(ids[3]), stored(ids[2]), stored(ids[1]), stored(ids[0])}; !slices.Equal(got, []uint64{1, 1, 0, 0}) {
+		t.Fatalf("stored use_count, oldest first, after time ran out at two writes: %v, want [1 1 0 0]", got)
+	}
+	if left := e.b.usage.take(); len(left) != 2 || left[ids[1]].count != 1 || left[ids[0]].count != 1 {
+		t.Fatalf("queued again: %+v, want the two unwritten keys", left)
+	}
+}
+
 func TestKeys_usageFlushWritesABatchOldestFirst(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("p", map[string]any{"environment": "prod"})
