@@ -218,6 +218,7 @@ func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, 
 	if err != nil {
 		return nil, err
 	}
+	// List names folders with their trailing slash: env is "prod/".
 	for _, env := range envs {
 		more, err := s.List(ctx, keyIndexPrefix+role+"/"+env)
 		if err != nil {
@@ -239,7 +240,7 @@ func environmentKeyIDs(ctx context.Context, s logical.Storage, env string) ([]st
 	if err != nil {
 		return nil, err
 	}
-	for _, role := range roles {
+	for _, role := range roles { // role is "name/", as above
 		more, err := s.List(ctx, keyIndexPrefix+role+env+"/")
 		if err != nil {
 			return nil, err
