@@ -62,6 +62,7 @@ type Server struct {
 	// Dir holds the server's files: plugin directory, config, logs, and the
 	// HOME of every vault CLI run, so nothing lands in the user's home.
 	Dir           string
+	PluginDir     string // the server's plugin_directory
 	LogPath       string
 	PluginVersion string
 	PluginSHA256  string
@@ -226,6 +227,7 @@ func launch(dir string, tls bool) (*Server, error) {
 			Addr:          fmt.Sprintf("%s://127.0.0.1:%d", scheme, port),
 			Token:         "root-" + randomHex(12),
 			Dir:           dir,
+			PluginDir:     pluginDir,
 			LogPath:       filepath.Join(dir, "vault.log"),
 			PluginVersion: version,
 			PluginSHA256:  sum,
