@@ -54,10 +54,16 @@ resource "cryptokeys_api_key" "market_data" {
 # Stands in for whatever delivers the key to its consumer (a secret store,
 # a deployment). replace_triggered_by re-runs the delivery whenever the key
 # is replaced, by rotate_before or by rotation_triggers.
+#
+# create_before_destroy here too: the new delivery happens before the old
+# one is undone, so the consumer always holds a key that verifies. Without
+# it Terraform destroys the old delivery first, and the consumer has no key
+# until the new one arrives.
 resource "terraform_data" "deliver" {
   input = cryptokeys_api_key.market_data.key_id
 
   lifecycle {
-    replace_triggered_by = [cryptokeys_api_key.market_data]
+    replace_triggered_by  = [cryptokeys_api_key.market_data]
+    create_before_destroy = true
   }
 }
