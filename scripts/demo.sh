@@ -86,15 +86,19 @@ echo "new key now: $(vault write -field=code cryptokeys/verify api_key="$new_key
 vault read cryptokeys/keys/"$new_id" | grep -E '^(status|revoked_at|revoked_by|revoke_reason) '
 
 step "Done"
-cat <<DONE
-Vault:      $VAULT_ADDR (dev server, in memory; log under $work)
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+  cat <<DONE
+Vault keeps running (DEMO_KEEP=1): $VAULT_ADDR (dev server, in memory, pid $vault_pid; log under $work)
 Terraform:  $work/quickstart (state there), provider from $bin
 Try:        export VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=$VAULT_TOKEN PATH=$bin:\$PATH
             vault list cryptokeys/keys ; vault path-help cryptokeys/verify
+Stop it:    kill -INT $vault_pid
 DONE
-if [ "${DEMO_KEEP:-0}" = 1 ]; then
-  echo "DEMO_KEEP=1: Vault keeps running (pid $vault_pid). Stop it with: kill -INT $vault_pid"
   trap - EXIT
 else
-  echo "Stopping Vault and removing $work (run DEMO_KEEP=1 make demo to keep it running)."
+  cat <<DONE
+Stopping Vault and removing $work: nothing of the demo keeps running.
+To keep it running and try your own commands: DEMO_KEEP=1 make demo
+(or make dev, for a Vault of your own with the engine at cryptokeys/).
+DONE
 fi

@@ -52,6 +52,14 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %s", want)
 		}
 	}
+	// Without DEMO_KEEP the demo stops its Vault, so it must not end by
+	// telling the reader to use it.
+	if strings.Contains(text, "export VAULT_ADDR=") {
+		t.Error("the demo stops its Vault but tells the reader to export its address")
+	}
+	if !strings.Contains(text, "DEMO_KEEP=1 make demo") {
+		t.Error("the demo does not say how to keep its Vault running")
+	}
 	addr := regexp.MustCompile(`VAULT_ADDR=(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(text)
 	if addr == nil {
 		t.Fatal("demo did not say where Vault ran")
