@@ -187,6 +187,28 @@ func TestStaleness_followsTheMonotonicClock(t *testing.T) {
 	})
 }
 
+// With the default clocks the monotonic time comes from time.Now's own
+// monotonic reading (no second clock read per request): a feed read ages
+// on it, and a fresh read clears it.
+func TestStaleness_defaultClocks(t *testing.T) {
+	r := newRig(t, "ab12cd34.5", func(c *Config) { c.Now, c.monotonic = nil, nil })
+	if !r.v.monoFromNow {
+		t.Fatal("default clocks do not take the monotonic time from time.Now")
+	}
+	key, _ := r.key(t, "t1")
+	if res := r.verify(t, Request{APIKey: key}); !res.Valid {
+		t.Fatalf("fresh feed: %s", res.Code)
+	}
+	r.v.lastFeedOK.Add(-int64(6 * time.Second))
+	if res, _ := r.v.Verify(t.Context(), Request{APIKey: key}); res.Code != CodeUnavailable {
+		t.Fatalf("feed read 6 s ago: %s", res.Code)
+	}
+	r.poll(t)
+	if res := r.verify(t, Request{APIKey: key}); !res.Valid {
+		t.Fatalf("feed back: %s", res.Code)
+	}
+}
+
 // Approved scopes never outlive the engine answer that gave them by more
 // than CacheTTL: a refresh starts from the new answer, and extending an
 // entry's scopes does not extend its life.

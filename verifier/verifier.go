@@ -138,6 +138,13 @@ type Verifier struct {
 	notFound *notFoundCache
 	sources  *sourceLimits
 
+	// start is the origin of cfg.monotonic. With the default clocks,
+	// monoFromNow is set: time.Now carries a monotonic reading, so the
+	// monotonic time of a request is now.Sub(start), with no second clock
+	// read on the hot path.
+	start       time.Time
+	monoFromNow bool
+
 	mu     sync.Mutex // guards cursor; held across a whole poll
 	cursor string
 	// lastFeedOK is when the verifier was last caught up with the feed: the
@@ -194,11 +201,12 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.NotFoundBurst <= 0 {
 		cfg.NotFoundBurst = 20
 	}
+	start := time.Now() // carries a monotonic reading
+	monoFromNow := cfg.Now == nil && cfg.monotonic == nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.monotonic == nil {
-		start := time.Now() // carries a monotonic reading
 		cfg.monotonic = func() time.Duration { return time.Since(start) }
 	}
 	if cfg.Logger == nil {
@@ -212,6 +220,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		sources:  newSourceLimits(cfg.NotFoundRate, cfg.NotFoundBurst),
 		usage:    map[string]*usageCount{},
 		stop:     make(chan struct{}),
+
+		start:       start,
+		monoFromNow: monoFromNow,
 	}
 	v.cache.evicted = v.keepUsage
 	if err := v.poll(ctx); err != nil {
@@ -270,10 +281,10 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	if v.cfg.Environment != "" && key.Environment != v.cfg.Environment {
 		return Result{Code: "ENVIRONMENT_MISMATCH", Message: "key belongs to another environment"}, nil
 	}
-	if v.stale() {
+	now := v.cfg.Now()
+	if v.stale(now) {
 		return Result{Code: CodeUnavailable, Message: ErrStale.Error()}, ErrStale
 	}
-	now := v.cfg.Now()
 	if req.Signature == "" {
 		if res, ok := v.fromCache(key, req, now); ok {
 			return res, nil
@@ -283,9 +294,16 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 }
 
 // stale reports whether the verifier has not been caught up with the feed
-// for longer than MaxStaleness, on the monotonic clock.
-func (v *Verifier) stale() bool {
-	return int64(v.cfg.monotonic())-v.lastFeedOK.Load() > int64(v.cfg.MaxStaleness)
+// for longer than MaxStaleness, on the monotonic clock (never on now's wall
+// reading).
+func (v *Verifier) stale(now time.Time) bool {
+	var mono time.Duration
+	if v.monoFromNow {
+		mono = now.Sub(v.start) // both carry monotonic readings
+	} else {
+		mono = v.cfg.monotonic()
+	}
+	return int64(mono)-v.lastFeedOK.Load() > int64(v.cfg.MaxStaleness)
 }
 
 // fromCache answers from a cached positive verdict when it covers the
