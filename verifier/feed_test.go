@@ -232,3 +232,31 @@ func TestApprovals_doNotOutliveTheirAnswer(t *testing.T) {
 		t.Fatal("an approval was carried across a refresh")
 	}
 }
+
+// An engine answer refusing a key (asked for a scope the cache had not
+// approved) drops that key's cached VALID entry at once, without waiting
+// for the feed; a refusal of a wrong secret for its key_id does not.
+func TestVerify_engineRefusalDropsTheCachedEntry(t *testing.T) {
+	r := newRig(t, "ab12cd34.5", nil)
+	key, keyID := r.key(t, "t1", "read", "trade")
+	other, _ := r.key(t, "t2", "read")
+	read := Request{APIKey: key, Scopes: []string{"read"}}
+	r.cached(t, read)
+	r.cached(t, Request{APIKey: other})
+	if res := r.verify(t, Request{APIKey: forge(keyID, 'z'), Scopes: []string{"trade"}}); res.Code != "NOT_FOUND" {
+		t.Fatal(res.Code)
+	}
+	if !r.isCached(t, read) {
+		t.Fatal("a forged key with its key_id evicted a real key")
+	}
+	r.eng.answer(key, map[string]any{"valid": false, "code": "REVOKED", "key_id": keyID})
+	if res := r.verify(t, Request{APIKey: key, Scopes: []string{"trade"}}); res.Code != "REVOKED" {
+		t.Fatal(res.Code)
+	}
+	if res := r.verify(t, read); res.Valid {
+		t.Fatal("the key the engine called REVOKED still verifies from the cache")
+	}
+	if !r.isCached(t, Request{APIKey: other}) {
+		t.Fatal("another key left the cache")
+	}
+}
