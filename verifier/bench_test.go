@@ -12,14 +12,22 @@ import (
 // cachedVerifier is a verifier whose cache already holds key, as after one
 // engine round trip; benchmarks measure the local path only.
 func cachedVerifier(b *testing.B, key string) *Verifier {
+	// A fixed now (with its monotonic reading) and the default clocks'
+	// staleness path: no clock is read, as before the monotonic clock.
 	now := time.Now()
 	v := &Verifier{
-		cfg:    Config{Now: func() time.Time { return now }, MaxStaleness: time.Hour, Environment: "prod"},
-		logger: hclog.NewNullLogger(),
-		cache:  newCache(1000),
-		usage:  map[string]*usageCount{},
+		cfg: Config{
+			Now: func() time.Time { return now }, MaxStaleness: time.Hour, Environment: "prod",
+			monotonic: func() time.Duration { return time.Since(now) },
+		},
+		logger:      hclog.NewNullLogger(),
+		cache:       newCache(1000),
+		notFound:    newNotFoundCache(),
+		sources:     newSourceLimits(5, 20),
+		usage:       map[string]*usageCount{},
+		start:       now,
+		monoFromNow: true,
 	}
-	v.lastFeedOK.Store(now.UnixNano())
 	k, err := keyformat.Parse(key)
 	if err != nil {
 		b.Fatal(err)
@@ -27,7 +35,7 @@ func cachedVerifier(b *testing.B, key string) *Verifier {
 	res := Result{Valid: true, Code: "VALID", KeyID: k.KeyID, Environment: "prod", Scopes: []string{"read", "trade"}, ExpiresAt: now.Add(time.Hour)}
 	e := newEntry(res, facts{}, []string{"read"}, now.Add(time.Hour))
 	e.prefix, e.environment, e.secretHash = k.Prefix, k.Environment, secretHash(k)
-	v.cache.put(k.KeyID, e)
+	v.cache.put(k.KeyID, e, v.cache.generation(), now)
 	return v
 }
 

@@ -26,8 +26,15 @@ type entry struct {
 	expiresAt   time.Time
 	cachedUntil time.Time
 	limiter     *rate.Limiter
-	// approved are the scopes the engine has said VALID to for this key.
+	// approved are the scopes the engine has said VALID to for this key,
+	// each within CacheTTL of now (see cache.put).
 	approved []string
+	// ticket is the usage_ticket of the engine answer this entry holds:
+	// the proof, sent with usage reports, that this verifier verified the
+	// key through the engine.
+	ticket string
+	// ticketAt orders tickets (monotonic nanoseconds): the newest is kept.
+	ticketAt int64
 
 	uses     atomic.Uint64
 	lastUse  atomic.Int64 // unix nanoseconds
@@ -75,10 +82,17 @@ func (e *entry) takeUsage() (n uint64, last time.Time, ip string) {
 }
 
 // cache maps key_id to the verdict for that key.
+//
+// A reply the engine gave may be cached only if the feed has not dropped
+// anything since the request was sent: the reply may predate the revocation
+// the drop applied. A caller takes generation() before asking the engine
+// and passes it to put, which refuses to fill if any drop or clear happened
+// since (drops counts them), as the engine's storeCache does.
 type cache struct {
-	mu   sync.RWMutex
-	max  int
-	byID map[string]*entry
+	mu    sync.RWMutex
+	max   int
+	byID  map[string]*entry
+	drops uint64
 	// evicted collects usage of entries dropped before it was reported.
 	evicted func(keyID string, e *entry)
 }
@@ -94,15 +108,40 @@ func (c *cache) get(keyID string) *entry {
 	return e
 }
 
-// put caches e, keeping what an earlier entry for the same key learned
-// (approved scopes, rate-limit state, unreported usage).
-func (c *cache) put(keyID string, e *entry) {
+// generation is taken before asking the engine for an answer that put may
+// cache.
+func (c *cache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.drops
+}
+
+// put caches e unless the feed dropped anything since generation gen was
+// taken; it reports whether it did.
+//
+// Approved scopes are never carried across a refresh: an earlier entry's
+// approvals are kept only while that entry is still fresh (now is before its
+// cachedUntil), only for scopes the new answer still lists, and the new
+// entry then ends when the earlier one would have. So no approval is used
+// longer than CacheTTL after the engine answer that gave it, and a refresh
+// after the TTL starts from the new answer alone (after a change of
+// signed_scopes, the engine's next answer decides). Rate-limit state and
+// unreported usage are kept.
+func (c *cache) put(keyID string, e *entry, gen uint64, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.drops != gen {
+		return false
+	}
 	if old := c.byID[keyID]; old != nil && old.secretHash == e.secretHash {
-		for _, s := range old.approved {
-			if !slices.Contains(e.approved, s) {
-				e.approved = append(e.approved, s)
+		if now.Before(old.cachedUntil) {
+			for _, s := range old.approved {
+				if !slices.Contains(e.approved, s) && slices.Contains(e.res.Scopes, s) {
+					e.approved = append(e.approved, s)
+				}
+			}
+			if old.cachedUntil.Before(e.cachedUntil) {
+				e.cachedUntil = old.cachedUntil
 			}
 		}
 		if old.limiter != nil && e.limiter != nil {
@@ -119,6 +158,7 @@ func (c *cache) put(keyID string, e *entry) {
 		}
 	}
 	c.byID[keyID] = e
+	return true
 }
 
 func (c *cache) retire(keyID string, e *entry) {
@@ -127,9 +167,24 @@ func (c *cache) retire(keyID string, e *entry) {
 	}
 }
 
+// drop forgets keyID; it counts as a drop whether or not keyID was cached
+// (a reply in flight for it must not be cached).
 func (c *cache) drop(keyID string) {
 	c.mu.Lock()
+	c.drops++
 	if e, ok := c.byID[keyID]; ok {
+		delete(c.byID, keyID)
+		c.retire(keyID, e)
+	}
+	c.mu.Unlock()
+}
+
+// dropIf forgets keyID if its entry is for the same key (same secret): an
+// engine answer refusing one key must not evict another's entry.
+func (c *cache) dropIf(keyID string, h [32]byte) {
+	c.mu.Lock()
+	if e, ok := c.byID[keyID]; ok && e.secretHash == h {
+		c.drops++
 		delete(c.byID, keyID)
 		c.retire(keyID, e)
 	}
@@ -138,6 +193,7 @@ func (c *cache) drop(keyID string) {
 
 func (c *cache) clear() {
 	c.mu.Lock()
+	c.drops++
 	for id, e := range c.byID {
 		c.retire(id, e)
 	}

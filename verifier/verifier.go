@@ -6,10 +6,20 @@
 // scopes, source CIDRs and rate limits locally on a hit. It follows the
 // engine's revocations feed (every PollInterval, 250 ms by default) and drops
 // revoked, rotated-out and suspended keys from its cache, so a revocation
-// reaches it within about a second. When it cannot read the feed for longer
-// than MaxStaleness it fails closed: every request is refused with
-// UNAVAILABLE until the feed is back. Usage it counts is reported to the
-// engine in batches, so keys/<key_id> stays true.
+// reaches it within about a second; when the feed says it was reset, skips
+// a sequence number, or sends a flush, it drops its whole cache. When it
+// has not been caught up with the feed for longer than MaxStaleness
+// (measured on the monotonic clock, so wall-clock steps change nothing) it
+// fails closed: every request is refused with UNAVAILABLE until the feed is
+// back. Usage it counts is reported to the engine in batches, each entry
+// with the usage ticket of the engine's last VALID answer for the key, so
+// keys/<key_id> stays true.
+//
+// Keys the engine answered NOT_FOUND for are remembered for 2 s, and each
+// source address may cause only so many NOT_FOUND answers
+// (NotFoundRate, NotFoundBurst): past that its cache misses are answered
+// NOT_FOUND without asking the engine, so forged well-formed keys do not
+// become load on Vault.
 //
 // Signed requests (hmac and ed25519 keys) always go to the engine: the
 // verifier holds no signing secrets.
@@ -72,9 +82,25 @@ type Config struct {
 	MaxStaleness time.Duration
 	// UsageInterval is how often usage is reported. Default 10 s.
 	UsageInterval time.Duration
-	// Now is the clock; tests inject one. Default time.Now.
+	// NotFoundRate and NotFoundBurst bound the NOT_FOUND answers one
+	// source address (an IPv4 address or an IPv6 /64) may cause: a token
+	// bucket of NotFoundBurst (default 20) refilled at NotFoundRate per
+	// second (default 5). Once a source has spent it, its requests that
+	// the cache cannot answer get NOT_FOUND without asking the engine
+	// (keys it has cached still verify). Requests without SourceIP are not
+	// limited this way.
+	NotFoundRate  float64
+	NotFoundBurst int
+	// Now is the wall clock, used for cache lifetimes and key expiry;
+	// tests inject one. Default time.Now. Staleness is measured on the
+	// monotonic clock, never on Now.
 	Now    func() time.Time
 	Logger hclog.Logger
+
+	// monotonic is the clock staleness and the NOT_FOUND cache use: time
+	// elapsed since some fixed start. Default time.Since(start); tests
+	// inject one.
+	monotonic func() time.Duration
 }
 
 // Request is what an API service knows about one incoming request.
@@ -109,9 +135,21 @@ type Verifier struct {
 	logger hclog.Logger
 	cache  *cache
 
-	mu     sync.Mutex // guards cursor
+	notFound *notFoundCache
+	sources  *sourceLimits
+
+	// start is the origin of cfg.monotonic. With the default clocks,
+	// monoFromNow is set: time.Now carries a monotonic reading, so the
+	// monotonic time of a request is now.Sub(start), with no second clock
+	// read on the hot path.
+	start       time.Time
+	monoFromNow bool
+
+	mu     sync.Mutex // guards cursor; held across a whole poll
 	cursor string
-	// lastFeedOK is when the feed was last read, in unix nanoseconds.
+	// lastFeedOK is when the verifier was last caught up with the feed: the
+	// monotonic time (cfg.monotonic) at which the read that reached the
+	// feed's head was sent.
 	lastFeedOK atomic.Int64
 
 	// usage holds counts of entries that left the cache before their
@@ -127,6 +165,10 @@ type usageCount struct {
 	count    uint64
 	last     time.Time
 	sourceIP string
+	// ticket is the newest usage ticket seen for the key, ticketAt when
+	// it was received (monotonic nanoseconds).
+	ticket   string
+	ticketAt int64
 }
 
 // New starts a verifier: it reads the feed's current cursor (so it fails if
@@ -153,18 +195,34 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.UsageInterval <= 0 {
 		cfg.UsageInterval = 10 * time.Second
 	}
+	if cfg.NotFoundRate <= 0 {
+		cfg.NotFoundRate = 5
+	}
+	if cfg.NotFoundBurst <= 0 {
+		cfg.NotFoundBurst = 20
+	}
+	start := time.Now() // carries a monotonic reading
+	monoFromNow := cfg.Now == nil && cfg.monotonic == nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.monotonic == nil {
+		cfg.monotonic = func() time.Duration { return time.Since(start) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	v := &Verifier{
-		cfg:    cfg,
-		logger: cfg.Logger,
-		cache:  newCache(cfg.CacheSize),
-		usage:  map[string]*usageCount{},
-		stop:   make(chan struct{}),
+		cfg:      cfg,
+		logger:   cfg.Logger,
+		cache:    newCache(cfg.CacheSize),
+		notFound: newNotFoundCache(),
+		sources:  newSourceLimits(cfg.NotFoundRate, cfg.NotFoundBurst),
+		usage:    map[string]*usageCount{},
+		stop:     make(chan struct{}),
+
+		start:       start,
+		monoFromNow: monoFromNow,
 	}
 	v.cache.evicted = v.keepUsage
 	if err := v.poll(ctx); err != nil {
@@ -235,8 +293,17 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	return v.askEngine(ctx, key, req, now)
 }
 
+// stale reports whether the verifier has not been caught up with the feed
+// for longer than MaxStaleness, on the monotonic clock (never on now's wall
+// reading).
 func (v *Verifier) stale(now time.Time) bool {
-	return now.UnixNano()-v.lastFeedOK.Load() > int64(v.cfg.MaxStaleness)
+	var mono time.Duration
+	if v.monoFromNow {
+		mono = now.Sub(v.start) // both carry monotonic readings
+	} else {
+		mono = v.cfg.monotonic()
+	}
+	return int64(mono)-v.lastFeedOK.Load() > int64(v.cfg.MaxStaleness)
 }
 
 // fromCache answers from a cached positive verdict when it covers the
@@ -273,6 +340,17 @@ func (v *Verifier) fromCache(key keyformat.Key, req Request, now time.Time) (Res
 }
 
 func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request, now time.Time) (Result, error) {
+	h := secretHash(key)
+	mono := v.cfg.monotonic()
+	if v.notFound.has(key.KeyID, key.Prefix, key.Environment, h, mono) {
+		return Result{Code: "NOT_FOUND", Message: "no such key in this mount", Cached: true}, nil
+	}
+	if v.sources.exhausted(req.SourceIP, now) {
+		return Result{Code: "NOT_FOUND", Message: "too many unknown keys from this source; not asked"}, nil
+	}
+	// Taken before the request: a VALID reply is cached only if the feed
+	// dropped nothing while it was in flight.
+	gen := v.cache.generation()
 	body := map[string]any{"api_key": req.APIKey}
 	if len(req.Scopes) > 0 {
 		body["scopes"] = req.Scopes
@@ -299,10 +377,23 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 		return Result{Code: CodeUnavailable, Message: "engine unreachable"}, fmt.Errorf("verifier: asking the engine: %w", err)
 	}
 	res, facts := parseVerdict(secret.Data)
+	switch res.Code {
+	case "NOT_FOUND":
+		// Only this answer is remembered as NOT_FOUND, for this very key.
+		v.notFound.put(key.KeyID, key.Prefix, key.Environment, h, mono)
+		v.sources.spend(req.SourceIP, now)
+		v.cache.dropIf(key.KeyID, h)
+	case "REVOKED", "EXPIRED", "SUSPENDED":
+		v.notFound.forget(key.KeyID)
+		v.cache.dropIf(key.KeyID, h)
+	default:
+		v.notFound.forget(key.KeyID)
+	}
 	if res.Valid && req.Signature == "" && res.KeyID == key.KeyID {
 		e := newEntry(res, facts, req.Scopes, now.Add(v.cfg.CacheTTL))
-		e.prefix, e.environment, e.secretHash = key.Prefix, key.Environment, secretHash(key)
-		v.cache.put(key.KeyID, e)
+		e.prefix, e.environment, e.secretHash = key.Prefix, key.Environment, h
+		e.ticketAt = int64(v.cfg.monotonic())
+		v.cache.put(key.KeyID, e, gen, now)
 	}
 	return res, nil
 }
@@ -324,34 +415,72 @@ func verifyQuery(body map[string]any) url.Values {
 	return q
 }
 
-// ReportUsage sends the usage counted from cache hits to the engine.
+// maxReportBatch bounds the entries of one usage report (the engine takes
+// at most 10,000 per request).
+const maxReportBatch = 1000
+
+// ReportUsage sends the usage counted from cache hits to the engine, in
+// batches of at most maxReportBatch entries, each with the newest usage
+// ticket the engine gave for its key. A batch the engine refuses as a bad
+// request (400) is dropped, with a warning: sending it again would be
+// refused again. Any other failure keeps the unsent counts for the next
+// report.
 func (v *Verifier) ReportUsage(ctx context.Context) error {
 	v.cache.each(v.keepUsage)
 	v.usageMu.Lock()
-	batch := v.usage
+	pending := v.usage
 	v.usage = map[string]*usageCount{}
 	v.usageMu.Unlock()
-	if len(batch) == 0 {
+	if len(pending) == 0 {
 		return nil
 	}
-	reports := make([]map[string]any, 0, len(batch))
-	for id, u := range batch {
-		r := map[string]any{"key_id": id, "count": u.count, "last_used_at": u.last.UTC().Format(time.RFC3339Nano)}
-		if u.sourceIP != "" {
-			r["source_ip"] = u.sourceIP
-		}
-		reports = append(reports, r)
+	ids := make([]string, 0, len(pending))
+	for id := range pending {
+		ids = append(ids, id)
 	}
-	if _, err := v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/usage", map[string]any{"reports": reports}); err != nil {
-		// Keep the counts for the next attempt.
-		v.usageMu.Lock()
-		for id, u := range batch {
-			v.addUse(id, u.count, u.last, u.sourceIP)
+	var errs []error
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), maxReportBatch)]
+		ids = ids[len(batch):]
+		reports := make([]map[string]any, 0, len(batch))
+		for _, id := range batch {
+			u := pending[id]
+			r := map[string]any{"key_id": id, "count": u.count, "last_used_at": u.last.UTC().Format(time.RFC3339Nano)}
+			if u.sourceIP != "" {
+				r["source_ip"] = u.sourceIP
+			}
+			// An engine that issues no tickets also refuses the field.
+			if u.ticket != "" {
+				r["ticket"] = u.ticket
+			}
+			reports = append(reports, r)
 		}
-		v.usageMu.Unlock()
-		return err
+		secret, err := v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/usage", map[string]any{"reports": reports})
+		var re *api.ResponseError
+		switch {
+		case errors.As(err, &re) && re.StatusCode == http.StatusBadRequest:
+			// Counts and status only: entries carry tickets.
+			v.logger.Warn("usage report refused by the engine as a bad request; dropping it", "entries", len(batch), "status", re.StatusCode)
+			errs = append(errs, fmt.Errorf("verifier: usage report of %d entries refused (400); dropped", len(batch)))
+		case err != nil:
+			// Keep the counts of this and every unsent batch for the next
+			// attempt.
+			v.usageMu.Lock()
+			for _, id := range append(batch, ids...) {
+				u := pending[id]
+				v.addUse(id, u.count, u.last, u.sourceIP, u.ticket, u.ticketAt)
+			}
+			v.usageMu.Unlock()
+			return errors.Join(append(errs, err)...)
+		default:
+			if secret != nil {
+				if n := number(secret.Data["rejected"]); n > 0 {
+					v.logger.Warn("usage report entries rejected by the engine (ticket expired or key not live)", "rejected", int64(n), "entries", len(batch))
+				}
+			}
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // keepUsage moves an entry's unreported uses into the next report.
@@ -361,12 +490,12 @@ func (v *Verifier) keepUsage(keyID string, e *entry) {
 		return
 	}
 	v.usageMu.Lock()
-	v.addUse(keyID, n, last, ip)
+	v.addUse(keyID, n, last, ip, e.ticket, e.ticketAt)
 	v.usageMu.Unlock()
 }
 
 // addUse needs usageMu held.
-func (v *Verifier) addUse(keyID string, n uint64, at time.Time, sourceIP string) {
+func (v *Verifier) addUse(keyID string, n uint64, at time.Time, sourceIP, ticket string, ticketAt int64) {
 	u := v.usage[keyID]
 	if u == nil {
 		u = &usageCount{}
@@ -379,44 +508,9 @@ func (v *Verifier) addUse(keyID string, n uint64, at time.Time, sourceIP string)
 			u.sourceIP = sourceIP
 		}
 	}
-}
-
-// poll reads the revocations feed once and applies it.
-func (v *Verifier) poll(ctx context.Context) error {
-	v.mu.Lock()
-	cursor := v.cursor
-	v.mu.Unlock()
-	var query map[string][]string
-	if cursor != "" {
-		query = map[string][]string{"since": {cursor}}
+	if ticket != "" && (u.ticket == "" || ticketAt >= u.ticketAt) {
+		u.ticket, u.ticketAt = ticket, ticketAt
 	}
-	secret, err := v.cfg.Client.Logical().ReadWithDataWithContext(ctx, v.cfg.Mount+"/revocations", query)
-	if err != nil {
-		return err
-	}
-	if secret == nil {
-		return errors.New("empty reply from revocations")
-	}
-	next, _ := secret.Data["cursor"].(string)
-	if reset, _ := secret.Data["reset"].(bool); reset {
-		v.cache.clear()
-	}
-	if evs, ok := secret.Data["events"].([]any); ok {
-		for _, ev := range evs {
-			if m, ok := ev.(map[string]any); ok {
-				if id, _ := m["key_id"].(string); id != "" {
-					v.cache.drop(id)
-				}
-			}
-		}
-	}
-	v.mu.Lock()
-	if next != "" {
-		v.cursor = next
-	}
-	v.mu.Unlock()
-	v.lastFeedOK.Store(v.cfg.Now().UnixNano())
-	return nil
 }
 
 func allowed(sourceIP string, cidrs []netip.Prefix) bool {
@@ -438,6 +532,7 @@ type facts struct {
 	cidrs     []netip.Prefix
 	rateLimit float64
 	rateBurst int
+	ticket    string
 }
 
 func parseVerdict(d map[string]any) (Result, facts) {
@@ -469,6 +564,7 @@ func parseVerdict(d map[string]any) (Result, facts) {
 	}
 	f.rateLimit = number(d["rate_limit"])
 	f.rateBurst = int(number(d["rate_burst"]))
+	f.ticket, _ = d["usage_ticket"].(string)
 	return r, f
 }
 
@@ -499,7 +595,7 @@ func number(v any) float64 {
 }
 
 func newEntry(r Result, f facts, approved []string, cachedUntil time.Time) *entry {
-	e := &entry{res: r, cidrs: f.cidrs, expiresAt: r.ExpiresAt, cachedUntil: cachedUntil, approved: slices.Clone(approved)}
+	e := &entry{res: r, cidrs: f.cidrs, expiresAt: r.ExpiresAt, cachedUntil: cachedUntil, approved: slices.Clone(approved), ticket: f.ticket}
 	if f.rateLimit > 0 {
 		burst := f.rateBurst
 		if burst <= 0 {
