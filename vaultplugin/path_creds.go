@@ -1,6 +1,7 @@
 package vaultplugin
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/edwards25519"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -412,7 +414,35 @@ func parseEd25519PublicKey(s string) (ed25519.PublicKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("must be an Ed25519 public key")
 	}
+	if err := checkEd25519Point(pk); err != nil {
+		return nil, err
+	}
 	return pk, nil
+}
+
+// checkEd25519Point refuses public keys that make a signature prove
+// nothing. For a point of small order (the identity and the seven other
+// points whose order divides the cofactor 8) a fixed signature, such as
+// R = identity with S = 0, verifies for every message, so a key "signed"
+// with it is a bearer key. A non-canonical encoding (y >= p, or x = 0 with
+// the sign bit set) names the same point as another encoding, and
+// implementations disagree on whether to accept it. Both are refused here,
+// on creds and rotate and when a stored record is loaded (a record stored
+// before this check then never verifies a signature).
+func checkEd25519Point(pk ed25519.PublicKey) error {
+	p, err := new(edwards25519.Point).SetBytes(pk)
+	if err != nil {
+		return fmt.Errorf("is not a point on the Ed25519 curve")
+	}
+	// SetBytes accepts non-canonical encodings; a canonical one is what
+	// encoding the point again gives back.
+	if !bytes.Equal(p.Bytes(), pk) {
+		return fmt.Errorf("is a non-canonical encoding of an Ed25519 point")
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("is a small-order Ed25519 point, for which one signature verifies every message")
+	}
+	return nil
 }
 
 func formatTime(t time.Time) string {
