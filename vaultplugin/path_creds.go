@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +44,7 @@ func pathCreds(b *backend) []*framework.Path {
 			},
 			"scopes": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "Narrow the key to a subset of the role's scopes.",
+				Description: "Narrow the key to a subset of the role's scopes. A role with no scopes grants none, so none can be requested.",
 			},
 			"allowed_cidrs": {
 				Type:        framework.TypeCommaStringSlice,
@@ -54,7 +56,7 @@ func pathCreds(b *backend) []*framework.Path {
 			},
 			"metadata": {
 				Type:        framework.TypeKVPairs,
-				Description: "Key-value pairs added to the role's metadata for this key.",
+				Description: "Key-value pairs added to the role's metadata for this key. A request may add keys, never change the role's: a key the role sets may only be repeated with the role's value.",
 			},
 			"public_key": {
 				Type:        framework.TypeString,
@@ -192,12 +194,9 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 		}
 	}
 	if v, ok := d.GetOk("scopes"); ok {
-		scopes, err := validateScopes("scopes", v.([]string), t.scopes)
+		scopes, err := narrowScopes(v.([]string), t.scopes)
 		if err != nil {
-			if len(t.scopes) == 0 && len(v.([]string)) > 0 {
-				return badField("scopes", "the role grants no scopes, so none can be requested")
-			}
-			return badField("scopes", "%s (a key may only narrow its role's scopes: %s)", err.(*fieldError).rule, strings.Join(t.scopes, ", "))
+			return err
 		}
 		t.scopes = scopes
 	}
@@ -226,8 +225,14 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 		for k, v := range t.metadata {
 			merged[k] = v
 		}
-		for k, v := range extra {
-			merged[k] = v
+		// A request adds labels, never changes the role's: a pipeline
+		// token could otherwise mint a key labelled as another tenant
+		// (customer_id=other). Repeating the role's value is fine.
+		for _, k := range slices.Sorted(maps.Keys(extra)) {
+			if have, set := t.metadata[k]; set && have != extra[k] {
+				return badField("metadata", "key %q is set by the role and a request may not change it (a request may only add keys)", printable(k))
+			}
+			merged[k] = extra[k]
 		}
 		if err := validateMetadata("metadata", merged); err != nil {
 			return err
@@ -244,6 +249,26 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 		t.publicKey = v.(string)
 	}
 	return nil
+}
+
+// narrowScopes checks a request's scopes against the role's: a role with
+// no scopes grants none, and a request may only take away from what the
+// role grants. (validateScopes' catalog, where empty means "any scope", is
+// the mount's scope catalog, never a role's grant.)
+func narrowScopes(requested, granted []string) ([]string, error) {
+	scopes, err := validateScopes("scopes", requested, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(granted) == 0 && len(scopes) > 0 {
+		return nil, badField("scopes", "the role grants no scopes, so none can be requested")
+	}
+	for _, s := range scopes {
+		if !slices.Contains(granted, s) {
+			return nil, badField("scopes", "scope %q is not granted by the role (a key may only narrow its role's scopes: %s)", s, strings.Join(granted, ", "))
+		}
+	}
+	return scopes, nil
 }
 
 // effectiveMax is the smaller of the non-zero bounds (0 = no bound here).
