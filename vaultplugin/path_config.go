@@ -30,6 +30,19 @@ type engineConfig struct {
 	SignedScopes []string      `json:"signed_scopes"`
 	Retention    time.Duration `json:"retention"`
 	Pepper       []byte        `json:"pepper"`
+
+	// ticketKey keys the usage tickets verify hands out (derived from
+	// the pepper, never stored); set by prepare.
+	ticketKey []byte
+}
+
+// prepare derives what the engine computes from the stored fields. Every
+// configuration that is cached has been prepared.
+func (c *engineConfig) prepare() {
+	c.ticketKey = nil
+	if len(c.Pepper) > 0 {
+		c.ticketKey = deriveTicketKey(c.Pepper)
+	}
 }
 
 func defaultConfig() *engineConfig {
@@ -124,6 +137,7 @@ func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*engineConf
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 	}
+	c.prepare()
 	b.config = c
 	return c, nil
 }
@@ -135,8 +149,14 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, c *engineCon
 	}
 	e.SealWrap = true
 	if err := s.Put(ctx, e); err != nil {
+		// The write may have landed: read storage again next time rather
+		// than keep serving the old settings (signed_scopes among them).
+		b.configMu.Lock()
+		b.config = nil
+		b.configMu.Unlock()
 		return fmt.Errorf("writing config: %w", err)
 	}
+	c.prepare()
 	b.configMu.Lock()
 	b.config = c
 	b.configMu.Unlock()
