@@ -374,6 +374,10 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, nil, err
 	}
+	// The id may have answered NOT_FOUND a moment ago (a forged key's
+	// lucky guess): verify must look again. (A key whose write failed is
+	// never handed out, so only a written one needs this.)
+	b.notFound.drop(rec.KeyID)
 
 	resp := b.Secret(secretAPIKeyType).Response(data, map[string]any{
 		"key_id": rec.KeyID,

@@ -218,16 +218,26 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 	if key.Prefix != cfg.KeyPrefix || len(cfg.Pepper) == 0 {
 		return notFound, nil
 	}
+	now := b.now()
+	// A key_id that had no record a moment ago costs no storage read.
+	if b.notFound.has(key.KeyID, now) {
+		return notFound, nil
+	}
+	gen := b.notFound.generation()
 	rec, err := b.getKey(ctx, s, key.KeyID)
 	if err != nil {
 		return verifyResult{}, err
 	}
-	// A key_id that exists with a different secret is indistinguishable
-	// from one that does not: both are NOT_FOUND.
-	if rec == nil || !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.apiKey)) {
+	if rec == nil {
+		b.notFound.add(key.KeyID, now, gen)
 		return notFound, nil
 	}
-	now := b.now()
+	// A key_id that exists with a different secret is indistinguishable
+	// from one that does not: both are NOT_FOUND. (Its id is not added
+	// to b.notFound: that would shadow the real key.)
+	if !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.apiKey)) {
+		return notFound, nil
+	}
 	refuse := func(code, msg string) (verifyResult, error) {
 		return verifyResult{code: code, message: msg, rec: rec}, nil
 	}
