@@ -285,6 +285,15 @@ func effectiveMax(bounds ...time.Duration) time.Duration {
 // issue creates, stores and returns a new key as a leased secret. It is the
 // single place where TTLs are clamped, so creds and rotate cannot disagree.
 func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
+	// No bearer key is ever issued holding a signed scope, from creds or
+	// rotate, whatever a role written by an earlier build says.
+	if t.keyType == keyTypeBearer {
+		for _, s := range t.scopes {
+			if slices.Contains(cfg.SignedScopes, s) {
+				return nil, nil, badField("scopes", "scope %q needs a signed request (config signed_scopes) and this is a bearer key: request scopes without it, or change the role's key_type to hmac or ed25519", s)
+			}
+		}
+	}
 	now := b.now()
 	mount := b.System()
 	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, mount.MaxLeaseTTL())
