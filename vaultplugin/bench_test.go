@@ -41,6 +41,23 @@ func BenchmarkVerify_malformed(b *testing.B) {
 	}
 }
 
+// A forged well-formed key repeated: answered from the NOT_FOUND cache
+// after the first storage read.
+func BenchmarkVerify_notFoundRepeat(b *testing.B) {
+	be, s, _ := benchEnv(b, map[string]any{"environment": "prod"})
+	forged, err := keyformat.Generate("ck", "prod")
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := verifyInput{apiKey: forged.Raw()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, _ := be.verify(context.Background(), s, in); res.code != codeNotFound {
+			b.Fatal(res.code)
+		}
+	}
+}
+
 func BenchmarkVerify_hmacSigned(b *testing.B) {
 	be, s, d := benchEnv(b, map[string]any{"environment": "prod", "key_type": "hmac", "recv_window": "60000"})
 	ts := strconv.FormatInt(be.now().UnixMilli(), 10)

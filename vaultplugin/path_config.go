@@ -33,7 +33,7 @@ type engineConfig struct {
 
 	// ticketKey keys the usage tickets verify hands out (derived from
 	// the pepper, never stored); set by prepare.
-	ticketKey []byte
+	ticketKey *ticketKey
 }
 
 // prepare derives what the engine computes from the stored fields. Every

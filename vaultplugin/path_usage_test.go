@@ -218,7 +218,7 @@ func TestUsageTicket_shape(t *testing.T) {
 		t.Fatalf("ticket %q: not short base64url", tk)
 	}
 	for _, c := range []struct {
-		key    []byte
+		key    *ticketKey
 		id     string
 		ticket string
 		at     time.Time
