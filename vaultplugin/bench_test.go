@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -161,4 +162,14 @@ func BenchmarkHandle_info(b *testing.B) {
 
 func BenchmarkHandle_verifyRead(b *testing.B) {
 	benchmarkHandle(b, logical.ReadOperation, "verify", true, map[string]any{"scopes": "read", "environment": "prod"})
+}
+
+// BenchmarkUsageTicket is what a VALID answer's usage_ticket adds to verify.
+func BenchmarkUsageTicket(b *testing.B) {
+	k := deriveTicketKey(make([]byte, pepperLen))
+	now := time.Unix(1_800_000_000, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		usageTicket(k, "AbCdEfGhIjKl", now)
+	}
 }
