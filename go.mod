@@ -3,6 +3,7 @@ module github.com/cryptokeys/terraform-provider-cryptokeys
 go 1.26
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/terraform-plugin-framework v1.19.0
 	github.com/hashicorp/terraform-plugin-framework-timetypes v0.5.0

@@ -78,6 +78,8 @@ type backend struct {
 	usage     *usageTracker
 	limiter   *rateLimiters
 	anomalies *anomalyTracker
+	// notFound remembers key_ids verify found no record for (notfound.go).
+	notFound *notFoundCache
 
 	// lastTidy is when periodic last ran tidy on this node.
 	tidyMu   sync.Mutex
@@ -94,6 +96,7 @@ func newBackend(now func() time.Time) *backend {
 		usage:     newUsageTracker(),
 		limiter:   newRateLimiters(),
 		anomalies: newAnomalyTracker(),
+		notFound:  newNotFoundCache(notFoundSize, notFoundTTL),
 	}
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
@@ -136,6 +139,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.configMu.Unlock()
 	case strings.HasPrefix(key, keyStoragePrefix):
 		b.cache.drop(strings.TrimPrefix(key, keyStoragePrefix))
+		b.notFound.drop(strings.TrimPrefix(key, keyStoragePrefix))
 	case strings.HasPrefix(key, roleStoragePrefix):
 		b.roles.drop(strings.TrimPrefix(key, roleStoragePrefix))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -36,6 +37,23 @@ func BenchmarkVerify_malformed(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if res, _ := be.verify(context.Background(), s, in); res.code != codeMalformed {
+			b.Fatal(res.code)
+		}
+	}
+}
+
+// A forged well-formed key repeated: answered from the NOT_FOUND cache
+// after the first storage read.
+func BenchmarkVerify_notFoundRepeat(b *testing.B) {
+	be, s, _ := benchEnv(b, map[string]any{"environment": "prod"})
+	forged, err := keyformat.Generate("ck", "prod")
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := verifyInput{apiKey: forged.Raw()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, _ := be.verify(context.Background(), s, in); res.code != codeNotFound {
 			b.Fatal(res.code)
 		}
 	}
@@ -144,4 +162,14 @@ func BenchmarkHandle_info(b *testing.B) {
 
 func BenchmarkHandle_verifyRead(b *testing.B) {
 	benchmarkHandle(b, logical.ReadOperation, "verify", true, map[string]any{"scopes": "read", "environment": "prod"})
+}
+
+// BenchmarkUsageTicket is what a VALID answer's usage_ticket adds to verify.
+func BenchmarkUsageTicket(b *testing.B) {
+	k := deriveTicketKey(make([]byte, pepperLen))
+	now := time.Unix(1_800_000_000, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		usageTicket(k, "AbCdEfGhIjKl", now)
+	}
 }

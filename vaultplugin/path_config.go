@@ -30,6 +30,19 @@ type engineConfig struct {
 	SignedScopes []string      `json:"signed_scopes"`
 	Retention    time.Duration `json:"retention"`
 	Pepper       []byte        `json:"pepper"`
+
+	// ticketKey keys the usage tickets verify hands out (derived from
+	// the pepper, never stored); set by prepare.
+	ticketKey *ticketKey
+}
+
+// prepare derives what the engine computes from the stored fields. Every
+// configuration that is cached has been prepared.
+func (c *engineConfig) prepare() {
+	c.ticketKey = nil
+	if len(c.Pepper) > 0 {
+		c.ticketKey = deriveTicketKey(c.Pepper)
+	}
 }
 
 func defaultConfig() *engineConfig {
@@ -67,7 +80,7 @@ func pathConfig(b *backend) []*framework.Path {
 			},
 			"signed_scopes": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "Critical scopes (e.g. withdraw) that verify grants only to a request with a valid signature. Roles holding one must use a signing key type.",
+				Description: "Critical scopes (e.g. withdraw) that verify grants only to a request with a valid signature. A bearer role may not hold one: a write that would make a scope signed while bearer roles grant it is refused, naming those roles (change them first). Keys issued earlier that hold it keep it in their record, but verify refuses it to every unsigned request, creds and rotate never issue it to a bearer key, and local verifiers are told to drop their caches. Every role write is checked against the role it results in, so a bearer role left holding a signed scope (by an earlier build) can only be updated by a write that drops the scope or changes its key_type.",
 			},
 			"retention": {
 				Type:        framework.TypeDurationSecond,
@@ -124,6 +137,7 @@ func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*engineConf
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 	}
+	c.prepare()
 	b.config = c
 	return c, nil
 }
@@ -135,8 +149,14 @@ func (b *backend) putConfig(ctx context.Context, s logical.Storage, c *engineCon
 	}
 	e.SealWrap = true
 	if err := s.Put(ctx, e); err != nil {
+		// The write may have landed: read storage again next time rather
+		// than keep serving the old settings (signed_scopes among them).
+		b.configMu.Lock()
+		b.config = nil
+		b.configMu.Unlock()
 		return fmt.Errorf("writing config: %w", err)
 	}
+	c.prepare()
 	b.configMu.Lock()
 	b.config = c
 	b.configMu.Unlock()
@@ -210,6 +230,17 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if err := b.putConfig(ctx, req.Storage, &c); err != nil {
 		return nil, err
 	}
+	// Local verifiers cache approvals of scopes; what is signed, or in the
+	// catalog, may just have changed under them. The event follows the
+	// write it describes; a write that names either field writes it again,
+	// so retrying a write whose event failed heals it.
+	_, signedNamed := d.Raw["signed_scopes"]
+	_, catalogNamed := d.Raw["scopes"]
+	if signedNamed || catalogNamed {
+		if err := b.recordFlush(ctx, req.Storage); err != nil {
+			return nil, fmt.Errorf("config was saved, but telling local verifiers to drop their caches failed (write config again to retry): %w", err)
+		}
+	}
 	return nil, nil
 }
 
@@ -268,6 +299,9 @@ func (b *backend) applyConfig(ctx context.Context, s logical.Storage, c, old *en
 			return err
 		}
 		c.SignedScopes = scopes
+		if err := b.checkNoBearerRoleHolds(ctx, s, scopes, old.SignedScopes); err != nil {
+			return err
+		}
 	}
 	if len(c.Scopes) > 0 {
 		for _, s := range c.SignedScopes {
@@ -277,6 +311,54 @@ func (b *backend) applyConfig(ctx context.Context, s logical.Storage, c, old *en
 		}
 	}
 	return nil
+}
+
+// checkNoBearerRoleHolds refuses to make a scope signed while a bearer
+// role grants it: every later creds of that role would otherwise issue a
+// bearer key holding a scope that only a signed request may use. Scopes
+// that were signed already are not checked again (a role left holding one
+// by an earlier build is reported on reads and fixed by its next write).
+// The caller holds configWriteMu, which role writes take too, so no role
+// write can slip in between this scan and the config write.
+func (b *backend) checkNoBearerRoleHolds(ctx context.Context, s logical.Storage, signed, wasSigned []string) error {
+	var added []string
+	for _, sc := range signed {
+		if !slices.Contains(wasSigned, sc) {
+			added = append(added, sc)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	names, err := s.List(ctx, roleStoragePrefix)
+	if err != nil {
+		return err
+	}
+	var holders []string
+	for _, name := range names {
+		r, err := b.getRole(ctx, s, name)
+		if err != nil {
+			return err
+		}
+		if r == nil || r.KeyType != keyTypeBearer {
+			continue
+		}
+		for _, sc := range added {
+			if slices.Contains(r.Scopes, sc) {
+				holders = append(holders, fmt.Sprintf("%s (%s)", name, sc))
+				break
+			}
+		}
+	}
+	if len(holders) == 0 {
+		return nil
+	}
+	const show = 10
+	list := strings.Join(holders[:min(len(holders), show)], ", ")
+	if len(holders) > show {
+		list += fmt.Sprintf(" and %d more", len(holders)-show)
+	}
+	return badField("signed_scopes", "bearer roles grant a scope this write would make signed: %s; first drop the scope from those roles or change their key_type to hmac or ed25519", list)
 }
 
 func nonNil[T any](s []T) []T {

@@ -1,15 +1,19 @@
 package vaultplugin
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
+	"filippo.io/edwards25519"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -40,7 +44,7 @@ func pathCreds(b *backend) []*framework.Path {
 			},
 			"scopes": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "Narrow the key to a subset of the role's scopes.",
+				Description: "Narrow the key to a subset of the role's scopes. A role with no scopes grants none, so none can be requested.",
 			},
 			"allowed_cidrs": {
 				Type:        framework.TypeCommaStringSlice,
@@ -52,7 +56,7 @@ func pathCreds(b *backend) []*framework.Path {
 			},
 			"metadata": {
 				Type:        framework.TypeKVPairs,
-				Description: "Key-value pairs added to the role's metadata for this key.",
+				Description: "Key-value pairs added to the role's metadata for this key. A request may add keys, never change the role's: a key the role sets may only be repeated with the role's value.",
 			},
 			"public_key": {
 				Type:        framework.TypeString,
@@ -190,12 +194,9 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 		}
 	}
 	if v, ok := d.GetOk("scopes"); ok {
-		scopes, err := validateScopes("scopes", v.([]string), t.scopes)
+		scopes, err := narrowScopes(v.([]string), t.scopes)
 		if err != nil {
-			if len(t.scopes) == 0 && len(v.([]string)) > 0 {
-				return badField("scopes", "the role grants no scopes, so none can be requested")
-			}
-			return badField("scopes", "%s (a key may only narrow its role's scopes: %s)", err.(*fieldError).rule, strings.Join(t.scopes, ", "))
+			return err
 		}
 		t.scopes = scopes
 	}
@@ -224,8 +225,14 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 		for k, v := range t.metadata {
 			merged[k] = v
 		}
-		for k, v := range extra {
-			merged[k] = v
+		// A request adds labels, never changes the role's: a pipeline
+		// token could otherwise mint a key labelled as another tenant
+		// (customer_id=other). Repeating the role's value is fine.
+		for _, k := range slices.Sorted(maps.Keys(extra)) {
+			if have, set := t.metadata[k]; set && have != extra[k] {
+				return badField("metadata", "key %q is set by the role and a request may not change it (a request may only add keys)", printable(k))
+			}
+			merged[k] = extra[k]
 		}
 		if err := validateMetadata("metadata", merged); err != nil {
 			return err
@@ -244,6 +251,26 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 	return nil
 }
 
+// narrowScopes checks a request's scopes against the role's: a role with
+// no scopes grants none, and a request may only take away from what the
+// role grants. (validateScopes' catalog, where empty means "any scope", is
+// the mount's scope catalog, never a role's grant.)
+func narrowScopes(requested, granted []string) ([]string, error) {
+	scopes, err := validateScopes("scopes", requested, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(granted) == 0 && len(scopes) > 0 {
+		return nil, badField("scopes", "the role grants no scopes, so none can be requested")
+	}
+	for _, s := range scopes {
+		if !slices.Contains(granted, s) {
+			return nil, badField("scopes", "scope %q is not granted by the role (a key may only narrow its role's scopes: %s)", s, strings.Join(granted, ", "))
+		}
+	}
+	return scopes, nil
+}
+
 // effectiveMax is the smaller of the non-zero bounds (0 = no bound here).
 func effectiveMax(bounds ...time.Duration) time.Duration {
 	var m time.Duration
@@ -258,6 +285,15 @@ func effectiveMax(bounds ...time.Duration) time.Duration {
 // issue creates, stores and returns a new key as a leased secret. It is the
 // single place where TTLs are clamped, so creds and rotate cannot disagree.
 func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
+	// No bearer key is ever issued holding a signed scope, from creds or
+	// rotate, whatever a role written by an earlier build says.
+	if t.keyType == keyTypeBearer {
+		for _, s := range t.scopes {
+			if slices.Contains(cfg.SignedScopes, s) {
+				return nil, nil, badField("scopes", "scope %q needs a signed request (config signed_scopes) and this is a bearer key: request scopes without it, or change the role's key_type to hmac or ed25519", s)
+			}
+		}
+	}
 	now := b.now()
 	mount := b.System()
 	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, mount.MaxLeaseTTL())
@@ -347,6 +383,10 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, nil, err
 	}
+	// The id may have answered NOT_FOUND a moment ago (a forged key's
+	// lucky guess): verify must look again. (A key whose write failed is
+	// never handed out, so only a written one needs this.)
+	b.notFound.drop(rec.KeyID)
 
 	resp := b.Secret(secretAPIKeyType).Response(data, map[string]any{
 		"key_id": rec.KeyID,
@@ -412,7 +452,35 @@ func parseEd25519PublicKey(s string) (ed25519.PublicKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("must be an Ed25519 public key")
 	}
+	if err := checkEd25519Point(pk); err != nil {
+		return nil, err
+	}
 	return pk, nil
+}
+
+// checkEd25519Point refuses public keys that make a signature prove
+// nothing. For a point of small order (the identity and the seven other
+// points whose order divides the cofactor 8) a fixed signature, such as
+// R = identity with S = 0, verifies for every message, so a key "signed"
+// with it is a bearer key. A non-canonical encoding (y >= p, or x = 0 with
+// the sign bit set) names the same point as another encoding, and
+// implementations disagree on whether to accept it. Both are refused here,
+// on creds and rotate and when a stored record is loaded (a record stored
+// before this check then never verifies a signature).
+func checkEd25519Point(pk ed25519.PublicKey) error {
+	p, err := new(edwards25519.Point).SetBytes(pk)
+	if err != nil {
+		return fmt.Errorf("is not a point on the Ed25519 curve")
+	}
+	// SetBytes accepts non-canonical encodings; a canonical one is what
+	// encoding the point again gives back.
+	if !bytes.Equal(p.Bytes(), pk) {
+		return fmt.Errorf("is a non-canonical encoding of an Ed25519 point")
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("is a small-order Ed25519 point, for which one signature verifies every message")
+	}
+	return nil
 }
 
 func formatTime(t time.Time) string {

@@ -182,3 +182,44 @@ func TestCreds_concurrentFirstIssuesShareOnePepper(t *testing.T) {
 		}
 	}
 }
+
+// Issue 21 item 1: a role written without scopes grants none; a request
+// cannot add any (on a mount without a catalog the request used to get any
+// string it named).
+func TestCreds_roleWithoutScopesGrantsNone(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("none", map[string]any{"environment": "prod"})
+	e.ok(logical.UpdateOperation, "config", map[string]any{"max_ttl": "48h"}) // the pepper exists: a refusal writes nothing
+	before := e.dump()
+	e.badRequest(logical.UpdateOperation, "creds/none", map[string]any{"scopes": "read,trade,admin"}, "scopes", "the role grants no scopes, so none can be requested")
+	e.assertUnchanged(before)
+	// The same with a catalog that holds the scopes asked for.
+	e.ok(logical.UpdateOperation, "config", map[string]any{"scopes": "read,trade,admin"})
+	before = e.dump()
+	e.badRequest(logical.UpdateOperation, "creds/none", map[string]any{"scopes": "admin"}, "scopes", "the role grants no scopes")
+	e.assertUnchanged(before)
+	d, _ := e.issue("none", map[string]any{"name": "plain"})
+	if asJSON(d["scopes"]) != `[]` {
+		t.Fatalf("a key of a role without scopes has scopes %v", d["scopes"])
+	}
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeInsufficientScope)
+}
+
+// Finding 10: request metadata adds keys, never changes the role's.
+func TestCreds_requestMetadataMayNotOverrideTheRole(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("tenant", map[string]any{"environment": "prod", "metadata": map[string]any{"customer_id": "acme", "tier": "gold"}})
+	e.ok(logical.UpdateOperation, "config", map[string]any{"max_ttl": "48h"}) // the pepper exists: a refusal writes nothing
+	before := e.dump()
+	e.badRequest(logical.UpdateOperation, "creds/tenant", map[string]any{"metadata": "customer_id=other"}, "metadata", `key "customer_id" is set by the role`)
+	e.badRequest(logical.UpdateOperation, "creds/tenant", map[string]any{"metadata": map[string]any{"team": "quant", "tier": "free"}}, "metadata", `"tier"`)
+	e.assertUnchanged(before)
+	// Repeating the role's value is fine, and new keys are added.
+	d, _ := e.issue("tenant", map[string]any{"metadata": map[string]any{"customer_id": "acme", "team": "quant"}})
+	if got := asJSON(d["metadata"]); got != `{"customer_id":"acme","team":"quant","tier":"gold"}` {
+		t.Fatalf("metadata %s", got)
+	}
+	if got := asJSON(e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)["metadata"]); got != `{"customer_id":"acme","team":"quant","tier":"gold"}` {
+		t.Fatalf("verify metadata %s", got)
+	}
+}

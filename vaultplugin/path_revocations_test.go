@@ -77,33 +77,3 @@ func TestRevocations_staleCursorResetsAndTidyPrunes(t *testing.T) {
 	}
 	e.badRequest(logical.ReadOperation, "revocations", map[string]any{"since": "../../config"}, "since", "cursor")
 }
-
-func TestUsage_reportsJoinCountsAndBadBatchChangesNothing(t *testing.T) {
-	e := newTestEnv(t)
-	e.role("r", map[string]any{"environment": "prod"})
-	d, _ := e.issue("r", nil)
-	id := d["key_id"].(string)
-	at := e.clock.Now().Add(-time.Second).Format(time.RFC3339)
-	e.ok(logical.UpdateOperation, "usage", map[string]any{"reports": []any{
-		map[string]any{"key_id": id, "count": 41, "last_used_at": at, "source_ip": "10.9.9.9"},
-	}})
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
-	if got := e.ok(logical.ReadOperation, "keys/"+id, nil).Data; got["use_count"] != uint64(42) {
-		t.Fatalf("use_count %v, want 42", got["use_count"])
-	}
-	for _, bad := range []map[string]any{
-		{"key_id": "short", "count": 1, "last_used_at": at},
-		{"key_id": id, "count": -1, "last_used_at": at},
-		{"key_id": id, "count": 1.5, "last_used_at": at},
-		{"key_id": id, "count": 1, "last_used_at": "yesterday"},
-		{"key_id": id, "count": 1, "last_used_at": at, "source_ip": "not-an-ip"},
-		{"key_id": id, "count": 1, "last_used_at": at, "extra": true},
-	} {
-		e.badRequest(logical.UpdateOperation, "usage", map[string]any{"reports": []any{
-			map[string]any{"key_id": id, "count": 5, "last_used_at": at}, bad,
-		}}, "reports", "entry 1")
-	}
-	if got := e.ok(logical.ReadOperation, "keys/"+id, nil).Data; got["use_count"] != uint64(42) {
-		t.Fatalf("a rejected batch was partly applied: use_count %v", got["use_count"])
-	}
-}

@@ -67,7 +67,7 @@ func roleFields() map[string]*framework.FieldSchema {
 		},
 		"scopes": {
 			Type:        framework.TypeCommaStringSlice,
-			Description: "Scopes the role's keys carry (e.g. read,trade). Must be in the mount's scope catalog if one is configured.",
+			Description: "Scopes the role's keys carry (e.g. read,trade); none if empty. Must be in the mount's scope catalog if one is configured. A bearer role may not hold a scope of config signed_scopes; every write is checked against the role it results in.",
 		},
 		"key_type": {
 			Type:          framework.TypeString,
@@ -232,7 +232,15 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	if err != nil || r == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: r.toResponse(name)}, nil
+	resp := &logical.Response{Data: r.toResponse(name)}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if s := r.signedScopeOfBearer(cfg); s != "" {
+		resp.AddWarning(fmt.Sprintf("scope %q is in config signed_scopes but this is a bearer role: creds refuses to issue it (request scopes without it), verify refuses it to unsigned requests, and the next write to this role must drop it or change key_type", s))
+	}
+	return resp, nil
 }
 
 func (r *role) toResponse(name string) map[string]any {
@@ -268,6 +276,13 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	lock := locksutil.LockForKey(b.roleLocks, name)
 	lock.Lock()
 	defer lock.Unlock()
+	// Role writes are checked against config signed_scopes, and a config
+	// write that adds a signed scope checks every role: holding
+	// configWriteMu from reading the config to storing the role keeps
+	// each from missing the other. (Lock order: role, then config, as in
+	// creds.)
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
 
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
@@ -410,12 +425,27 @@ func applyRole(r *role, d *framework.FieldData, cfg *engineConfig) error {
 	if r.OnAnomaly == "" {
 		r.OnAnomaly = anomalyNone
 	}
-	for _, s := range r.Scopes {
-		if slices.Contains(cfg.SignedScopes, s) && r.KeyType == keyTypeBearer {
-			return badField("scopes", "scope %q needs a signed request (config signed_scopes), so key_type must be hmac or ed25519, not bearer", s)
-		}
+	// Checked on the role the write results in, whichever fields it
+	// changes: a bearer role left holding a signed scope (by an earlier
+	// build) can only be updated by a write that fixes it.
+	if s := r.signedScopeOfBearer(cfg); s != "" {
+		return badField("scopes", "scope %q needs a signed request (config signed_scopes), so key_type must be hmac or ed25519, not bearer (drop the scope or change key_type in this write)", s)
 	}
 	return nil
+}
+
+// signedScopeOfBearer is the first of a bearer role's scopes that config
+// signed_scopes lists, or "".
+func (r *role) signedScopeOfBearer(cfg *engineConfig) string {
+	if r.KeyType != keyTypeBearer {
+		return ""
+	}
+	for _, s := range r.Scopes {
+		if slices.Contains(cfg.SignedScopes, s) {
+			return s
+		}
+	}
+	return ""
 }
 
 // parseRecvWindow accepts milliseconds, as exchanges publish recvWindow, or

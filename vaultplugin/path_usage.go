@@ -2,8 +2,15 @@ package vaultplugin
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"hash"
 	"net/netip"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
@@ -14,7 +21,78 @@ import (
 const (
 	maxUsageReports = 10_000
 	maxUsageCount   = 1 << 40
+
+	// usageTicketTTL is how long a VALID verify answer's usage_ticket lets
+	// its holder report usage of that key. A local verifier refreshes it
+	// whenever it asks the engine again (at least once per cache TTL).
+	usageTicketTTL = 15 * time.Minute
+	// maxTicketLen bounds the ticket field before it is decoded.
+	maxTicketLen = 128
 )
+
+// A usage ticket is base64url (no padding) of key_id (12 bytes) | expiry
+// (unix seconds, 8 bytes big-endian) | HMAC-SHA256(ticketKey, key_id |
+// expiry). ticketKey is HMAC(pepper, ticketKeyLabel): it never leaves the
+// engine and differs per mount, so a ticket is good for one key of one
+// mount until it expires, and only verify makes them.
+const (
+	ticketKeyLabel = "cryptokeys usage ticket v1"
+	ticketRawLen   = keyformat.KeyIDLen + 8 + sha256.Size
+)
+
+// ticketKey is the key of a mount's usage tickets, with a pool of HMACs
+// under it: verify makes a ticket per VALID answer, and a pooled HMAC
+// (reset to its precomputed pads) costs no allocation.
+type ticketKey struct {
+	macs sync.Pool
+}
+
+func deriveTicketKey(pepper []byte) *ticketKey {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte(ticketKeyLabel))
+	key := m.Sum(nil)
+	return &ticketKey{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// mac appends the ticket MAC of body to dst.
+func (k *ticketKey) mac(dst, body []byte) []byte {
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write(body)
+	dst = m.Sum(dst)
+	k.macs.Put(m)
+	return dst
+}
+
+// usageTicket is what a VALID verify answer carries: one HMAC.
+func usageTicket(k *ticketKey, keyID string, now time.Time) string {
+	if k == nil {
+		return ""
+	}
+	var raw [ticketRawLen]byte
+	n := copy(raw[:keyformat.KeyIDLen], keyID)
+	binary.BigEndian.PutUint64(raw[n:], uint64(now.Add(usageTicketTTL).Unix()))
+	k.mac(raw[:n+8], raw[:n+8])
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// ticketValid reports whether ticket is a live ticket of this mount for keyID.
+func ticketValid(k *ticketKey, keyID, ticket string, now time.Time) bool {
+	if k == nil || len(keyID) != keyformat.KeyIDLen || len(ticket) != base64.RawURLEncoding.EncodedLen(ticketRawLen) {
+		return false
+	}
+	var raw [ticketRawLen]byte
+	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(ticket)); err != nil || n != ticketRawLen || string(raw[:keyformat.KeyIDLen]) != keyID {
+		return false
+	}
+	body := raw[:keyformat.KeyIDLen+8]
+	var sum [sha256.Size]byte
+	if !hmac.Equal(k.mac(sum[:0], body), raw[len(body):]) {
+		return false
+	}
+	exp := binary.BigEndian.Uint64(raw[keyformat.KeyIDLen:])
+	return exp <= uint64(1<<62) && now.Unix() <= int64(exp)
+}
 
 func pathUsage(b *backend) []*framework.Path {
 	return []*framework.Path{{
@@ -26,9 +104,10 @@ func pathUsage(b *backend) []*framework.Path {
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"reports": {
-				Type:        framework.TypeSlice,
-				Description: `Usage seen by a local verifier: a list of {"key_id", "count", "last_used_at" (RFC3339), "source_ip"}.`,
-				Required:    true,
+				Type: framework.TypeSlice,
+				Description: `Usage seen by a local verifier: a list of {"key_id", "count", "last_used_at" (RFC3339), "source_ip", "ticket"}, at most ` +
+					strconv.Itoa(maxUsageReports) + `. "ticket" (required) is the usage_ticket of a VALID verify answer for that key_id, at most 15 minutes old.`,
+				Required: true,
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -37,16 +116,37 @@ func pathUsage(b *backend) []*framework.Path {
 				Summary:  "Add usage counted by a local verifier.",
 			},
 		},
-		HelpSynopsis:    "Report usage counted outside the engine.",
-		HelpDescription: "Local verifiers answer most requests from their cache; they report what they counted here in batches so keys/<key_id> shows true use_count, last_used_at and source addresses. Counts join the in-memory usage and are stored with the next flush.",
+		HelpSynopsis: "Report usage counted outside the engine.",
+		HelpDescription: `Local verifiers answer most requests from their cache; they report what they
+counted here in batches so keys/<key_id> shows true use_count, last_used_at
+and source addresses, and anomaly detection learns each key's usual sources.
+Counts join the in-memory usage and are stored with a later flush.
+
+Reports are bound to possession of the key. Each entry must carry the
+usage_ticket that a VALID verify answer for its key_id returned within the
+last 15 minutes; only verify makes tickets (keyed by a secret that never
+leaves the engine), so only a caller that verified the key through this
+engine, which needs the key itself, holds one. A malformed entry is a 400
+and changes nothing. An entry whose ticket does not verify or has expired,
+or whose key has no record or is revoked or expired, is dropped and counted:
+the reply is {accepted, rejected}. last_used_at is clamped to the key's
+life (created_at to now). Pending usage is bounded: past the bound, entries
+for keys not already pending are rejected (with a warning) until a flush.
+
+What a token that may write usage is trusted with: for keys it verified
+through the engine in the last 15 minutes, to say how often and from which
+addresses they were used. It can raise those keys' use_count and add their
+source addresses (and so shape their new-source baseline); it cannot touch a
+key it has not verified. Give it only to local verifiers and gateways.`,
 	}}
 }
 
 type usageReport struct {
 	KeyID      string
 	Count      uint64
-	LastUsedAt string
+	LastUsedAt time.Time
 	SourceIP   string
+	Ticket     string
 }
 
 func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -66,19 +166,55 @@ func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *
 		}
 		parsed = append(parsed, u)
 	}
-	// Validate everything first: a bad entry rejects the whole batch.
-	for _, u := range parsed {
-		last, _ := time.Parse(time.RFC3339Nano, u.LastUsedAt)
-		b.usage.add(u.KeyID, u.Count, last, u.SourceIP)
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
 	}
-	return &logical.Response{Data: map[string]any{"accepted": len(parsed)}}, nil
+	// Decide every entry first (a storage error then changes nothing),
+	// then add what is accepted. Tickets are checked before any storage
+	// read: a made-up key_id costs one HMAC, never a read.
+	now := b.now()
+	keep := parsed[:0]
+	rejected := 0
+	for _, u := range parsed {
+		if !ticketValid(cfg.ticketKey, u.KeyID, u.Ticket, now) {
+			rejected++
+			continue
+		}
+		rec, err := b.getKey(ctx, req.Storage, u.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil || !rec.live(now) {
+			rejected++
+			continue
+		}
+		if u.LastUsedAt.Before(rec.CreatedAt) {
+			u.LastUsedAt = rec.CreatedAt
+		}
+		if u.LastUsedAt.After(now) {
+			u.LastUsedAt = now
+		}
+		keep = append(keep, u)
+	}
+	full := 0
+	for _, u := range keep {
+		if !b.usage.add(u.KeyID, u.Count, u.LastUsedAt, u.SourceIP, now) {
+			full++
+		}
+	}
+	resp := &logical.Response{Data: map[string]any{"accepted": len(keep) - full, "rejected": rejected + full}}
+	if full > 0 {
+		resp.AddWarning(fmt.Sprintf("%d entries rejected: usage waiting to be stored is at its bound (%d keys); they are accepted again after the next flush", full, maxPendingUsage))
+	}
+	return resp, nil
 }
 
 func parseUsageReport(m map[string]any) (usageReport, error) {
 	var u usageReport
 	for k := range m {
 		switch k {
-		case "key_id", "count", "last_used_at", "source_ip":
+		case "key_id", "count", "last_used_at", "source_ip", "ticket":
 		default:
 			return u, fmt.Errorf("unknown field %q", printable(k))
 		}
@@ -101,15 +237,24 @@ func parseUsageReport(m map[string]any) (usageReport, error) {
 	default:
 		return u, fmt.Errorf("count must be a number")
 	}
-	u.LastUsedAt, _ = m["last_used_at"].(string)
-	if _, err := time.Parse(time.RFC3339Nano, u.LastUsedAt); err != nil {
+	s, _ := m["last_used_at"].(string)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
 		return u, fmt.Errorf("last_used_at must be an RFC3339 time")
 	}
+	u.LastUsedAt = t
 	u.SourceIP, _ = m["source_ip"].(string)
 	if u.SourceIP != "" {
 		if _, err := netip.ParseAddr(u.SourceIP); err != nil {
 			return u, fmt.Errorf("source_ip must be an IP address")
 		}
+	}
+	u.Ticket, _ = m["ticket"].(string)
+	switch {
+	case u.Ticket == "":
+		return u, fmt.Errorf("ticket is required: the usage_ticket of a VALID verify answer for this key_id")
+	case len(u.Ticket) > maxTicketLen:
+		return u, fmt.Errorf("ticket must be at most %d characters", maxTicketLen)
 	}
 	return u, nil
 }

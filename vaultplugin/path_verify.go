@@ -86,6 +86,9 @@ checksum; no storage read), NOT_FOUND, REVOKED, EXPIRED, ENVIRONMENT_MISMATCH,
 INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED (with retry_after_ms),
 BAD_SIGNATURE, STALE_TIMESTAMP or SUSPENDED; plus the key's key_id, role,
 environment, scopes, expires_at and metadata once the key is authenticated.
+A VALID answer also carries usage_ticket: a local verifier that answers
+later requests from its cache sends it with its usage reports (see usage);
+it is good for that key on this mount for 15 minutes.
 Verify never writes storage: usage is counted in memory and flushed
 periodically.
 
@@ -127,6 +130,8 @@ type verifyResult struct {
 	message      string
 	rec          *keyRecord
 	retryAfterMs int64
+	// ticket is the usage_ticket of a VALID answer (see path_usage.go).
+	ticket string
 }
 
 func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -189,6 +194,9 @@ func (b *backend) answerVerify(ctx context.Context, req *logical.Request, in ver
 		data["rate_limit"] = r.RateLimit
 		data["rate_burst"] = r.RateBurst
 	}
+	if res.ticket != "" {
+		data["usage_ticket"] = res.ticket
+	}
 	if res.retryAfterMs > 0 {
 		data["retry_after_ms"] = res.retryAfterMs
 	}
@@ -210,16 +218,26 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 	if key.Prefix != cfg.KeyPrefix || len(cfg.Pepper) == 0 {
 		return notFound, nil
 	}
+	now := b.now()
+	// A key_id that had no record a moment ago costs no storage read.
+	if b.notFound.has(key.KeyID, now) {
+		return notFound, nil
+	}
+	gen := b.notFound.generation()
 	rec, err := b.getKey(ctx, s, key.KeyID)
 	if err != nil {
 		return verifyResult{}, err
 	}
-	// A key_id that exists with a different secret is indistinguishable
-	// from one that does not: both are NOT_FOUND.
-	if rec == nil || !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.apiKey)) {
+	if rec == nil {
+		b.notFound.add(key.KeyID, now, gen)
 		return notFound, nil
 	}
-	now := b.now()
+	// A key_id that exists with a different secret is indistinguishable
+	// from one that does not: both are NOT_FOUND. (Its id is not added
+	// to b.notFound: that would shadow the real key.)
+	if !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.apiKey)) {
+		return notFound, nil
+	}
 	refuse := func(code, msg string) (verifyResult, error) {
 		return verifyResult{code: code, message: msg, rec: rec}, nil
 	}
@@ -262,7 +280,7 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 		return res, nil
 	}
 	b.usage.record(rec.KeyID, now, in.sourceIP)
-	return verifyResult{code: codeValid, rec: rec}, nil
+	return verifyResult{code: codeValid, rec: rec, ticket: usageTicket(cfg.ticketKey, rec.KeyID, now)}, nil
 }
 
 func ipAllowed(sourceIP string, cidrs []string) bool {

@@ -193,20 +193,6 @@ func TestVerify_ed25519GeneratedAndBringYourOwn(t *testing.T) {
 	e.badRequest(logical.UpdateOperation, "creds/ed", map[string]any{"public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}, "public_key", "SubjectPublicKeyInfo")
 }
 
-func TestVerify_signedScopeRefusedToBearerKey(t *testing.T) {
-	e := newTestEnv(t)
-	// A bearer key that holds withdraw from before withdraw became critical.
-	e.role("legacy", map[string]any{"environment": "prod", "scopes": "read,withdraw"})
-	d, _ := e.issue("legacy", nil)
-	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, codeValid)
-	e.ok(logical.UpdateOperation, "config", map[string]any{"signed_scopes": "withdraw"})
-	got := e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, codeInsufficientScope)
-	if !strings.Contains(got["message"].(string), "signed") {
-		t.Fatalf("message should say why: %v", got["message"])
-	}
-	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeValid)
-}
-
 func TestVerify_unknownFieldIsAnError(t *testing.T) {
 	// A gateway that misspells "scopes" must not get VALID for a scope it
 	// meant to require.

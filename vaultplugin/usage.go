@@ -17,6 +17,9 @@ import (
 type usageTracker struct {
 	mu   sync.Mutex
 	keys map[string]usage
+	// max bounds the keys reports may leave pending (maxPendingUsage;
+	// tests lower it).
+	max int
 }
 
 type usage struct {
@@ -42,7 +45,7 @@ type usage struct {
 const usageFlushBatch = 2000
 
 func newUsageTracker() *usageTracker {
-	return &usageTracker{keys: make(map[string]usage)}
+	return &usageTracker{keys: make(map[string]usage), max: maxPendingUsage}
 }
 
 func (t *usageTracker) record(keyID string, now time.Time, sourceIP string) {
@@ -63,13 +66,28 @@ func (t *usageTracker) record(keyID string, now time.Time, sourceIP string) {
 	t.mu.Unlock()
 }
 
-// add merges a batch counted elsewhere (a local verifier's report).
-func (t *usageTracker) add(keyID string, n uint64, last time.Time, sourceIP string) {
+// maxPendingUsage bounds how many keys reports may leave waiting for a
+// flush (verify's own counting is bounded by the keys that verify). It is
+// the size of the record cache: a mount with more keys in use than that
+// has its reports for the rest refused until a flush makes room.
+const maxPendingUsage = defaultCacheSize
+
+// add merges a batch counted elsewhere (a local verifier's report). Its
+// place in the flush order comes from the engine's clock (now), never the
+// reporter's last_used_at. It reports false, adding nothing, when keyID
+// is not pending and t.max keys are.
+func (t *usageTracker) add(keyID string, n uint64, last time.Time, sourceIP string, now time.Time) bool {
 	var ips []string
 	if sourceIP != "" {
 		ips = []string{sourceIP}
 	}
-	t.putBack(keyID, usage{count: n, last: last, sourceIP: sourceIP, ips: ips, since: last})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.keys[keyID]; !ok && len(t.keys) >= t.max {
+		return false
+	}
+	t.mergeLocked(keyID, usage{count: n, last: last, sourceIP: sourceIP, ips: ips, since: now})
+	return true
 }
 
 func (t *usageTracker) pending(keyID string) usage {
@@ -91,6 +109,11 @@ func (t *usageTracker) take() map[string]usage {
 // delays them instead of losing them.
 func (t *usageTracker) putBack(keyID string, u usage) {
 	t.mu.Lock()
+	t.mergeLocked(keyID, u)
+	t.mu.Unlock()
+}
+
+func (t *usageTracker) mergeLocked(keyID string, u usage) {
 	cur := t.keys[keyID]
 	cur.count += u.count
 	cur.ips = appendSourceIPs(cur.ips, u.ips...)
@@ -101,7 +124,6 @@ func (t *usageTracker) putBack(keyID string, u usage) {
 		cur.since = u.since
 	}
 	t.keys[keyID] = cur
-	t.mu.Unlock()
 }
 
 // flushUsage makes usage counts and anomaly findings durable, one storage

@@ -100,7 +100,10 @@ func validateName(field, name string) error {
 }
 
 // validateScopes checks shape and, when the mount has a scope catalog,
-// membership. It returns the scopes sorted and de-duplicated.
+// membership. It returns the scopes sorted and de-duplicated. An empty
+// catalog allows any scope: that is what an empty config scopes means, so
+// catalog is only ever the mount's. A role's scopes are a grant, where
+// empty means none; narrowing against them is narrowScopes' job.
 func validateScopes(field string, scopes, catalog []string) ([]string, error) {
 	if len(scopes) > maxScopes {
 		return nil, badField(field, "at most %d scopes", maxScopes)
