@@ -159,16 +159,28 @@ func (l *sourceLimits) bucket(src string, now time.Time, create bool) *rate.Limi
 	return b
 }
 
-// exhausted reports whether src has spent its NOT_FOUND answers.
-func (l *sourceLimits) exhausted(sourceIP string, now time.Time) bool {
+// exhausted reports whether src has spent its NOT_FOUND answers, and how
+// long until it may cause another.
+func (l *sourceLimits) exhausted(sourceIP string, now time.Time) (bool, time.Duration) {
 	src := sourceKey(sourceIP)
 	if src == "" {
-		return false
+		return false, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucket(src, now, false)
-	return b != nil && b.TokensAt(now) < 1
+	if b == nil {
+		return false, 0
+	}
+	tokens := b.TokensAt(now)
+	if tokens >= 1 {
+		return false, 0
+	}
+	wait := time.Second
+	if l.limit > 0 {
+		wait = time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+	}
+	return true, wait
 }
 
 // spend takes one NOT_FOUND answer from src's bucket.

@@ -70,8 +70,8 @@ func TestNotFound_cacheIsBounded(t *testing.T) {
 }
 
 // Each source may cause only NotFoundBurst NOT_FOUND answers (then
-// NotFoundRate a second); past that its misses are answered without
-// asking the engine. Other sources, and keys already cached, are not
+// NotFoundRate a second); past that its misses are answered RATE_LIMITED
+// without asking the engine. Other sources, and keys already cached, are not
 // affected; an IPv6 /64 is one source.
 func TestNotFound_perSourceLimit(t *testing.T) {
 	r := newRig(t, "ab12cd34.5", func(c *Config) { c.NotFoundBurst, c.NotFoundRate = 3, 1 })
@@ -86,8 +86,8 @@ func TestNotFound_perSourceLimit(t *testing.T) {
 	if r.calls() != calls+3 {
 		t.Fatalf("within the burst: %d calls", r.calls()-calls)
 	}
-	if res := r.verify(t, Request{APIKey: forged(), SourceIP: "203.0.113.9"}); res.Code != "NOT_FOUND" || r.calls() != calls+3 {
-		t.Fatalf("past the burst: %s, %d calls", res.Code, r.calls()-calls)
+	if res := r.verify(t, Request{APIKey: forged(), SourceIP: "203.0.113.9"}); res.Code != "RATE_LIMITED" || res.RetryAfter <= 0 || res.RetryAfter > time.Second || r.calls() != calls+3 {
+		t.Fatalf("past the burst: %s retry after %s, %d calls", res.Code, res.RetryAfter, r.calls()-calls)
 	}
 	if res := r.verify(t, Request{APIKey: good, SourceIP: "203.0.113.9"}); !res.Valid || !res.Cached {
 		t.Fatalf("a cached key from a limited source: %s", res.Code)
@@ -123,7 +123,7 @@ func TestNotFound_sourceMapIsBounded(t *testing.T) {
 		t.Fatalf("%d sources", n)
 	}
 	// New sources past the bound share one bucket: it is spent.
-	if !l.exhausted("192.0.2.1", now) {
+	if over, _ := l.exhausted("192.0.2.1", now); !over {
 		t.Fatal("a new source past the bound is not limited")
 	}
 	// Once the buckets refill, a sweep makes room.

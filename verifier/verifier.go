@@ -18,7 +18,7 @@
 // Keys the engine answered NOT_FOUND for are remembered for 2 s, and each
 // source address may cause only so many NOT_FOUND answers
 // (NotFoundRate, NotFoundBurst): past that its cache misses are answered
-// NOT_FOUND without asking the engine, so forged well-formed keys do not
+// RATE_LIMITED without asking the engine, so forged well-formed keys do not
 // become load on Vault.
 //
 // Signed requests (hmac and ed25519 keys) always go to the engine: the
@@ -86,8 +86,8 @@ type Config struct {
 	// source address (an IPv4 address or an IPv6 /64) may cause: a token
 	// bucket of NotFoundBurst (default 20) refilled at NotFoundRate per
 	// second (default 5). Once a source has spent it, its requests that
-	// the cache cannot answer get NOT_FOUND without asking the engine
-	// (keys it has cached still verify). Requests without SourceIP are not
+	// the cache cannot answer get RATE_LIMITED (with RetryAfter) without
+	// asking the engine (keys it has cached still verify). Requests without SourceIP are not
 	// limited this way.
 	NotFoundRate  float64
 	NotFoundBurst int
@@ -345,8 +345,11 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 	if v.notFound.has(key.KeyID, key.Prefix, key.Environment, h, mono) {
 		return Result{Code: "NOT_FOUND", Message: "no such key in this mount", Cached: true}, nil
 	}
-	if v.sources.exhausted(req.SourceIP, now) {
-		return Result{Code: "NOT_FOUND", Message: "too many unknown keys from this source; not asked"}, nil
+	// RATE_LIMITED, not NOT_FOUND: a real key not yet cached, sent from an
+	// address an attacker shares (NAT, a proxy that hides clients), must be
+	// told to retry, never that it does not exist.
+	if over, wait := v.sources.exhausted(req.SourceIP, now); over {
+		return Result{Code: "RATE_LIMITED", Message: "too many unknown keys from this source; retry later", RetryAfter: wait}, nil
 	}
 	// Taken before the request: a VALID reply is cached only if the feed
 	// dropped nothing while it was in flight.
