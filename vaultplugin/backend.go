@@ -39,6 +39,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // unit tests build a mount exactly as Vault does, fake clock aside.
 func newMountedBackend(ctx context.Context, conf *logical.BackendConfig, now func() time.Time) (*backend, error) {
 	b := newBackend(now)
+	b.feed.epoch = feedEpoch(conf.BackendUUID)
 	c := *conf
 	if c.System != nil {
 		c.System = newSystemViewMemo(c.System, now)
@@ -75,6 +76,9 @@ type backend struct {
 	// roles holds roles' stored JSON for creds and rotate, by role name.
 	roles *storeCache[[]byte]
 
+	// feed numbers and writes the revocations feed (feed.go).
+	feed *feedLog
+
 	usage     *usageTracker
 	limiter   *rateLimiters
 	anomalies *anomalyTracker
@@ -91,6 +95,7 @@ func newBackend(now func() time.Time) *backend {
 		keyLocks:  locksutil.CreateLocks(),
 		cache:     newStoreCache[*keyRecord](defaultCacheSize),
 		roles:     newStoreCache[[]byte](roleCacheSize),
+		feed:      newFeedLog(),
 		usage:     newUsageTracker(),
 		limiter:   newRateLimiters(),
 		anomalies: newAnomalyTracker(),
@@ -138,6 +143,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.cache.drop(strings.TrimPrefix(key, keyStoragePrefix))
 	case strings.HasPrefix(key, roleStoragePrefix):
 		b.roles.drop(strings.TrimPrefix(key, roleStoragePrefix))
+	case strings.HasPrefix(key, revocationPrefix):
+		b.feed.invalidated(strings.TrimPrefix(key, revocationPrefix))
 	}
 }
 
@@ -148,6 +155,11 @@ func (b *backend) invalidate(_ context.Context, key string) {
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
+	}
+	// A feed event whose write failed is written again even if no later
+	// event comes to push it out.
+	if err := b.feed.retryPending(ctx, req.Storage); err != nil {
+		b.Logger().Warn("writing a pending revocations feed event", "error", err)
 	}
 	if err := b.flushUsage(ctx, req.Storage, usageFlushBatch); err != nil {
 		return err

@@ -136,6 +136,18 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 	successor = rec.RotatedTo
 	now := b.now()
 	if rec.status(now) == statusRevoked {
+		// Storage shows it revoked, but this may be the retry of a
+		// revocation whose record write answered an error after committing,
+		// or whose feed event failed: this node's cache (which dropped the
+		// record on that failure, or holds an older copy) and the feed must
+		// catch up now. The event is written again while the feed still
+		// keeps events of that age; a verifier whose cursor is older resets.
+		b.cache.put(keyID, rec)
+		if now.Sub(rec.RevokedAt) < feedRetention {
+			if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked}); err != nil {
+				return false, successor, err
+			}
+		}
 		return false, successor, nil
 	}
 	wasLive := rec.live(now)
@@ -162,7 +174,7 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 		return false, successor, err
 	}
 	if wasLive {
-		if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked, At: now}); err != nil {
+		if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked}); err != nil {
 			return true, successor, err
 		}
 	}
