@@ -123,10 +123,13 @@ func newBackend(now func() time.Time) *backend {
 			pathRevocations(b),
 			pathUsage(b),
 		),
-		Secrets:      []*framework.Secret{secretAPIKey(b)},
-		Invalidate:   b.invalidate,
-		PeriodicFunc: b.periodic,
-		Clean:        b.clean,
+		Secrets: []*framework.Secret{secretAPIKey(b)},
+		// A rotation that stops half way is undone (path_rotate.go).
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		Invalidate:        b.invalidate,
+		PeriodicFunc:      b.periodic,
+		Clean:             b.clean,
 	}
 	return b
 }
