@@ -22,6 +22,8 @@ type faultyPuts struct {
 	fails  int
 	commit bool
 	lists  int
+	// deletes under failDeletes fail (without deleting).
+	failDeletes string
 	// puts records every Put that reached storage, in order.
 	puts []logical.StorageEntry
 }
@@ -55,6 +57,16 @@ func (f *faultyPuts) Put(ctx context.Context, e *logical.StorageEntry) error {
 		return errInjected
 	}
 	return nil
+}
+
+func (f *faultyPuts) Delete(ctx context.Context, k string) error {
+	f.mu.Lock()
+	fail := f.failDeletes != "" && strings.HasPrefix(k, f.failDeletes)
+	f.mu.Unlock()
+	if fail {
+		return errInjected
+	}
+	return f.Storage.Delete(ctx, k)
 }
 
 func (f *faultyPuts) List(ctx context.Context, prefix string) ([]string, error) {
