@@ -28,6 +28,15 @@ API keys for crypto API services. Keys are generated inside the engine,
 leased with a TTL, scoped to an environment and a set of scopes, and stored
 only as a keyed hash (bearer keys) or barrier-encrypted (signing keys).
 API gateways call "verify" on every request.
+
+A key that reaches its end (expiry, or its lease running out at or after
+it) is recorded as expired, never as revoked, whoever notices first. An
+explicit revocation records revoked_at, revoke_reason and revoked_by: the
+calling token's display name and entity for keys/<key_id> delete, revoke/*
+and rotate; for a lease revocation (vault lease revoke, or the revocation of
+the token that created the lease) Vault 1.13 names no requester to the
+engine, so revoked_by is "vault lease manager" and the audit log's
+sys/leases/revoke entry names the token.
 `
 
 // Factory is the logical.Factory Vault calls to create a mount of the engine.

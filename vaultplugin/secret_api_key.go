@@ -12,6 +12,10 @@ import (
 
 const secretAPIKeyType = "api_key"
 
+// leaseRevoker is revoked_by for a lease revocation whose requester Vault
+// does not name (Vault 1.13 names none).
+const leaseRevoker = "vault lease manager"
+
 // leaseEndSlack is how close to its end a key may be when its lease ends
 // for that to count as expiry.
 const leaseEndSlack = 2 * time.Second
@@ -101,19 +105,25 @@ func (b *backend) secretRevoke(ctx context.Context, req *logical.Request, _ *fra
 		return nil, nil
 	}
 	reason := "lease revoked"
-	by := req.DisplayName
-	if by == "" {
-		// Vault's expiration manager runs both expiry and `vault lease
-		// revoke` without naming a requester; the audit log has who.
-		by = "vault lease manager"
+	// Vault 1.13's expiration manager sends the revocation of a lease
+	// (`vault lease revoke`, revoke -prefix, the revocation of the token
+	// that created it, or its expiry) with no requester at all: no display
+	// name, entity or token (vault/expiration.go revokeEntry routes a bare
+	// logical.RevokeRequest). So revoked_by names the lease manager, and
+	// the audit log's sys/leases/revoke entry names the token. Should a
+	// Vault pass a requester, it is recorded.
+	by := leaseRevoker
+	if req.DisplayName != "" || req.EntityID != "" {
+		by = requester(req)
 	}
 	_, err = b.revokeKey(ctx, req.Storage, keyID, by, reason, true)
 	return nil, err
 }
 
 // revokeKey marks a key revoked. It reports whether this call revoked it
-// (false: unknown, already revoked, or already expired). A lease ending after
-// the key's own expiry is recorded as expiry, not as a revocation.
+// (false: unknown, already revoked, or already expired). A key past its end
+// stays expired; a lease ending at (or after) the key's own end is recorded
+// as expiry, not as a revocation.
 func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, reason string, fromLease bool) (bool, error) {
 	revoked, _, err := b.revokeKeyNoting(ctx, s, keyID, by, reason, fromLease)
 	return revoked, err
@@ -150,22 +160,20 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 		}
 		return false, successor, nil
 	}
-	wasLive := rec.live(now)
-	// A key that already expired keeps its record as it is: an operator's
-	// or a bulk revocation after the fact would rewrite its history (who
-	// ended it, when, why) for a key that nobody could use any more.
-	if !wasLive && !fromLease {
+	// A key past its end is expired, whoever notices first: verify, an
+	// operator's or a bulk revocation after the fact, or its lease ending
+	// late (Vault was down or busy when it was due). Its record stays as it
+	// is; a revocation would rewrite its history (who ended it, when, why)
+	// for a key that nobody could use any more.
+	if !rec.live(now) {
 		return false, successor, nil
 	}
 	// Vault's lease can run out a second or two before the key's own end
 	// (its issue time is a little later than the key's, and TTLs are whole
 	// seconds). That is the key expiring, not a revocation.
-	if fromLease && wasLive && rec.end().Sub(now) <= leaseEndSlack {
+	if fromLease && rec.end().Sub(now) <= leaseEndSlack {
 		rec.ExpiresAt, rec.MaxExpiresAt = now, now
 		return false, successor, b.putKey(ctx, s, rec)
-	}
-	if fromLease && !wasLive {
-		reason = "lease expired"
 	}
 	rec.RevokedAt = now
 	rec.RevokedBy = by
@@ -173,12 +181,10 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 	if err := b.putKey(ctx, s, rec); err != nil {
 		return false, successor, err
 	}
-	if wasLive {
-		if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked}); err != nil {
-			return true, successor, err
-		}
+	if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked}); err != nil {
+		return true, successor, err
 	}
 	b.limiter.drop(keyID)
 	b.anomalies.forget(keyID)
-	return wasLive, successor, nil
+	return true, successor, nil
 }
