@@ -49,9 +49,12 @@ func leaseKeyID(req *logical.Request) (string, error) {
 	return id, nil
 }
 
-// secretRenew extends a key's lease by its TTL (or the requested increment),
-// never past max_expires_at: the role's max_ttl from issue, or the end of a
-// rotation grace period.
+// secretRenew extends a key's lease by its TTL (or the requested increment)
+// as Vault will: framework.CalculateTTL against the mount's limits as they
+// are now (a tune may have lowered them since issue), from the lease's issue
+// time, and never past max_expires_at (the role's max_ttl from issue, or the
+// end of a rotation grace period). The record's expiry is what the lease
+// gets, so the key never outlives its lease.
 func (b *backend) secretRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	keyID, err := leaseKeyID(req)
 	if err != nil {
@@ -72,24 +75,45 @@ func (b *backend) secretRenew(ctx context.Context, req *logical.Request, _ *fram
 	if st := rec.status(now); st != statusActive {
 		return logical.ErrorResponse("key %s is %s and cannot be renewed", keyID, st), nil
 	}
-	remaining := rec.MaxExpiresAt.Sub(now)
-	if remaining < time.Second {
+	start := req.Secret.IssueTime
+	if start.IsZero() {
+		start = rec.CreatedAt
+	}
+	// The mount's current limits, not the memo's second-old answer.
+	sys := b.System()
+	if m, ok := sys.(*systemViewMemo); ok {
+		sys = m.SystemView
+	}
+	leaseMax := rec.MaxExpiresAt.Sub(start).Truncate(time.Second)
+	if leaseMax < time.Second || rec.MaxExpiresAt.Sub(now) < time.Second {
 		return logical.ErrorResponse("key %s has reached its max_ttl", keyID), nil
 	}
-	ttl := rec.TTL
-	if req.Secret.Increment > 0 {
-		ttl = req.Secret.Increment
+	// CalculateTTL reads the wall clock; the start is passed relative to
+	// it, so an engine clock of its own (tests) gives the same answer.
+	ttl, warnings, err := framework.CalculateTTL(sys, req.Secret.Increment, rec.TTL, 0, leaseMax, 0, time.Now().Add(start.Sub(now)))
+	if err != nil {
+		return logical.ErrorResponse("key %s cannot be renewed: %v", keyID, err), nil
 	}
-	if ttl > remaining {
+	if remaining := rec.MaxExpiresAt.Sub(now); ttl > remaining {
 		ttl = remaining.Truncate(time.Second)
 	}
+	if ttl < time.Second {
+		return logical.ErrorResponse("key %s has reached its max_ttl (the mount's max_lease_ttl may be lower than the role's)", keyID), nil
+	}
 	rec.ExpiresAt = now.Add(ttl)
+	// A lowered mount maximum also lowers the key's last possible end.
+	if sysMax := sys.MaxLeaseTTL(); sysMax > 0 && start.Add(sysMax).Before(rec.MaxExpiresAt) {
+		rec.MaxExpiresAt = start.Add(sysMax)
+	}
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}
 	resp := &logical.Response{Secret: req.Secret}
 	resp.Secret.TTL = ttl
-	resp.Secret.MaxTTL = rec.MaxExpiresAt.Sub(req.Secret.IssueTime).Truncate(time.Second)
+	resp.Secret.MaxTTL = rec.MaxExpiresAt.Sub(start).Truncate(time.Second)
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
 	return resp, nil
 }
 

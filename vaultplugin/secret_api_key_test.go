@@ -122,3 +122,31 @@ func TestSecret_leaseEndingJustBeforeTheKeyIsExpiry(t *testing.T) {
 	e.leaseOp(logical.RevokeOperation, s2)
 	e.wantCode(map[string]any{"api_key": d2["api_key"]}, codeRevoked)
 }
+
+// Issue 22 item 4: a renew after the mount's max_lease_ttl was lowered gets
+// what Vault will grant, and the record ends with the lease, not later.
+func TestSecret_renewAfterAMountTuneNeverOutlivesTheLease(t *testing.T) {
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: 24 * time.Hour, MaxLeaseTTLVal: 48 * time.Hour}
+	e := newTestEnvWith(t, sys)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "2h"})
+	d, s := e.issue("r", nil)
+	created := e.clock.Now()
+	sys.MaxLeaseTTLVal = time.Minute // vault secrets tune -max-lease-ttl=60s
+	e.clock.Add(16 * time.Second)
+	resp := e.leaseOp(logical.RenewOperation, s)
+	if resp == nil || resp.IsError() {
+		t.Fatalf("renew: %v", resp)
+	}
+	if resp.Secret.TTL > 44*time.Second || resp.Secret.TTL < 43*time.Second {
+		t.Fatalf("renewed for %s; the mount allows 44s more", resp.Secret.TTL)
+	}
+	rec, _ := e.b.loadKey(t.Context(), e.storage, d["key_id"].(string))
+	if rec.ExpiresAt.After(created.Add(time.Minute)) || !rec.ExpiresAt.Equal(e.clock.Now().Add(resp.Secret.TTL)) {
+		t.Fatalf("record expires %s, the lease %s", rec.ExpiresAt, e.clock.Now().Add(resp.Secret.TTL))
+	}
+	if rec.MaxExpiresAt.After(created.Add(time.Minute)) {
+		t.Fatalf("record max_expires_at %s past the mount's maximum", rec.MaxExpiresAt)
+	}
+	e.clock.Add(45 * time.Second)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
+}
