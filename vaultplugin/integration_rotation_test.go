@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -79,5 +80,35 @@ func TestIntegration_rotationFollowsTheCurrentRole(t *testing.T) {
 	e.wantCode(succKey, "VALID")
 	if got := e.vaultJSON("read", e.path("keys/"+succID)).Data["rotated_to"]; got != nil && got != "" {
 		t.Fatalf("a refused rotation left rotated_to %v", got)
+	}
+}
+
+// Issue 22 item 4 on the real server: after the mount's max-lease-ttl is
+// tuned down, a renew is what Vault grants, and the key's record ends with
+// the lease, not hours later.
+func TestIntegration_renewAfterAMountTuneEndsWithTheLease(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t)
+	e.vault("write", e.path("roles/long"), "environment=dev", "ttl=1h", "max_ttl=2h")
+	issuedAt := time.Now()
+	k := e.issue("long")
+	e.vault("secrets", "tune", "-max-lease-ttl=60s", e.mount)
+	time.Sleep(1500 * time.Millisecond) // past the engine's one-second memo of the mount's limits
+	s := e.vaultJSON("lease", "renew", k.leaseID)
+	if s.LeaseDuration > 60 {
+		t.Fatalf("renew after the tune: lease_duration %d, over the mount's 60s", s.LeaseDuration)
+	}
+	look := e.vaultJSON("lease", "lookup", k.leaseID).Data
+	leaseExp, err := time.Parse(time.RFC3339Nano, fmt.Sprint(look["expire_time"]))
+	if err != nil {
+		t.Fatalf("lease lookup: %v", look)
+	}
+	rec := e.vaultJSON("read", e.path("keys/"+k.keyID)).Data
+	exp, err := time.Parse(time.RFC3339, fmt.Sprint(rec["expires_at"]))
+	if err != nil {
+		t.Fatalf("keys/%s: expires_at %v", k.keyID, rec["expires_at"])
+	}
+	if exp.After(leaseExp.Add(time.Second)) || exp.After(issuedAt.Add(62*time.Second)) {
+		t.Fatalf("the key's record expires %s, its lease %s (issued %s, mount max 60s)", exp.UTC(), leaseExp.UTC(), issuedAt.UTC())
 	}
 }
