@@ -28,6 +28,15 @@ API keys for crypto API services. Keys are generated inside the engine,
 leased with a TTL, scoped to an environment and a set of scopes, and stored
 only as a keyed hash (bearer keys) or barrier-encrypted (signing keys).
 API gateways call "verify" on every request.
+
+A key that reaches its end (expiry, or its lease running out at or after
+it) is recorded as expired, never as revoked, whoever notices first. An
+explicit revocation records revoked_at, revoke_reason and revoked_by: the
+calling token's display name and entity for keys/<key_id> delete, revoke/*
+and rotate; for a lease revocation (vault lease revoke, or the revocation of
+the token that created the lease) Vault 1.13 names no requester to the
+engine, so revoked_by is "vault lease manager" and the audit log's
+sys/leases/revoke entry names the token.
 `
 
 // Factory is the logical.Factory Vault calls to create a mount of the engine.
@@ -39,6 +48,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // unit tests build a mount exactly as Vault does, fake clock aside.
 func newMountedBackend(ctx context.Context, conf *logical.BackendConfig, now func() time.Time) (*backend, error) {
 	b := newBackend(now)
+	b.feed.epoch = feedEpoch(conf.BackendUUID)
 	c := *conf
 	if c.System != nil {
 		c.System = newSystemViewMemo(c.System, now)
@@ -75,6 +85,9 @@ type backend struct {
 	// roles holds roles' stored JSON for creds and rotate, by role name.
 	roles *storeCache[[]byte]
 
+	// feed numbers and writes the revocations feed (feed.go).
+	feed *feedLog
+
 	usage     *usageTracker
 	limiter   *rateLimiters
 	anomalies *anomalyTracker
@@ -93,6 +106,7 @@ func newBackend(now func() time.Time) *backend {
 		keyLocks:  locksutil.CreateLocks(),
 		cache:     newStoreCache[*keyRecord](defaultCacheSize),
 		roles:     newStoreCache[[]byte](roleCacheSize),
+		feed:      newFeedLog(),
 		usage:     newUsageTracker(),
 		limiter:   newRateLimiters(),
 		anomalies: newAnomalyTracker(),
@@ -121,10 +135,13 @@ func newBackend(now func() time.Time) *backend {
 			pathRevocations(b),
 			pathUsage(b),
 		),
-		Secrets:      []*framework.Secret{secretAPIKey(b)},
-		Invalidate:   b.invalidate,
-		PeriodicFunc: b.periodic,
-		Clean:        b.clean,
+		Secrets: []*framework.Secret{secretAPIKey(b)},
+		// A rotation that stops half way is undone (path_rotate.go).
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		Invalidate:        b.invalidate,
+		PeriodicFunc:      b.periodic,
+		Clean:             b.clean,
 	}
 	return b
 }
@@ -142,6 +159,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.notFound.drop(strings.TrimPrefix(key, keyStoragePrefix))
 	case strings.HasPrefix(key, roleStoragePrefix):
 		b.roles.drop(strings.TrimPrefix(key, roleStoragePrefix))
+	case strings.HasPrefix(key, revocationPrefix):
+		b.feed.invalidated(strings.TrimPrefix(key, revocationPrefix))
 	}
 }
 
@@ -152,6 +171,11 @@ func (b *backend) invalidate(_ context.Context, key string) {
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
+	}
+	// A feed event whose write failed is written again even if no later
+	// event comes to push it out.
+	if err := b.feed.retryPending(ctx, req.Storage); err != nil {
+		b.Logger().Warn("writing a pending revocations feed event", "error", err)
 	}
 	if err := b.flushUsage(ctx, req.Storage, usageFlushBatch); err != nil {
 		return err

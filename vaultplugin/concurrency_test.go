@@ -265,8 +265,8 @@ func TestConcurrency_issueRotateRevokeOneCappedRole(t *testing.T) {
 						fail("worker %d rotate %s: %v", w, o.target.keyID, resp.Error())
 						return
 					}
-					// The successor gets the old key's TTL, from now.
-					succ := &concKey{apiKey: resp.Data["api_key"].(string), keyID: resp.Data["key_id"].(string), secret: resp.Secret, ttl: o.target.ttl, expiresAt: now.Add(o.target.ttl)}
+					// The successor gets the role's TTL (as it is now), from now.
+					succ := &concKey{apiKey: resp.Data["api_key"].(string), keyID: resp.Data["key_id"].(string), secret: resp.Secret, ttl: time.Hour, expiresAt: now.Add(time.Hour)}
 					if resp.Data["previous_key_id"] != o.target.keyID {
 						fail("worker %d: rotation of %s names previous_key_id %v", w, o.target.keyID, resp.Data["previous_key_id"])
 					}

@@ -171,6 +171,12 @@ func (b *backend) loadKey(ctx context.Context, s logical.Storage, keyID string) 
 
 // putKey writes a record and replaces the cached copy. Records in the cache
 // are never mutated in place: verify reads them without locks.
+//
+// A failed Put may still have committed (storage can answer an error after
+// writing), so on failure the cached copy is dropped, never kept: the next
+// read takes whatever storage holds. Keeping it would let a revocation that
+// committed go unseen on this node, which gets no Invalidate for its own
+// writes.
 func (b *backend) putKey(ctx context.Context, s logical.Storage, r *keyRecord) error {
 	e, err := logical.StorageEntryJSON(keyStoragePrefix+r.KeyID, r)
 	if err != nil {
@@ -179,6 +185,7 @@ func (b *backend) putKey(ctx context.Context, s logical.Storage, r *keyRecord) e
 	e.SealWrap = r.SecretKey != nil
 	r.prepare()
 	if err := s.Put(ctx, e); err != nil {
+		b.cache.drop(r.KeyID)
 		return fmt.Errorf("writing key record %s: %w", r.KeyID, err)
 	}
 	b.cache.put(r.KeyID, r)

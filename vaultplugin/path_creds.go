@@ -282,8 +282,7 @@ func effectiveMax(bounds ...time.Duration) time.Duration {
 	return m
 }
 
-// issue creates, stores and returns a new key as a leased secret. It is the
-// single place where TTLs are clamped, so creds and rotate cannot disagree.
+// issue creates, stores and returns a new key as a leased secret.
 func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
 	// No bearer key is ever issued holding a signed scope, from creds or
 	// rotate, whatever a role written by an earlier build says.
@@ -294,6 +293,20 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 			}
 		}
 	}
+	resp, rec, err := b.newKey(req, cfg, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := b.storeNewKey(ctx, req.Storage, rec); err != nil {
+		return nil, nil, err
+	}
+	return resp, rec, nil
+}
+
+// newKey creates a new key and its lease response without storing
+// anything. It is the single place where TTLs are clamped, so creds and
+// rotate cannot disagree.
+func (b *backend) newKey(req *logical.Request, cfg *engineConfig, t keyTemplate) (*logical.Response, *keyRecord, error) {
 	now := b.now()
 	mount := b.System()
 	maxTTL := effectiveMax(t.maxTTL, cfg.MaxTTL, mount.MaxLeaseTTL())
@@ -375,19 +388,6 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 		data["public_key"] = pubPEM
 	}
 
-	// Index first: an index entry without a record is harmless, a record
-	// missing from the index would escape bulk revocation.
-	if err := b.writeIndex(ctx, req.Storage, rec); err != nil {
-		return nil, nil, err
-	}
-	if err := b.putKey(ctx, req.Storage, rec); err != nil {
-		return nil, nil, err
-	}
-	// The id may have answered NOT_FOUND a moment ago (a forged key's
-	// lucky guess): verify must look again. (A key whose write failed is
-	// never handed out, so only a written one needs this.)
-	b.notFound.drop(rec.KeyID)
-
 	resp := b.Secret(secretAPIKeyType).Response(data, map[string]any{
 		"key_id": rec.KeyID,
 		"role":   rec.Role,
@@ -398,6 +398,42 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 		resp.AddWarning(w)
 	}
 	return resp, rec, nil
+}
+
+// storeNewKey writes a new key's index entry and record. If the record
+// write fails it deletes both again, best effort: the write may have
+// committed, and a record whose lease was never handed out would hold a
+// max_active_keys slot until it expired.
+func (b *backend) storeNewKey(ctx context.Context, s logical.Storage, rec *keyRecord) error {
+	// Index first: an index entry without a record is harmless, a record
+	// missing from the index would escape bulk revocation.
+	if err := b.writeIndex(ctx, s, rec); err != nil {
+		return err
+	}
+	if err := b.putKey(ctx, s, rec); err != nil {
+		b.deleteNewKey(ctx, s, rec)
+		return err
+	}
+	// The id may have answered NOT_FOUND a moment ago (a forged key's
+	// lucky guess): verify must look again. (A key whose write failed is
+	// never handed out, so only a written one needs this.)
+	b.notFound.drop(rec.KeyID)
+	return nil
+}
+
+// deleteNewKey removes a key whose lease was never handed out: record
+// first, then its index entry (a crash in between leaves only an index
+// entry, which readers skip). Best effort; failures are logged.
+func (b *backend) deleteNewKey(ctx context.Context, s logical.Storage, rec *keyRecord) error {
+	err := s.Delete(ctx, keyStoragePrefix+rec.KeyID)
+	b.cache.drop(rec.KeyID)
+	if err == nil {
+		err = s.Delete(ctx, indexEntry(rec.Role, rec.Environment, rec.KeyID))
+	}
+	if err != nil {
+		b.Logger().Warn("removing a key whose lease was never handed out", "key_id", rec.KeyID, "error", err)
+	}
+	return err
 }
 
 func effectiveTTL(ttls ...time.Duration) time.Duration {

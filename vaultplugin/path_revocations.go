@@ -2,12 +2,8 @@ package vaultplugin
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"strings"
 	"time"
 
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -17,10 +13,6 @@ const (
 	// feedRetention is how long revocation events are kept for local
 	// verifiers. A verifier whose cursor is older must drop its cache.
 	feedRetention = 24 * time.Hour
-	// feedSettle holds the cursor back a little: an event stamped just
-	// before a concurrent read may land after it. Events inside the window
-	// are sent again; dropping a key from a cache twice is harmless.
-	feedSettle = 2 * time.Second
 	// maxFeedEvents bounds one reply; the verifier asks again from the cursor.
 	maxFeedEvents = 1000
 
@@ -29,25 +21,14 @@ const (
 	eventSuspended = "suspended"
 )
 
-// revocationEvent tells local verifiers to stop trusting a cached key.
+// revocationEvent tells local verifiers to stop trusting a cached key (or,
+// kind flush, every cached key). Stored at revocations/<seq> (see feed.go).
 type revocationEvent struct {
+	Seq       uint64    `json:"seq"`
 	KeyID     string    `json:"key_id"`
 	Kind      string    `json:"kind"`
 	At        time.Time `json:"at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
-}
-
-// eventID orders events by time; the key_id suffix keeps ids unique.
-func eventID(at time.Time, keyID string) string {
-	return fmt.Sprintf("%020d-%s", at.UnixNano(), keyID)
-}
-
-func (b *backend) recordEvent(ctx context.Context, s logical.Storage, ev revocationEvent) error {
-	e, err := logical.StorageEntryJSON(revocationPrefix+eventID(ev.At, ev.KeyID), ev)
-	if err != nil {
-		return err
-	}
-	return s.Put(ctx, e)
 }
 
 func pathRevocations(b *backend) []*framework.Path {
@@ -68,91 +49,37 @@ func pathRevocations(b *backend) []*framework.Path {
 			},
 		},
 		HelpSynopsis: "Feed of revocations for local verifiers.",
-		HelpDescription: `Returns the key_ids revoked, rotated out (with their new expires_at) or
-suspended since "since", and a cursor to pass next time. With no "since" it
-returns no events and the current cursor. "reset" is true when the cursor is
-older than the feed keeps (24h): the caller must drop everything it cached.`,
+		HelpDescription: `Returns the events written since "since" and a cursor to pass next time.
+Events are numbered in the order they were written (1, 2, 3 ... with no
+holes); each is {seq, key_id, kind, at, expires_at}, kind one of revoked,
+rotated (expires_at: the end of its grace), suspended, or flush (key_id
+empty: drop every cached key). A reply holds at most 1000 events, contiguous
+from the cursor's seq + 1; ask again with its cursor for more. With no
+"since" it returns no events and the current cursor.
+
+The cursor is "<epoch>.<seq>": epoch names this mount, seq the last event
+the reply covers. "reset" is true when the cursor cannot be continued (of
+another mount, of an earlier engine version, ahead of this feed, or older
+than the feed keeps: events are kept 24h): the caller must drop everything
+it cached and continue from the reply's cursor. A caller that sees the first
+numbered event's seq differ from its cursor's seq + 1 must do the same.
+
+Suspensions this node decided but has not yet written are sent with every
+reply, with seq 0, until they are written.`,
 	}}
 }
 
 func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	since := d.Get("since").(string)
-	now := b.now()
-	settled := eventID(now.Add(-feedSettle), "")
-	if since == "" {
-		return &logical.Response{Data: map[string]any{"events": []map[string]any{}, "cursor": settled, "reset": false}}, nil
-	}
-	if !validCursor(since) {
-		return respond(badField("since", "must be a cursor returned by this path"))
-	}
-	ids, err := req.Storage.List(ctx, revocationPrefix)
+	r, err := b.readFeed(ctx, req.Storage, d.Get("since").(string), maxFeedEvents)
 	if err != nil {
-		return nil, err
+		return respond(err)
 	}
-	sort.Strings(ids)
-	reset := since < eventID(now.Add(-feedRetention), "")
-	events := make([]map[string]any, 0)
-	cursor := since
-	for _, id := range ids {
-		if id <= since {
-			continue
-		}
-		if len(events) == maxFeedEvents {
-			break
-		}
-		e, err := req.Storage.Get(ctx, revocationPrefix+id)
-		if err != nil {
-			return nil, err
-		}
-		if e == nil {
-			continue
-		}
-		var ev revocationEvent
-		if err := e.DecodeJSON(&ev); err != nil {
-			return nil, err
-		}
-		events = append(events, map[string]any{
-			"key_id": ev.KeyID, "kind": ev.Kind, "at": ev.At.UTC().Format(time.RFC3339Nano), "expires_at": formatTime(ev.ExpiresAt),
-		})
-		if id <= settled {
-			cursor = id
-		}
-	}
-	if len(events) < maxFeedEvents && settled > cursor {
-		cursor = settled
-	}
+	events := feedEventsData(r.events)
 	// Suspensions this node decided but has not flushed yet: verify cannot
-	// write them, so they travel in memory until then. Sent on every read
-	// until flushed; dropping a cached key twice is harmless.
+	// write them, so they travel in memory until then, out of the sequence
+	// (seq 0). Dropping a cached key twice is harmless.
 	for _, id := range b.anomalies.suspendedKeys() {
-		events = append(events, map[string]any{"key_id": id, "kind": eventSuspended, "at": "", "expires_at": ""})
+		events = append(events, map[string]any{"seq": uint64(0), "key_id": id, "kind": eventSuspended, "at": "", "expires_at": ""})
 	}
-	return &logical.Response{Data: map[string]any{"events": events, "cursor": cursor, "reset": reset}}, nil
-}
-
-func validCursor(c string) bool {
-	ts, keyID, ok := strings.Cut(c, "-")
-	if !ok || len(ts) != 20 || strings.Trim(ts, "0123456789") != "" {
-		return false
-	}
-	return keyID == "" || keyformat.ValidKeyID(keyID)
-}
-
-// tidyEvents drops feed events older than the feed keeps.
-func (b *backend) tidyEvents(ctx context.Context, s logical.Storage) (int, error) {
-	ids, err := s.List(ctx, revocationPrefix)
-	if err != nil {
-		return 0, err
-	}
-	horizon := eventID(b.now().Add(-feedRetention), "")
-	n := 0
-	for _, id := range ids {
-		if id < horizon {
-			if err := s.Delete(ctx, revocationPrefix+id); err != nil {
-				return n, err
-			}
-			n++
-		}
-	}
-	return n, nil
+	return &logical.Response{Data: map[string]any{"events": events, "cursor": r.cursor.String(), "reset": r.reset}}, nil
 }

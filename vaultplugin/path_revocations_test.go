@@ -25,8 +25,10 @@ func TestRevocations_feedCarriesRevokeRotateSuspend(t *testing.T) {
 	e.ok(logical.UpdateOperation, "keys/"+b["key_id"].(string)+"/rotate", map[string]any{"grace": "30s"})
 	e.wantCode(map[string]any{"api_key": c["api_key"]}, codeValid)
 	e.wantCode(map[string]any{"api_key": c["api_key"]}, codeSuspended)
-	// Before the flush the suspension is already in the feed, from memory.
-	if early, _, _ := e.feed(cursor); len(early) != 3 {
+	// Before the flush the suspension is already in the feed, from memory,
+	// out of the sequence (seq 0).
+	early, _, _ := e.feed(cursor)
+	if len(early) != 3 || early[2]["seq"] != uint64(0) || early[2]["kind"] != eventSuspended {
 		t.Fatalf("unflushed suspension missing from the feed: %v", early)
 	}
 	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
@@ -37,26 +39,26 @@ func TestRevocations_feedCarriesRevokeRotateSuspend(t *testing.T) {
 		t.Fatalf("events %v reset %v", events, reset)
 	}
 	got := map[string]string{}
-	for _, ev := range events {
+	for i, ev := range events {
+		if ev["seq"] != uint64(i+1) {
+			t.Fatalf("event %d has seq %v: the feed must number events 1, 2, 3 ...", i, ev["seq"])
+		}
 		got[ev["key_id"].(string)] = ev["kind"].(string)
 	}
 	if got[a["key_id"].(string)] != eventRevoked || got[b["key_id"].(string)] != eventRotated || got[c["key_id"].(string)] != eventSuspended {
 		t.Fatalf("kinds: %v", got)
 	}
-	// Inside the settle window the cursor holds back, so events repeat
-	// rather than risk being skipped; past it they do not.
-	if again, _, _ := e.feed(next); len(again) != 3 {
-		t.Fatalf("events within the settle window must be resent, got %d", len(again))
+	if want := feedEpochFallback + ".3"; next != want {
+		t.Fatalf("cursor %q, want %q", next, want)
 	}
-	e.clock.Add(feedSettle + time.Second)
-	_, next, _ = e.feed(next)
-	if again, _, _ := e.feed(next); len(again) != 0 {
-		t.Fatalf("settled events resent: %v", again)
+	if again, cur, _ := e.feed(next); len(again) != 0 || cur != next {
+		t.Fatalf("events resent past the cursor: %v (cursor %q)", again, cur)
 	}
-	// A second revocation of the same key is not news.
+	// A second revocation of the same key writes its event again (it may
+	// be the retry of a revocation whose event write failed).
 	e.ok(logical.DeleteOperation, "keys/"+a["key_id"].(string), nil)
-	if again, _, _ := e.feed(next); len(again) != 0 {
-		t.Fatalf("idempotent revoke produced an event: %v", again)
+	if again, _, _ := e.feed(next); len(again) != 1 || again[0]["kind"] != eventRevoked || again[0]["seq"] != uint64(4) {
+		t.Fatalf("re-revoke: %v", again)
 	}
 }
 
@@ -65,15 +67,40 @@ func TestRevocations_staleCursorResetsAndTidyPrunes(t *testing.T) {
 	e.role("r", map[string]any{"environment": "prod", "ttl": "47h", "max_ttl": "47h"})
 	_, cursor, _ := e.feed("")
 	a, _ := e.issue("r", nil)
+	b, _ := e.issue("r", nil)
 	e.ok(logical.DeleteOperation, "keys/"+a["key_id"].(string), nil)
-	e.clock.Add(feedRetention + time.Hour)
-	if _, _, reset := e.feed(cursor); !reset {
-		t.Fatal("a cursor older than the feed keeps must ask for a reset")
+	e.ok(logical.DeleteOperation, "keys/"+b["key_id"].(string), nil)
+	// A legacy time-keyed event, as earlier builds wrote them.
+	if err := e.storage.Put(t.Context(), &logical.StorageEntry{Key: revocationPrefix + "01795000000000000000-" + a["key_id"].(string), Value: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
 	}
+	if evs, _, reset := e.feed(cursor); reset || len(evs) != 2 {
+		t.Fatalf("legacy entry disturbed the feed: %v reset %v", evs, reset)
+	}
+	e.clock.Add(feedRetention + time.Hour)
 	e.ok(logical.UpdateOperation, "tidy", nil)
 	ids, _ := e.storage.List(t.Context(), revocationPrefix)
-	if len(ids) != 0 {
-		t.Fatalf("tidy kept %d old feed events", len(ids))
+	// The newest event stays, whatever its age: its number must survive a
+	// restart so numbers are never reused.
+	if len(ids) != 1 || ids[0] != "00000000000000000002" {
+		t.Fatalf("tidy kept %v; want only the newest event", ids)
+	}
+	evs, cur, reset := e.feed(cursor)
+	if !reset || len(evs) != 0 || cur != feedEpochFallback+".2" {
+		t.Fatalf("a cursor whose next events were tidied must reset to the head: %v %q %v", evs, cur, reset)
+	}
+	if evs, _, reset := e.feed(cur); reset || len(evs) != 0 {
+		t.Fatalf("after a reset the head cursor reads on: %v %v", evs, reset)
+	}
+	for _, stale := range []string{
+		"01795000000000000000-",      // legacy, time-keyed
+		"0b1e2c3d.1",                 // another mount's
+		feedEpochFallback + ".99999", // ahead of this feed (restored storage)
+	} {
+		if _, cur, reset := e.feed(stale); !reset || cur != feedEpochFallback+".2" {
+			t.Fatalf("cursor %q: reset %v cursor %q", stale, reset, cur)
+		}
 	}
 	e.badRequest(logical.ReadOperation, "revocations", map[string]any{"since": "../../config"}, "since", "cursor")
+	e.badRequest(logical.ReadOperation, "revocations", map[string]any{"since": feedEpochFallback + ".-1"}, "since", "cursor")
 }

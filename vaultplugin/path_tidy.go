@@ -33,8 +33,10 @@ func pathTidy(b *backend) []*framework.Path {
 		HelpSynopsis: "Remove old key records.",
 		HelpDescription: `Drops the records (and index entries) of keys revoked or expired longer
 than config "retention" ago (default 30 days), and any in-memory state they
-left. Runs in pages; also runs hourly on the active node. Replies with how
-many records were scanned and removed.`,
+left, and revocations feed events older than the feed keeps (24h; the
+newest event is always kept, so event numbers are never reused). Runs in
+pages; also runs hourly on the active node. Replies with how many records
+were scanned and removed.`,
 	}}
 }
 

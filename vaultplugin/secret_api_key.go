@@ -12,6 +12,10 @@ import (
 
 const secretAPIKeyType = "api_key"
 
+// leaseRevoker is revoked_by for a lease revocation whose requester Vault
+// does not name (Vault 1.13 names none).
+const leaseRevoker = "vault lease manager"
+
 // leaseEndSlack is how close to its end a key may be when its lease ends
 // for that to count as expiry.
 const leaseEndSlack = 2 * time.Second
@@ -45,9 +49,12 @@ func leaseKeyID(req *logical.Request) (string, error) {
 	return id, nil
 }
 
-// secretRenew extends a key's lease by its TTL (or the requested increment),
-// never past max_expires_at: the role's max_ttl from issue, or the end of a
-// rotation grace period.
+// secretRenew extends a key's lease by its TTL (or the requested increment)
+// as Vault will: framework.CalculateTTL against the mount's limits as they
+// are now (a tune may have lowered them since issue), from the lease's issue
+// time, and never past max_expires_at (the role's max_ttl from issue, or the
+// end of a rotation grace period). The record's expiry is what the lease
+// gets, so the key never outlives its lease.
 func (b *backend) secretRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	keyID, err := leaseKeyID(req)
 	if err != nil {
@@ -68,24 +75,45 @@ func (b *backend) secretRenew(ctx context.Context, req *logical.Request, _ *fram
 	if st := rec.status(now); st != statusActive {
 		return logical.ErrorResponse("key %s is %s and cannot be renewed", keyID, st), nil
 	}
-	remaining := rec.MaxExpiresAt.Sub(now)
-	if remaining < time.Second {
+	start := req.Secret.IssueTime
+	if start.IsZero() {
+		start = rec.CreatedAt
+	}
+	// The mount's current limits, not the memo's second-old answer.
+	sys := b.System()
+	if m, ok := sys.(*systemViewMemo); ok {
+		sys = m.SystemView
+	}
+	leaseMax := rec.MaxExpiresAt.Sub(start).Truncate(time.Second)
+	if leaseMax < time.Second || rec.MaxExpiresAt.Sub(now) < time.Second {
 		return logical.ErrorResponse("key %s has reached its max_ttl", keyID), nil
 	}
-	ttl := rec.TTL
-	if req.Secret.Increment > 0 {
-		ttl = req.Secret.Increment
+	// CalculateTTL reads the wall clock; the start is passed relative to
+	// it, so an engine clock of its own (tests) gives the same answer.
+	ttl, warnings, err := framework.CalculateTTL(sys, req.Secret.Increment, rec.TTL, 0, leaseMax, 0, time.Now().Add(start.Sub(now)))
+	if err != nil {
+		return logical.ErrorResponse("key %s cannot be renewed: %v", keyID, err), nil
 	}
-	if ttl > remaining {
+	if remaining := rec.MaxExpiresAt.Sub(now); ttl > remaining {
 		ttl = remaining.Truncate(time.Second)
 	}
+	if ttl < time.Second {
+		return logical.ErrorResponse("key %s has reached its max_ttl (the mount's max_lease_ttl may be lower than the role's)", keyID), nil
+	}
 	rec.ExpiresAt = now.Add(ttl)
+	// A lowered mount maximum also lowers the key's last possible end.
+	if sysMax := sys.MaxLeaseTTL(); sysMax > 0 && start.Add(sysMax).Before(rec.MaxExpiresAt) {
+		rec.MaxExpiresAt = start.Add(sysMax)
+	}
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}
 	resp := &logical.Response{Secret: req.Secret}
 	resp.Secret.TTL = ttl
-	resp.Secret.MaxTTL = rec.MaxExpiresAt.Sub(req.Secret.IssueTime).Truncate(time.Second)
+	resp.Secret.MaxTTL = rec.MaxExpiresAt.Sub(start).Truncate(time.Second)
+	for _, w := range warnings {
+		resp.AddWarning(w)
+	}
 	return resp, nil
 }
 
@@ -101,19 +129,25 @@ func (b *backend) secretRevoke(ctx context.Context, req *logical.Request, _ *fra
 		return nil, nil
 	}
 	reason := "lease revoked"
-	by := req.DisplayName
-	if by == "" {
-		// Vault's expiration manager runs both expiry and `vault lease
-		// revoke` without naming a requester; the audit log has who.
-		by = "vault lease manager"
+	// Vault 1.13's expiration manager sends the revocation of a lease
+	// (`vault lease revoke`, revoke -prefix, the revocation of the token
+	// that created it, or its expiry) with no requester at all: no display
+	// name, entity or token (vault/expiration.go revokeEntry routes a bare
+	// logical.RevokeRequest). So revoked_by names the lease manager, and
+	// the audit log's sys/leases/revoke entry names the token. Should a
+	// Vault pass a requester, it is recorded.
+	by := leaseRevoker
+	if req.DisplayName != "" || req.EntityID != "" {
+		by = requester(req)
 	}
 	_, err = b.revokeKey(ctx, req.Storage, keyID, by, reason, true)
 	return nil, err
 }
 
 // revokeKey marks a key revoked. It reports whether this call revoked it
-// (false: unknown, already revoked, or already expired). A lease ending after
-// the key's own expiry is recorded as expiry, not as a revocation.
+// (false: unknown, already revoked, or already expired). A key past its end
+// stays expired; a lease ending at (or after) the key's own end is recorded
+// as expiry, not as a revocation.
 func (b *backend) revokeKey(ctx context.Context, s logical.Storage, keyID, by, reason string, fromLease bool) (bool, error) {
 	revoked, _, err := b.revokeKeyNoting(ctx, s, keyID, by, reason, fromLease)
 	return revoked, err
@@ -136,24 +170,34 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 	successor = rec.RotatedTo
 	now := b.now()
 	if rec.status(now) == statusRevoked {
+		// Storage shows it revoked, but this may be the retry of a
+		// revocation whose record write answered an error after committing,
+		// or whose feed event failed: this node's cache (which dropped the
+		// record on that failure, or holds an older copy) and the feed must
+		// catch up now. The event is written again while the feed still
+		// keeps events of that age; a verifier whose cursor is older resets.
+		b.cache.put(keyID, rec)
+		if now.Sub(rec.RevokedAt) < feedRetention {
+			if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked}); err != nil {
+				return false, successor, err
+			}
+		}
 		return false, successor, nil
 	}
-	wasLive := rec.live(now)
-	// A key that already expired keeps its record as it is: an operator's
-	// or a bulk revocation after the fact would rewrite its history (who
-	// ended it, when, why) for a key that nobody could use any more.
-	if !wasLive && !fromLease {
+	// A key past its end is expired, whoever notices first: verify, an
+	// operator's or a bulk revocation after the fact, or its lease ending
+	// late (Vault was down or busy when it was due). Its record stays as it
+	// is; a revocation would rewrite its history (who ended it, when, why)
+	// for a key that nobody could use any more.
+	if !rec.live(now) {
 		return false, successor, nil
 	}
 	// Vault's lease can run out a second or two before the key's own end
 	// (its issue time is a little later than the key's, and TTLs are whole
 	// seconds). That is the key expiring, not a revocation.
-	if fromLease && wasLive && rec.end().Sub(now) <= leaseEndSlack {
+	if fromLease && rec.end().Sub(now) <= leaseEndSlack {
 		rec.ExpiresAt, rec.MaxExpiresAt = now, now
 		return false, successor, b.putKey(ctx, s, rec)
-	}
-	if fromLease && !wasLive {
-		reason = "lease expired"
 	}
 	rec.RevokedAt = now
 	rec.RevokedBy = by
@@ -161,12 +205,10 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 	if err := b.putKey(ctx, s, rec); err != nil {
 		return false, successor, err
 	}
-	if wasLive {
-		if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked, At: now}); err != nil {
-			return true, successor, err
-		}
+	if err := b.recordEvent(ctx, s, revocationEvent{KeyID: keyID, Kind: eventRevoked}); err != nil {
+		return true, successor, err
 	}
 	b.limiter.drop(keyID)
 	b.anomalies.forget(keyID)
-	return wasLive, successor, nil
+	return true, successor, nil
 }

@@ -66,15 +66,41 @@ func TestSecret_revokeIsIdempotentAndNeedsOnlyLeaseData(t *testing.T) {
 	}
 }
 
+// Issue 21 item 2: a key that reaches its end is expired, never revoked,
+// whoever notices first (here its lease ends late, as after Vault was down,
+// and an operator and a bulk revocation come after the fact).
 func TestSecret_leaseEndingAfterExpiryIsRecordedAsExpiry(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
 	d, s := e.issue("r", nil)
+	id := d["key_id"].(string)
 	e.clock.Add(2 * time.Minute)
 	e.leaseOp(logical.RevokeOperation, s)
-	rec := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data
-	if rec["revoke_reason"] != "lease expired" || rec["revoked_by"] != "vault lease manager" {
-		t.Fatalf("expiry recorded as %v by %v", rec["revoke_reason"], rec["revoked_by"])
+	e.ok(logical.DeleteOperation, "keys/"+id, nil)
+	e.ok(logical.UpdateOperation, "revoke/role/r", nil)
+	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
+	if rec["status"] != statusExpired || rec["revoked_at"] != "" || rec["revoke_reason"] != "" || rec["revoked_by"] != "" {
+		t.Fatalf("expiry recorded as %v (revoked_at %v, reason %v, by %v)", rec["status"], rec["revoked_at"], rec["revoke_reason"], rec["revoked_by"])
+	}
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
+}
+
+// Issue 21 item 3: a lease revocation records the requester when Vault
+// names one, and the lease manager when it does not (Vault 1.13 never does).
+func TestSecret_leaseRevocationRecordsWhoVaultNames(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod"})
+	for _, c := range []struct{ name, entity, want string }{
+		{"", "", leaseRevoker},
+		{"token-owner", "entity-9", "token-owner (entity entity-9)"},
+	} {
+		d, s := e.issue("r", nil)
+		if _, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.RevokeOperation, Path: "creds/r", Secret: s, Storage: e.storage, DisplayName: c.name, EntityID: c.entity}); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data["revoked_by"]; got != c.want {
+			t.Fatalf("revoked_by %v, want %q", got, c.want)
+		}
 	}
 }
 
@@ -95,4 +121,32 @@ func TestSecret_leaseEndingJustBeforeTheKeyIsExpiry(t *testing.T) {
 	e.clock.Add(5 * time.Second)
 	e.leaseOp(logical.RevokeOperation, s2)
 	e.wantCode(map[string]any{"api_key": d2["api_key"]}, codeRevoked)
+}
+
+// Issue 22 item 4: a renew after the mount's max_lease_ttl was lowered gets
+// what Vault will grant, and the record ends with the lease, not later.
+func TestSecret_renewAfterAMountTuneNeverOutlivesTheLease(t *testing.T) {
+	sys := &logical.StaticSystemView{DefaultLeaseTTLVal: 24 * time.Hour, MaxLeaseTTLVal: 48 * time.Hour}
+	e := newTestEnvWith(t, sys)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "2h"})
+	d, s := e.issue("r", nil)
+	created := e.clock.Now()
+	sys.MaxLeaseTTLVal = time.Minute // vault secrets tune -max-lease-ttl=60s
+	e.clock.Add(16 * time.Second)
+	resp := e.leaseOp(logical.RenewOperation, s)
+	if resp == nil || resp.IsError() {
+		t.Fatalf("renew: %v", resp)
+	}
+	if resp.Secret.TTL > 44*time.Second || resp.Secret.TTL < 43*time.Second {
+		t.Fatalf("renewed for %s; the mount allows 44s more", resp.Secret.TTL)
+	}
+	rec, _ := e.b.loadKey(t.Context(), e.storage, d["key_id"].(string))
+	if rec.ExpiresAt.After(created.Add(time.Minute)) || !rec.ExpiresAt.Equal(e.clock.Now().Add(resp.Secret.TTL)) {
+		t.Fatalf("record expires %s, the lease %s", rec.ExpiresAt, e.clock.Now().Add(resp.Secret.TTL))
+	}
+	if rec.MaxExpiresAt.After(created.Add(time.Minute)) {
+		t.Fatalf("record max_expires_at %s past the mount's maximum", rec.MaxExpiresAt)
+	}
+	e.clock.Add(45 * time.Second)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
 }

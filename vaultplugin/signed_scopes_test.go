@@ -72,7 +72,8 @@ func TestRoles_legacyBearerRoleWithSignedScope(t *testing.T) {
 }
 
 // A bearer key issued before its scope became signed keeps the scope in
-// its record, but verify refuses it unsigned and rotation cannot hand it on.
+// its record, but verify refuses it unsigned, and its successor takes only
+// what the role grants now (rotation follows the role's current policy).
 func TestVerify_signedScopeRefusedToBearerKey(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("legacy", map[string]any{"environment": "prod", "scopes": "read,withdraw"})
@@ -85,8 +86,11 @@ func TestVerify_signedScopeRefusedToBearerKey(t *testing.T) {
 		t.Fatalf("message should say why: %v", got["message"])
 	}
 	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeValid)
-	e.badRequest(logical.UpdateOperation, "keys/"+d["key_id"].(string)+"/rotate", nil, "scopes", "bearer key")
-	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeValid)
+	succ := e.ok(logical.UpdateOperation, "keys/"+d["key_id"].(string)+"/rotate", nil).Data
+	if asJSON(succ["scopes"]) != `["read"]` {
+		t.Fatalf("successor scopes %v, want only read", succ["scopes"])
+	}
+	e.wantCode(map[string]any{"api_key": succ["api_key"], "scopes": "withdraw"}, codeInsufficientScope)
 }
 
 // slowRoleStorage delays role writes, widening the window between a role
@@ -124,5 +128,25 @@ func TestRoles_roleWriteRacingSignedScopes(t *testing.T) {
 	r := e.ok(logical.ReadOperation, "roles/racer", nil)
 	if asJSON(cfg["signed_scopes"]) == `["withdraw"]` && r != nil && r.Data["key_type"] == keyTypeBearer && asJSON(r.Data["scopes"]) == `["withdraw"]` {
 		t.Fatal("the race left a bearer role holding a signed scope")
+	}
+}
+
+// A config write naming signed_scopes or the catalog tells every local
+// verifier to drop its cached approvals (a "flush" on the feed); other
+// config writes do not.
+func TestConfig_scopeChangesFlushLocalVerifiers(t *testing.T) {
+	e := newTestEnv(t)
+	_, cursor, _ := e.feed("")
+	e.ok(logical.UpdateOperation, "config", map[string]any{"default_ttl": "1h"})
+	if evs, _, _ := e.feed(cursor); len(evs) != 0 {
+		t.Fatalf("a write naming neither field: %v", evs)
+	}
+	for _, field := range []map[string]any{{"signed_scopes": "withdraw"}, {"scopes": "read,trade,withdraw"}} {
+		e.ok(logical.UpdateOperation, "config", field)
+		evs, next, _ := e.feed(cursor)
+		if len(evs) != 1 || evs[0]["kind"] != eventFlush || evs[0]["key_id"] != "" {
+			t.Fatalf("after a write of %v: feed %v", field, evs)
+		}
+		cursor = next
 	}
 }

@@ -161,12 +161,21 @@ func (b *backend) flushUsage(ctx context.Context, s logical.Storage, limit int) 
 	for _, id := range ids {
 		u, hasU := used[id]
 		pa := found[id]
-		if err := b.flushOne(ctx, s, id, u, pa); err != nil {
-			if hasU {
-				b.usage.putBack(id, u)
-			}
-			if pa != nil {
-				b.anomalies.putBack(id, pa)
+		if written, err := b.flushOne(ctx, s, id, u, pa); err != nil {
+			switch {
+			case written:
+				// The record has the counts and findings; only the
+				// suspension's feed event is missing. Queue the
+				// suspension alone, so its event is written next time
+				// and the counts are not added twice.
+				b.anomalies.putBack(id, &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt})
+			default:
+				if hasU {
+					b.usage.putBack(id, u)
+				}
+				if pa != nil {
+					b.anomalies.putBack(id, pa)
+				}
 			}
 			if firstErr == nil {
 				firstErr = err
@@ -176,13 +185,15 @@ func (b *backend) flushUsage(ctx context.Context, s logical.Storage, limit int) 
 	return firstErr
 }
 
-func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u usage, pa *pendingAnomalies) error {
+// flushOne writes one key's usage and findings. written reports that the
+// record was written (an error then is the suspension's feed event's).
+func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u usage, pa *pendingAnomalies) (written bool, err error) {
 	lock := locksutil.LockForKey(b.keyLocks, id)
 	lock.Lock()
 	defer lock.Unlock()
 	rec, err := b.loadKey(ctx, s, id)
 	if err != nil || rec == nil {
-		return err // a key tidied away has no usage to keep
+		return false, err // a key tidied away has no usage to keep
 	}
 	rec.UseCount += u.count
 	if u.last.After(rec.LastUsedAt) {
@@ -192,21 +203,32 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u 
 		}
 	}
 	rec.SourceIPs = appendSourceIPs(rec.SourceIPs, u.ips...)
+	suspend := false
 	if pa != nil {
 		rec.SourceIPs = appendSourceIPs(rec.SourceIPs, pa.newIPs...)
 		if len(pa.found) > 0 {
 			rec.Anomalies = mergeAnomalies(rec.Anomalies, pa.found)
 			if err := s.Put(ctx, &logical.StorageEntry{Key: anomalyIndexPrefix + id, Value: []byte{}}); err != nil {
-				return err
+				return false, err
 			}
 		}
-		if !pa.suspendedAt.IsZero() && rec.SuspendedAt.IsZero() {
+		// A suspension already in the record with this very time is one
+		// whose event failed after the record write: write the event again.
+		if !pa.suspendedAt.IsZero() && (rec.SuspendedAt.IsZero() || rec.SuspendedAt.Equal(pa.suspendedAt)) {
 			rec.SuspendedAt = pa.suspendedAt
 			rec.SuspendReason = "anomalous use"
-			if err := b.recordEvent(ctx, s, revocationEvent{KeyID: id, Kind: eventSuspended, At: pa.suspendedAt}); err != nil {
-				return err
-			}
+			suspend = true
 		}
 	}
-	return b.putKey(ctx, s, rec)
+	if err := b.putKey(ctx, s, rec); err != nil {
+		return false, err
+	}
+	// The event goes after the record it describes, numbered by when it is
+	// written (not by when the suspension happened, which may be well
+	// before cursors already handed out). Until it is written the
+	// suspension travels with every feed read from memory.
+	if suspend {
+		return true, b.recordEvent(ctx, s, revocationEvent{KeyID: id, Kind: eventSuspended})
+	}
+	return true, nil
 }
