@@ -69,65 +69,90 @@ func wantForbidden(t *testing.T, what string, err error) {
 	}
 }
 
-type foreignLease struct{ mount, leaseID, apiKey string }
-
-// TestAccPolicies_platformAdminAndPipelineAsShipped drives Terraform with
-// tokens holding only the shipped example policies: platform-admin mounts a
-// new engine, writes its config (a create on a fresh mount) and its roles;
-// prod-pipeline issues, renews (ephemeral) and revokes (replace, destroy,
-// ephemeral close) its keys through the provider. Its lease grants are
-// scoped: the pipeline's token cannot renew or revoke a lease of a staging
-// role on the same mount, or of a prod role on another mount.
-func TestAccPolicies_platformAdminAndPipelineAsShipped(t *testing.T) {
+// TestAccPolicies_platformAdminAsShipped drives Terraform with a token
+// holding only the shipped platform-admin policy: it mounts a new engine,
+// writes its config (a create on a fresh mount), its mount tune settings and
+// roles, changes them, and unmounts on destroy.
+func TestAccPolicies_platformAdminAsShipped(t *testing.T) {
 	skipUnlessAcc(t)
 	srv := vaulttest.Shared(t)
-	other := srv.Mount(t)
-	mount := "ck-pol-" + other[len(other)-6:]
+	mount := "ck-pol-" + strings.TrimPrefix(srv.Mount(t), "ck-")
 	t.Cleanup(func() { _ = srv.Client.Sys().Unmount(mount) })
-
 	admin := shippedPolicyToken(t, srv, "platform-admin", mount)
-	pipeline := shippedPolicyToken(t, srv, "prod-pipeline", mount)
-
-	base := tokenProviderBlock(srv, pipeline, mount) + fmt.Sprintf(`
-provider "cryptokeys" {
-  alias   = "admin"
-  address = %q
-  token   = %q
-}
-
+	config := func(maxLease, maxTTL string) string {
+		return tokenProviderBlock(srv, admin, mount) + fmt.Sprintf(`
 resource "cryptokeys_secrets_engine" "e" {
-  provider       = cryptokeys.admin
   path           = %q
   plugin_version = %q
+  max_lease_ttl  = %q
   config = {
     environments = ["prod", "staging"]
   }
 }
 
 resource "cryptokeys_role" "prod" {
-  provider    = cryptokeys.admin
   mount       = cryptokeys_secrets_engine.e.path
   name        = "prod-trader"
   environment = "prod"
-  ttl         = "4s"
-  max_ttl     = "1h"
+  max_ttl     = %q
+}
+`, mount, srv.PluginVersion, maxLease, maxTTL)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{Config: config("720h", "24h")},
+			{Config: config("48h", "36h")},
+		},
+	})
 }
 
-resource "cryptokeys_role" "staging" {
-  provider    = cryptokeys.admin
-  mount       = cryptokeys_secrets_engine.e.path
-  name        = "staging-trader"
-  environment = "staging"
-}
-`, srv.Addr, admin.Token(), mount, srv.PluginVersion)
-	keys := fmt.Sprintf(`
+type foreignLease struct{ mount, leaseID, apiKey string }
+
+// TestAccPolicies_pipelineLeasesScopedToItsMountAndRoles drives Terraform
+// with a token holding only the shipped prod-pipeline policy: it issues,
+// renews (ephemeral) and revokes (destroy, ephemeral close) its keys through
+// the provider. Its lease grants are scoped: the same token cannot renew or
+// revoke a lease of a staging role on its mount, or of a prod role on
+// another mount, by lease in the URL, in the body, or by prefix.
+func TestAccPolicies_pipelineLeasesScopedToItsMountAndRoles(t *testing.T) {
+	srv, mount := accServer(t)
+	other := srv.Mount(t)
+	pipeline := shippedPolicyToken(t, srv, "prod-pipeline", mount)
+	srv.MustCLI(t, "write", mount+"/roles/prod-trader", "environment=prod", "ttl=4s", "max_ttl=1h")
+	srv.MustCLI(t, "write", mount+"/roles/staging-trader", "environment=staging")
+	srv.MustCLI(t, "write", other+"/roles/prod-trader", "environment=prod")
+
+	var foreign []foreignLease
+	for _, p := range []string{mount + "/creds/staging-trader", other + "/creds/prod-trader"} {
+		s, err := srv.Client.Logical().Write(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		foreign = append(foreign, foreignLease{strings.SplitN(p, "/", 2)[0], s.LeaseID, str(s.Data, "api_key")})
+	}
+	for _, f := range foreign {
+		_, err := pipeline.Logical().Write("sys/leases/revoke/"+f.leaseID, nil)
+		wantForbidden(t, "revoking "+f.leaseID, err)
+		_, err = pipeline.Logical().Write("sys/leases/renew/"+f.leaseID, map[string]any{"increment": 60})
+		wantForbidden(t, "renewing "+f.leaseID, err)
+		wantForbidden(t, "revoking "+f.leaseID+" (lease in the body)", pipeline.Sys().Revoke(f.leaseID))
+		_, err = pipeline.Sys().Renew(f.leaseID, 60)
+		wantForbidden(t, "renewing "+f.leaseID+" (lease in the body)", err)
+	}
+	wantForbidden(t, "revoking by prefix", pipeline.Sys().RevokePrefix(mount+"/creds/staging-trader"))
+	if err := checkForeignValid(srv, foreign); err != nil {
+		t.Fatal(err)
+	}
+
+	config := tokenProviderBlock(srv, pipeline, mount) + fmt.Sprintf(`
 resource "cryptokeys_api_key" "k" {
-  role = cryptokeys_role.prod.name
+  role = "prod-trader"
   ttl  = "1h"
 }
 
 ephemeral "cryptokeys_api_key" "e" {
-  role = cryptokeys_role.prod.name
+  role = "prod-trader"
 }
 
 # Runs past the ephemeral key's 4 s lease: only a renewal through the
@@ -147,62 +172,27 @@ resource "terraform_data" "long_step" {
   }
 }
 `, mount, srv.Addr, srv.Token)
-
-	var foreign []foreignLease
-	var keyID string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testProviders,
 		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
-		Steps: []resource.TestStep{
-			{
-				Config: base,
-				Check: func(*terraform.State) error {
-					srv.MustCLI(t, "write", other+"/roles/prod-trader", "environment=prod")
-					for _, p := range []string{mount + "/creds/staging-trader", other + "/creds/prod-trader"} {
-						s, err := srv.Client.Logical().Write(p, nil)
-						if err != nil {
-							return err
-						}
-						foreign = append(foreign, foreignLease{strings.SplitN(p, "/", 2)[0], s.LeaseID, str(s.Data, "api_key")})
-					}
-					for _, f := range foreign {
-						_, err := pipeline.Logical().Write("sys/leases/revoke/"+f.leaseID, nil)
-						wantForbidden(t, "revoking "+f.leaseID, err)
-						_, err = pipeline.Logical().Write("sys/leases/renew/"+f.leaseID, map[string]any{"increment": 60})
-						wantForbidden(t, "renewing "+f.leaseID, err)
-						wantForbidden(t, "revoking "+f.leaseID+" (lease in the body)", pipeline.Sys().Revoke(f.leaseID))
-						_, err = pipeline.Sys().Renew(f.leaseID, 60)
-						wantForbidden(t, "renewing "+f.leaseID+" (lease in the body)", err)
-					}
-					wantForbidden(t, "revoking by prefix", pipeline.Sys().RevokePrefix(mount+"/creds/prod-trader"))
-					return checkForeignValid(srv, foreign)
-				},
-			},
-			{
-				Config: base + keys,
-				Check:  capture("cryptokeys_api_key.k", "key_id", &keyID),
-			},
-			{
-				// The pipeline's key leaves the configuration: the
-				// provider revokes it with the pipeline's token.
-				Config: base,
-				Check: func(*terraform.State) error {
-					if st := keyStatus(srv.Client, mount, keyID); st != "revoked" {
-						return fmt.Errorf("the key destroyed with the pipeline token is %s, want revoked", st)
-					}
-					s, err := roleKeyStatuses(srv.Client, mount, "prod-trader")
-					if err != nil {
-						return err
-					}
-					for id, st := range s {
-						if st != "revoked" {
-							return fmt.Errorf("key %s of the pipeline is %s, want revoked (ephemeral close, destroy)", id, st)
-						}
-					}
-					return checkForeignValid(srv, foreign)
-				},
-			},
+		CheckDestroy: func(*terraform.State) error {
+			// Destroy (resource) and close (ephemeral, at the end of every
+			// run) revoked each key through the pipeline's own grants.
+			s, err := roleKeyStatuses(srv.Client, mount, "prod-trader")
+			if err != nil {
+				return err
+			}
+			if len(s) < 2 {
+				return fmt.Errorf("want the resource's and the ephemeral keys, got %v", s)
+			}
+			for id, st := range s {
+				if st != "revoked" {
+					return fmt.Errorf("key %s of the pipeline is %s after destroy, want revoked", id, st)
+				}
+			}
+			return checkForeignValid(srv, foreign)
 		},
+		Steps: []resource.TestStep{{Config: config}},
 	})
 }
 
