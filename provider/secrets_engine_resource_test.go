@@ -240,3 +240,110 @@ resource "cryptokeys_secrets_engine" "e" {
 		},
 	})
 }
+
+func checkLeaseTTLs(c *api.Client, mount string, def, max int) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		t, err := tuneOf(c, mount)
+		if err != nil {
+			return err
+		}
+		if t.DefaultLeaseTTL != def || t.MaxLeaseTTL != max {
+			return fmt.Errorf("mount %s lease TTLs %ds / %ds, want %ds / %ds", mount, t.DefaultLeaseTTL, t.MaxLeaseTTL, def, max)
+		}
+		return nil
+	}
+}
+
+// TestAccSecretsEngine_leaseTTLsAndRoleAboveMountMax (issue 21 item 4): the
+// resource sets the mount's default_lease_ttl and max_lease_ttl, compared
+// semantically ("2880m" is "48h"); a role whose max_ttl exceeds the
+// mount's max_lease_ttl, which Vault silently caps it at, gets a warning
+// naming the real limit (768h, Vault's default, for the documented 2160h).
+func TestAccSecretsEngine_leaseTTLsAndRoleAboveMountMax(t *testing.T) {
+	srv, _ := accServer(t)
+	mount := fmt.Sprintf("ck-ttl-%d", time.Now().UnixNano()%1000000)
+	t.Cleanup(func() { _ = srv.Client.Sys().Unmount(mount) })
+	config := func(tune, roleMax string) string {
+		return providerBlock(srv, mount) + fmt.Sprintf(`
+resource "cryptokeys_secrets_engine" "e" {
+  path           = %q
+  plugin_version = %q
+  %s
+}
+
+resource "cryptokeys_role" "r" {
+  mount       = cryptokeys_secrets_engine.e.path
+  name        = "prod-trader"
+  environment = "prod"
+  ttl         = "24h"
+  max_ttl     = %q
+}
+`, mount, srv.PluginVersion, tune, roleMax)
+	}
+	rec := &diagRecorder{}
+	addr := "cryptokeys_secrets_engine.e"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: rec.providers(),
+		Steps: []resource.TestStep{
+			{
+				// The README's role on a mount with Vault's defaults.
+				Config: config("", "2160h"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("max_lease_ttl"), knownvalue.StringExact("768h")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("default_lease_ttl"), knownvalue.StringExact("768h")),
+				},
+				Check: func(*terraform.State) error { return rec.warned("max_ttl", "2160h", mount, "768h", "max_lease_ttl") },
+			},
+			{
+				PreConfig: rec.reset,
+				Config:    config(`default_lease_ttl = "1h"`+"\n"+`max_lease_ttl = "48h"`, "72h"),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("default_lease_ttl"), knownvalue.StringExact("1h")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("max_lease_ttl"), knownvalue.StringExact("48h")),
+				},
+				Check: resource.ComposeTestCheckFunc(
+					checkLeaseTTLs(srv.Client, mount, 3600, 48*3600),
+					func(*terraform.State) error { return rec.warned("max_ttl", "72h", "48h") },
+				),
+			},
+			{
+				// The same lengths written differently plan nothing.
+				PreConfig: rec.reset,
+				Config:    config(`default_lease_ttl = "60m"`+"\n"+`max_lease_ttl = "2880m"`, "72h"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectEmptyPlan(),
+				}},
+				// A plan-time warning, the mount being readable now.
+				Check: func(*terraform.State) error { return rec.warned("max_ttl", "72h", "48h") },
+			},
+			{
+				// Tuned by hand: the refresh reads the new limit, the plan
+				// shows the drift back, the apply restores it.
+				PreConfig: func() {
+					rec.reset()
+					srv.MustCLI(t, "secrets", "tune", "-max-lease-ttl=10h", mount)
+				},
+				Config: config(`default_lease_ttl = "1h"`+"\n"+`max_lease_ttl = "48h"`, "72h"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("max_lease_ttl"), knownvalue.StringExact("48h")),
+				}},
+				Check: checkLeaseTTLs(srv.Client, mount, 3600, 48*3600),
+			},
+			{
+				PreConfig: rec.reset,
+				Config:    config(`default_lease_ttl = "1h"`+"\n"+`max_lease_ttl = "96h"`, "72h"),
+				Check:     checkLeaseTTLs(srv.Client, mount, 3600, 96*3600),
+			},
+			{
+				// Within the limit: no warning.
+				PreConfig: rec.reset,
+				Config:    config(`default_lease_ttl = "1h"`+"\n"+`max_lease_ttl = "96h"`, "72h"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectEmptyPlan(),
+				}},
+				Check: func(*terraform.State) error { return rec.none() },
+			},
+		},
+	})
+}
