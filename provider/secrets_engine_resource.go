@@ -258,8 +258,10 @@ func (r *secretsEngineResource) read(ctx context.Context, m *secretsEngineModel,
 	if mo.Description != "" || !m.Description.IsNull() {
 		m.Description = types.StringValue(mo.Description)
 	}
-	r.readTune(ctx, m, diags)
-	if diags.HasError() {
+	var td diag.Diagnostics
+	r.readTune(ctx, m, &td)
+	diags.Append(td...)
+	if td.HasError() {
 		return true
 	}
 	s, err := r.c.vault.Logical().ReadWithContext(ctx, p+"/config")
