@@ -205,14 +205,16 @@ func (r *roleResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	if resp.Diagnostics.HasError() || m.Mount.IsUnknown() {
 		return
 	}
-	warnAboveMountMax(ctx, r.c, r.c.mountOr(m.Mount), m, &resp.Diagnostics)
+	warnAboveMountMax(ctx, r.c, r.c.mountOr(m.Mount), m, true, &resp.Diagnostics)
 }
 
 // warnAboveMountMax adds a warning for each of the role's ttl and max_ttl
 // that exceeds the mount's max_lease_ttl, naming the real limit. It reads
 // sys/mounts/<mount>/tune; a token that may not, or a mount not created
-// yet, gets no warning.
-func warnAboveMountMax(ctx context.Context, c *client, mount string, m roleModel, diags *diag.Diagnostics) {
+// yet, gets no warning. At plan time the limit is the mount's current one,
+// which a cryptokeys_secrets_engine change in the same apply may still
+// raise; the warning says so, and the apply checks again.
+func warnAboveMountMax(ctx context.Context, c *client, mount string, m roleModel, planning bool, diags *diag.Diagnostics) {
 	t, err := c.vault.Sys().MountConfigWithContext(ctx, mount)
 	if err != nil || t == nil || t.MaxLeaseTTL <= 0 {
 		return
@@ -229,9 +231,15 @@ func warnAboveMountMax(ctx context.Context, c *client, mount string, m roleModel
 		if dd.HasError() || d <= limit {
 			continue
 		}
+		caps := "caps"
+		note := ""
+		if planning {
+			caps = "currently caps"
+			note = " (If this plan raises the mount's max_lease_ttl in the same apply, the apply checks again and warns only if the role still exceeds it.)"
+		}
 		diags.AddAttributeWarning(path.Root(a.name), "Role "+a.name+" exceeds the mount's max_lease_ttl",
-			fmt.Sprintf("Role %s has %s = %s, but the mount %s caps every lease at %s (its max_lease_ttl): Vault issues and renews this role's keys for at most %s. Raise the mount's limit (max_lease_ttl of cryptokeys_secrets_engine, or `vault secrets tune -max-lease-ttl=%s %s`; at most the Vault server's own max_lease_ttl) or lower %s to %s.",
-				m.Name.ValueString(), a.name, a.v.ValueString(), mount, shortDuration(limit), shortDuration(limit), shortDuration(d), mount, a.name, shortDuration(limit)))
+			fmt.Sprintf("Role %s has %s = %s, but the mount %s %s every lease at %s (its max_lease_ttl): Vault issues and renews this role's keys for at most %s. Raise the mount's limit (max_lease_ttl of cryptokeys_secrets_engine, or `vault secrets tune -max-lease-ttl=%s %s`) or lower %s to %s.%s",
+				m.Name.ValueString(), a.name, a.v.ValueString(), mount, caps, shortDuration(limit), shortDuration(limit), shortDuration(d), mount, a.name, shortDuration(limit), note))
 	}
 }
 
@@ -298,7 +306,7 @@ func (r *roleResource) write(ctx context.Context, m *roleModel, diags *diag.Diag
 	r.read(ctx, m, diags)
 	// Again after the write: the plan may not have seen the mount (created
 	// in the same apply) or its final max_lease_ttl.
-	warnAboveMountMax(ctx, r.c, mount, *m, diags)
+	warnAboveMountMax(ctx, r.c, mount, *m, false, diags)
 }
 
 // read refreshes m from Vault; it reports false when the role is gone.
