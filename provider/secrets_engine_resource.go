@@ -70,7 +70,7 @@ func (r *secretsEngineResource) Metadata(_ context.Context, req resource.Metadat
 
 func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "Enables the cryptokeys plugin at a path and manages its configuration. The mount passes the X-Cryptokeys-Api-Key header through to the engine, for verify by GET. Destroying it disables the mount, which revokes every key issued there. Import by path.",
+		Description: "Enables the cryptokeys plugin at a path and manages its configuration and the mount's tune settings that matter to it: lease TTLs (default_lease_ttl, max_lease_ttl) and which fields the audit log shows in clear (audit_non_hmac_request_keys / _response_keys). A change made outside Terraform (`vault secrets tune`) shows as drift in the next plan; a refresh that finds api_key, secret_key, private_key or text un-HMAC'd warns loudly, and the plan sets it back. The mount passes the X-Cryptokeys-Api-Key header through to the engine, for verify by GET. Destroying it disables the mount, which revokes every key issued there. Import by path.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, Description: "The mount path.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"path": schema.StringAttribute{
@@ -103,7 +103,7 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 			},
 			"max_lease_ttl": schema.StringAttribute{
 				CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true,
-				Description:   "The mount's maximum lease TTL (mount tune `max_lease_ttl`): Vault caps every key's lease, renewals included, at this, whatever a role's max_ttl says. At most the server's own max_lease_ttl (768h unless its config raises it). Unset: the current value is kept.",
+				Description:   "The mount's maximum lease TTL (mount tune `max_lease_ttl`): Vault caps every key's lease, renewals included, at this, whatever a role's max_ttl says. It replaces the server's max_lease_ttl (768h unless the server's config says otherwise) for this mount, so it may be longer. Unset: the current value is kept. cryptokeys_role warns about a ttl or max_ttl above it.",
 				Validators:    []validator.String{durationAtLeast(time.Second)},
 				PlanModifiers: durationModifiers(stringplanmodifier.UseStateForUnknown()),
 			},
