@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -26,6 +27,14 @@ var secretAuditFields = map[string]string{
 // defaultAuditNonHMACKeys is what the provider mounts the engine with: the
 // key_id is the public handle auditors follow through a key's life.
 var defaultAuditNonHMACKeys = []string{"key_id"}
+
+func defaultAuditKeysValue() types.Set {
+	vals := make([]attr.Value, len(defaultAuditNonHMACKeys))
+	for i, k := range defaultAuditNonHMACKeys {
+		vals[i] = types.StringValue(k)
+	}
+	return types.SetValueMust(types.StringType, vals)
+}
 
 // secretAuditField reports whether Vault would leave a field named s in
 // clear in the audit log that holds key material. Vault compares field

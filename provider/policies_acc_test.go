@@ -24,7 +24,7 @@ var policyMountRE = regexp.MustCompile(`\bcryptokeys\b`)
 // a client holding a token with only that policy.
 func shippedPolicyToken(t *testing.T, srv *vaulttest.Server, name, mount string) *api.Client {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join(vaulttest.RepoRoot(), "examples", "policies", name+".hcl"))
+	text, err := os.ReadFile(filepath.Join(vaulttest.RepoRoot(), "examples", "policies", name+".hcl")) // #nosec G304 -- a policy file of this repository, named by the test
 	if err != nil {
 		t.Fatal(err)
 	}

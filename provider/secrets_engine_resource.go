@@ -12,7 +12,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -109,13 +108,13 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 			},
 			"audit_non_hmac_request_keys": schema.SetAttribute{
 				ElementType: types.StringType, Optional: true, Computed: true,
-				Default:     setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{types.StringValue("key_id")})),
+				Default:     setdefault.StaticValue(defaultAuditKeysValue()),
 				Description: "Request fields Vault's audit devices write in clear instead of as an HMAC (mount tune `audit_non_hmac_request_keys`). Default [\"key_id\"]. api_key, secret_key, private_key and text are refused: they carry key material. A change made outside Terraform shows as drift, and a refresh warns loudly when it lists one of those.",
 				Validators:  []validator.Set{noSecretAuditKeys{}},
 			},
 			"audit_non_hmac_response_keys": schema.SetAttribute{
 				ElementType: types.StringType, Optional: true, Computed: true,
-				Default:     setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{types.StringValue("key_id")})),
+				Default:     setdefault.StaticValue(defaultAuditKeysValue()),
 				Description: "Response fields written in clear in the audit log (mount tune `audit_non_hmac_response_keys`). Default [\"key_id\"]. api_key, secret_key, private_key and text are refused, as for audit_non_hmac_request_keys.",
 				Validators:  []validator.Set{noSecretAuditKeys{}},
 			},
