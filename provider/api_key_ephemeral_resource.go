@@ -73,7 +73,7 @@ func (r *apiKeyEphemeralResource) Schema(_ context.Context, _ ephemeral.SchemaRe
 				Description: "Revoke the key when Terraform is done with it. Default true; set false to hand the key to something that outlives the run (it then lives until its lease ends).",
 			},
 			"key_id":      schema.StringAttribute{Computed: true, Description: "Public identifier of the key."},
-			"lease_id":    schema.StringAttribute{Computed: true, Description: "Vault lease of the key."},
+			"lease_id":    schema.StringAttribute{Computed: true, Sensitive: true, Description: "Vault lease of the key (sensitive: whoever holds it and may write `sys/leases/revoke/<lease_id>` can end the key)."},
 			"api_key":     schema.StringAttribute{Computed: true, Sensitive: true, Description: "The API key."},
 			"secret_key":  schema.StringAttribute{Computed: true, Sensitive: true, Description: "hmac keys: the signing secret."},
 			"private_key": schema.StringAttribute{Computed: true, Sensitive: true, Description: "ed25519 keys: the private key (PEM)."},
@@ -182,7 +182,7 @@ func (r *apiKeyEphemeralResource) Renew(ctx context.Context, req ephemeral.Renew
 		return
 	}
 	v := r.c.vault.WithNamespace(priv.Namespace)
-	s, err := v.Sys().RenewWithContext(ctx, priv.LeaseID, priv.LeaseSeconds)
+	s, err := renewLease(ctx, v, priv.LeaseID, priv.LeaseSeconds)
 	if err != nil {
 		addVaultError(&resp.Diagnostics, r.c, "renewing lease of key "+priv.KeyID, err)
 		return
@@ -200,7 +200,7 @@ func (r *apiKeyEphemeralResource) Close(ctx context.Context, req ephemeral.Close
 		return
 	}
 	v := r.c.vault.WithNamespace(priv.Namespace)
-	if err := v.Sys().RevokeWithContext(ctx, priv.LeaseID); err != nil && !isNotFound(err) && !isInvalidLease(err) {
+	if err := revokeLease(ctx, v, priv.LeaseID); err != nil && !isNotFound(err) && !isInvalidLease(err) {
 		addVaultError(&resp.Diagnostics, r.c, "revoking lease of key "+priv.KeyID, err)
 	}
 }

@@ -94,6 +94,7 @@ data "cryptokeys_role" "prod" {
 					statecheck.ExpectKnownValue("cryptokeys_api_key.k", tfjsonpath.New("lease_id"), knownvalue.StringRegexp(regexp.MustCompile("^"+mount+"/creds/prod-trader/"))),
 					statecheck.ExpectKnownValue("cryptokeys_api_key.k", tfjsonpath.New("ready_for_rotation"), knownvalue.Bool(false)),
 					statecheck.ExpectSensitiveValue("cryptokeys_api_key.k", tfjsonpath.New("api_key")),
+					statecheck.ExpectSensitiveValue("cryptokeys_api_key.k", tfjsonpath.New("lease_id")),
 					statecheck.ExpectKnownValue("data.cryptokeys_key.k", tfjsonpath.New("status"), knownvalue.StringExact("active")),
 					statecheck.ExpectKnownValue("data.cryptokeys_key.k", tfjsonpath.New("name"), knownvalue.StringExact("bot-1")),
 					statecheck.ExpectKnownValue("data.cryptokeys_keys.prod", tfjsonpath.New("keys"), knownvalue.ListSizeExact(1)),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 )
 
@@ -32,4 +33,15 @@ func (sameDuration) PlanModifyString(_ context.Context, req planmodifier.StringR
 
 func durationModifiers(extra ...planmodifier.String) []planmodifier.String {
 	return append([]planmodifier.String{sameDuration{}}, extra...)
+}
+
+// sameSeconds reports whether two durations are the same length, however
+// written; unknown or null values are never the same.
+func sameSeconds(a, b timetypes.GoDuration) bool {
+	if a.IsNull() || a.IsUnknown() || b.IsNull() || b.IsUnknown() {
+		return false
+	}
+	x, d1 := a.ValueGoDuration()
+	y, d2 := b.ValueGoDuration()
+	return !d1.HasError() && !d2.HasError() && x == y
 }

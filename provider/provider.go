@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/function"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -65,16 +68,16 @@ func (p *cryptokeysProvider) Metadata(_ context.Context, _ provider.MetadataRequ
 
 func (p *cryptokeysProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "Manages the cryptokeys Vault secrets engine: its mount, roles and API keys. Connection settings fall back to the Vault CLI's environment (VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_SKIP_VERIFY) and the token helper file (~/.vault-token).",
+		Description: "Manages the cryptokeys Vault secrets engine: its mount, roles and API keys. Connection settings fall back to the Vault CLI's environment (VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_SKIP_VERIFY) and the file ~/.vault-token, which the provider reads directly (it does not run a token_helper configured for the vault CLI). A token sent over plain http:// to a non-loopback address draws a warning.",
 		Attributes: map[string]schema.Attribute{
 			"address": schema.StringAttribute{
 				Optional:    true,
-				Description: "Vault address, e.g. https://vault.example.com:8200. Default: VAULT_ADDR.",
+				Description: "Vault address, e.g. https://vault.example.com:8200. Default: VAULT_ADDR. An http:// address other than loopback (127.0.0.0/8, ::1, localhost) draws a warning: the token and the keys Vault returns would cross the network in clear.",
 			},
 			"token": schema.StringAttribute{
 				Optional:    true,
 				Sensitive:   true,
-				Description: "Vault token. Default: VAULT_TOKEN, then the token helper file ~/.vault-token.",
+				Description: "Vault token. Default: VAULT_TOKEN, then the file ~/.vault-token (read directly; a token_helper configured in ~/.vault or VAULT_CONFIG_PATH is not run).",
 			},
 			"namespace": schema.StringAttribute{
 				Optional:    true,
@@ -123,6 +126,9 @@ func (p *cryptokeysProvider) Configure(ctx context.Context, req provider.Configu
 	if summary != "" {
 		resp.Diagnostics.AddError(summary, detail)
 		return
+	}
+	if w := plainHTTPWarning(c.Address()); w != "" {
+		resp.Diagnostics.AddAttributeWarning(path.Root("address"), "Vault token sent over plain HTTP", w)
 	}
 	mount := DefaultMount
 	if v := m.Mount.ValueString(); v != "" {
@@ -203,8 +209,26 @@ func newVaultClient(m providerModel, getenv func(string) string) (*api.Client, s
 	return c, "", ""
 }
 
+// plainHTTPWarning explains why an http:// Vault address that is not
+// loopback is a risk, or returns "" for any other address.
+func plainHTTPWarning(address string) string {
+	u, err := url.Parse(address)
+	if err != nil || !strings.EqualFold(u.Scheme, "http") {
+		return ""
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return ""
+	}
+	return fmt.Sprintf("The provider sends its Vault token, and Vault returns API keys and their secrets, over plain HTTP to %s: anyone on the network path can read them. Use an https:// address (and ca_cert_file / VAULT_CACERT for a private CA). Plain HTTP is only safe to a loopback address, such as a local Vault agent or dev server.", u.Host)
+}
+
 // tokenHelperFile reads the token the Vault CLI's default token helper
-// keeps in ~/.vault-token.
+// keeps in ~/.vault-token. It reads the file itself and never runs an
+// external token_helper named in the vault CLI's config.
 func tokenHelperFile(getenv func(string) string) string {
 	home := getenv("HOME")
 	if home == "" {

@@ -155,6 +155,40 @@ func TestProvider_schemaValid(t *testing.T) {
 	}
 }
 
+// A lease ID lets whoever may write sys/leases/revoke/<id> end the key:
+// it is sensitive wherever the provider returns it (finding 12).
+func TestLeaseIDIsSensitive(t *testing.T) {
+	srv, err := providerserver.NewProtocol6WithError(New("test")())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := map[string]*tfprotov6.Schema{
+		"resource cryptokeys_api_key":  resp.ResourceSchemas["cryptokeys_api_key"],
+		"ephemeral cryptokeys_api_key": resp.EphemeralResourceSchemas["cryptokeys_api_key"],
+	}
+	for name, s := range resp.DataSourceSchemas {
+		schemas["data source "+name] = s
+	}
+	seen := 0
+	for name, s := range schemas {
+		for _, a := range s.Block.Attributes {
+			if a.Name == "lease_id" {
+				seen++
+				if !a.Sensitive {
+					t.Errorf("%s: lease_id is not sensitive", name)
+				}
+			}
+		}
+	}
+	if seen < 2 {
+		t.Errorf("lease_id found in %d schemas, want the resource's and the ephemeral's", seen)
+	}
+}
+
 func TestNewVaultClient_diagnostics(t *testing.T) {
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	t.Setenv("VAULT_ADDR", "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
@@ -27,6 +28,7 @@ var (
 	_ resource.ResourceWithConfigure      = (*roleResource)(nil)
 	_ resource.ResourceWithImportState    = (*roleResource)(nil)
 	_ resource.ResourceWithValidateConfig = (*roleResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*roleResource)(nil)
 )
 
 func newRoleResource() resource.Resource { return &roleResource{} }
@@ -191,6 +193,56 @@ func (r *roleResource) ValidateConfig(ctx context.Context, req resource.Validate
 	}
 }
 
+// ModifyPlan warns, at plan time, about a ttl or max_ttl the mount's own
+// max_lease_ttl silently caps (issue 21: a role max_ttl of 2160h on a mount
+// capped at 768h gives 768h keys).
+func (r *roleResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.c == nil {
+		return
+	}
+	var m roleModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || m.Mount.IsUnknown() {
+		return
+	}
+	warnAboveMountMax(ctx, r.c, r.c.mountOr(m.Mount), m, true, &resp.Diagnostics)
+}
+
+// warnAboveMountMax adds a warning for each of the role's ttl and max_ttl
+// that exceeds the mount's max_lease_ttl, naming the real limit. It reads
+// sys/mounts/<mount>/tune; a token that may not, or a mount not created
+// yet, gets no warning. At plan time the limit is the mount's current one,
+// which a cryptokeys_secrets_engine change in the same apply may still
+// raise; the warning says so, and the apply checks again.
+func warnAboveMountMax(ctx context.Context, c *client, mount string, m roleModel, planning bool, diags *diag.Diagnostics) {
+	t, err := c.vault.Sys().MountConfigWithContext(ctx, mount)
+	if err != nil || t == nil || t.MaxLeaseTTL <= 0 {
+		return
+	}
+	limit := time.Duration(t.MaxLeaseTTL) * time.Second
+	for _, a := range []struct {
+		name string
+		v    timetypes.GoDuration
+	}{{"max_ttl", m.MaxTTL}, {"ttl", m.TTL}} {
+		if a.v.IsNull() || a.v.IsUnknown() {
+			continue
+		}
+		d, dd := a.v.ValueGoDuration()
+		if dd.HasError() || d <= limit {
+			continue
+		}
+		caps := "caps"
+		note := ""
+		if planning {
+			caps = "currently caps"
+			note = " (If this plan raises the mount's max_lease_ttl in the same apply, the apply checks again and warns only if the role still exceeds it.)"
+		}
+		diags.AddAttributeWarning(path.Root(a.name), "Role "+a.name+" exceeds the mount's max_lease_ttl",
+			fmt.Sprintf("Role %s has %s = %s, but the mount %s %s every lease at %s (its max_lease_ttl): Vault issues and renews this role's keys for at most %s. Raise the mount's limit (max_lease_ttl of cryptokeys_secrets_engine, or `vault secrets tune -max-lease-ttl=%s %s`) or lower %s to %s.%s",
+				m.Name.ValueString(), a.name, a.v.ValueString(), mount, caps, shortDuration(limit), shortDuration(limit), shortDuration(d), mount, a.name, shortDuration(limit), note))
+	}
+}
+
 func (r *roleResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.c = configuredClient(req.ProviderData, &resp.Diagnostics)
 }
@@ -252,6 +304,9 @@ func (r *roleResource) write(ctx context.Context, m *roleModel, diags *diag.Diag
 	m.Mount = types.StringValue(mount)
 	m.ID = types.StringValue(p)
 	r.read(ctx, m, diags)
+	// Again after the write: the plan may not have seen the mount (created
+	// in the same apply) or its final max_lease_ttl.
+	warnAboveMountMax(ctx, r.c, mount, *m, false, diags)
 }
 
 // read refreshes m from Vault; it reports false when the role is gone.

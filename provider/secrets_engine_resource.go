@@ -2,7 +2,11 @@ package provider
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
@@ -14,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -41,6 +46,11 @@ type secretsEngineModel struct {
 	Description   types.String `tfsdk:"description"`
 	Accessor      types.String `tfsdk:"accessor"`
 	Config        types.Object `tfsdk:"config"`
+
+	DefaultLeaseTTL          timetypes.GoDuration `tfsdk:"default_lease_ttl"`
+	MaxLeaseTTL              timetypes.GoDuration `tfsdk:"max_lease_ttl"`
+	AuditNonHMACRequestKeys  types.Set            `tfsdk:"audit_non_hmac_request_keys"`
+	AuditNonHMACResponseKeys types.Set            `tfsdk:"audit_non_hmac_response_keys"`
 }
 
 type engineConfigModel struct {
@@ -59,7 +69,7 @@ func (r *secretsEngineResource) Metadata(_ context.Context, req resource.Metadat
 
 func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
-		Description: "Enables the cryptokeys plugin at a path and manages its configuration. The mount passes the X-Cryptokeys-Api-Key header through to the engine, for verify by GET. Destroying it disables the mount, which revokes every key issued there. Import by path.",
+		Description: "Enables the cryptokeys plugin at a path and manages its configuration and the mount's tune settings that matter to it: lease TTLs (default_lease_ttl, max_lease_ttl) and which fields the audit log shows in clear (audit_non_hmac_request_keys / _response_keys). A change made outside Terraform (`vault secrets tune`) shows as drift in the next plan; a refresh that finds api_key, secret_key, private_key or text un-HMAC'd warns loudly, and the plan sets it back. The mount passes the X-Cryptokeys-Api-Key header through to the engine, for verify by GET. Destroying it disables the mount, which revokes every key issued there. Import by path.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, Description: "The mount path.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"path": schema.StringAttribute{
@@ -84,6 +94,30 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 			},
 			"description": schema.StringAttribute{Optional: true, Description: "Mount description shown by `vault secrets list`."},
 			"accessor":    schema.StringAttribute{Computed: true, Description: "The mount's accessor.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"default_lease_ttl": schema.StringAttribute{
+				CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true,
+				Description:   "The mount's default lease TTL (Vault's mount tune `default_lease_ttl`), a Go duration. Unset: the current value is kept (on a new mount, Vault's system default, 768h unless the server says otherwise).",
+				Validators:    []validator.String{durationAtLeast(time.Second)},
+				PlanModifiers: durationModifiers(stringplanmodifier.UseStateForUnknown()),
+			},
+			"max_lease_ttl": schema.StringAttribute{
+				CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true,
+				Description:   "The mount's maximum lease TTL (mount tune `max_lease_ttl`): Vault caps every key's lease, renewals included, at this, whatever a role's max_ttl says. It replaces the server's max_lease_ttl (768h unless the server's config says otherwise) for this mount, so it may be longer. Unset: the current value is kept. cryptokeys_role warns about a ttl or max_ttl above it.",
+				Validators:    []validator.String{durationAtLeast(time.Second)},
+				PlanModifiers: durationModifiers(stringplanmodifier.UseStateForUnknown()),
+			},
+			"audit_non_hmac_request_keys": schema.SetAttribute{
+				ElementType: types.StringType, Optional: true, Computed: true,
+				Default:     setdefault.StaticValue(defaultAuditKeysValue()),
+				Description: "Request fields Vault's audit devices write in clear instead of as an HMAC (mount tune `audit_non_hmac_request_keys`). Default [\"key_id\"]. api_key, secret_key, private_key and text are refused: they carry key material. A change made outside Terraform shows as drift, and a refresh warns loudly when it lists one of those.",
+				Validators:  []validator.Set{noSecretAuditKeys{}},
+			},
+			"audit_non_hmac_response_keys": schema.SetAttribute{
+				ElementType: types.StringType, Optional: true, Computed: true,
+				Default:     setdefault.StaticValue(defaultAuditKeysValue()),
+				Description: "Response fields written in clear in the audit log (mount tune `audit_non_hmac_response_keys`). Default [\"key_id\"]. api_key, secret_key, private_key and text are refused, as for audit_non_hmac_request_keys.",
+				Validators:  []validator.Set{noSecretAuditKeys{}},
+			},
 			"config": schema.SingleNestedAttribute{
 				Optional:      true,
 				Computed:      true,
@@ -135,13 +169,22 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 		// verify read takes the key from a header, which Vault hands a
 		// plugin only when its mount lists it.
 		Config: api.MountConfigInput{
-			AuditNonHMACRequestKeys:   []string{"key_id"},
-			AuditNonHMACResponseKeys:  []string{"key_id"},
+			AuditNonHMACRequestKeys:   auditKeys(ctx, m.AuditNonHMACRequestKeys, &resp.Diagnostics),
+			AuditNonHMACResponseKeys:  auditKeys(ctx, m.AuditNonHMACResponseKeys, &resp.Diagnostics),
 			PassthroughRequestHeaders: []string{keyformat.VerifyHeader},
 		},
 	}
 	if v := m.PluginVersion.ValueString(); v != "" {
 		in.Config.PluginVersion = v
+	}
+	if s, ok := seconds(m.DefaultLeaseTTL, &resp.Diagnostics); ok {
+		in.Config.DefaultLeaseTTL = fmt.Sprintf("%ds", s)
+	}
+	if s, ok := seconds(m.MaxLeaseTTL, &resp.Diagnostics); ok {
+		in.Config.MaxLeaseTTL = fmt.Sprintf("%ds", s)
+	}
+	if resp.Diagnostics.HasError() {
+		return
 	}
 	if err := r.c.vault.Sys().MountWithContext(ctx, p, in); err != nil {
 		addVaultError(&resp.Diagnostics, r.c, "enabling the "+m.PluginName.ValueString()+" plugin at "+p+" (is it registered in the plugin catalog?)", err)
@@ -214,6 +257,12 @@ func (r *secretsEngineResource) read(ctx context.Context, m *secretsEngineModel,
 	if mo.Description != "" || !m.Description.IsNull() {
 		m.Description = types.StringValue(mo.Description)
 	}
+	var td diag.Diagnostics
+	r.readTune(ctx, m, &td)
+	diags.Append(td...)
+	if td.HasError() {
+		return true
+	}
 	s, err := r.c.vault.Logical().ReadWithContext(ctx, p+"/config")
 	if err != nil {
 		addVaultError(diags, r.c, "reading "+p+"/config", err)
@@ -240,6 +289,36 @@ func (r *secretsEngineResource) read(ctx context.Context, m *secretsEngineModel,
 	diags.Append(dd...)
 	m.Config = obj
 	return true
+}
+
+// readTune refreshes what the resource manages of the mount's tune
+// settings. The TTLs are the mount's effective ones (Vault's system values
+// where the mount sets none), so the real limit is what state shows.
+func (r *secretsEngineResource) readTune(ctx context.Context, m *secretsEngineModel, diags *diag.Diagnostics) {
+	p := m.Path.ValueString()
+	t, err := r.c.vault.Sys().MountConfigWithContext(ctx, p)
+	if err != nil {
+		addVaultError(diags, r.c, "reading sys/mounts/"+p+"/tune", err)
+		return
+	}
+	m.DefaultLeaseTTL = durationValue(float64(t.DefaultLeaseTTL), nonNullDuration(m.DefaultLeaseTTL))
+	m.MaxLeaseTTL = durationValue(float64(t.MaxLeaseTTL), nonNullDuration(m.MaxLeaseTTL))
+	m.AuditNonHMACRequestKeys = setValue(ctx, sortedCopy(t.AuditNonHMACRequestKeys), types.SetValueMust(types.StringType, nil), diags)
+	m.AuditNonHMACResponseKeys = setValue(ctx, sortedCopy(t.AuditNonHMACResponseKeys), types.SetValueMust(types.StringType, nil), diags)
+	warnSecretAuditKeys(p, "audit_non_hmac_request_keys", t.AuditNonHMACRequestKeys, diags)
+	warnSecretAuditKeys(p, "audit_non_hmac_response_keys", t.AuditNonHMACResponseKeys, diags)
+}
+
+func sortedCopy(ss []string) []string {
+	out := slices.Clone(ss)
+	sort.Strings(out)
+	return out
+}
+
+// auditKeys is a planned audit_non_hmac_* set for the mount input; an
+// unknown or null set sends none.
+func auditKeys(ctx context.Context, s types.Set, diags *diag.Diagnostics) []string {
+	return stringsOf(ctx, s, diags)
 }
 
 // nonNullDuration makes durationValue render zero as "0s" instead of null:
@@ -283,6 +362,31 @@ func (r *secretsEngineResource) Update(ctx context.Context, req resource.UpdateR
 	if !m.Description.Equal(prior.Description) {
 		d := m.Description.ValueString()
 		tune.Description, changed = &d, true
+	}
+	for _, ttl := range []struct {
+		planned, prior timetypes.GoDuration
+		field          **string
+	}{{m.DefaultLeaseTTL, prior.DefaultLeaseTTL, &tune.DefaultLeaseTTL}, {m.MaxLeaseTTL, prior.MaxLeaseTTL, &tune.MaxLeaseTTL}} {
+		if s, ok := seconds(ttl.planned, &resp.Diagnostics); ok && !sameSeconds(ttl.planned, ttl.prior) {
+			v := fmt.Sprintf("%ds", s)
+			*ttl.field, changed = &v, true
+		}
+	}
+	// Sent whenever planned, not only when the plan changed them: a value
+	// tuned outside Terraform shows in state, so the planned set is the one
+	// to restore.
+	for _, keys := range []struct {
+		planned, prior types.Set
+		field          **[]string
+	}{{m.AuditNonHMACRequestKeys, prior.AuditNonHMACRequestKeys, &tune.AuditNonHMACRequestKeys}, {m.AuditNonHMACResponseKeys, prior.AuditNonHMACResponseKeys, &tune.AuditNonHMACResponseKeys}} {
+		if keys.planned.IsNull() || keys.planned.IsUnknown() || keys.planned.Equal(keys.prior) {
+			continue
+		}
+		v := nonNil(stringsOf(ctx, keys.planned, &resp.Diagnostics))
+		*keys.field, changed = &v, true
+	}
+	if resp.Diagnostics.HasError() {
+		return
 	}
 	if changed {
 		if err := r.c.vault.Sys().TuneMountAllowNilWithContext(ctx, p, tune); err != nil {

@@ -7,7 +7,11 @@
 # The plugin must already be registered in Vault's catalog (a step for
 # Vault operators: vault plugin register -sha256=... -version=...).
 
-# Enable, read, tune (plugin version) and disable the mount at cryptokeys/.
+# Enable, read, tune and disable the mount at cryptokeys/. cryptokeys_secrets_engine
+# tunes plugin_version, description, default_lease_ttl / max_lease_ttl and
+# the audit_non_hmac_* lists, and reads them back (tune) to show drift;
+# cryptokeys_role reads the mount's max_lease_ttl to warn about a role
+# max_ttl above it.
 path "sys/mounts/cryptokeys" {
   capabilities = ["create", "read", "update", "delete"]
 }
@@ -26,8 +30,10 @@ path "sys/plugins/reload/backend" {
   capabilities = ["update"]
 }
 
+# The first apply of a new mount writes its config: Vault calls that a
+# create (no config stored yet), later applies an update.
 path "cryptokeys/config" {
-  capabilities = ["read", "update"]
+  capabilities = ["create", "read", "update"]
 }
 
 path "cryptokeys/roles/*" {

@@ -21,20 +21,39 @@ path "cryptokeys/info" {
 
 # Drift detection: metadata of a key (never its secret), to notice a key
 # revoked or expired outside Terraform. Read only: on destroy the provider
-# revokes the key through its lease (sys/leases/revoke, granted below),
-# not by key_id: it can end only leases whose (random) ids it holds.
+# revokes the key through its lease (granted below), not by key_id.
 path "cryptokeys/keys/*" {
   capabilities = ["read"]
 }
 
 # Renew the leases it holds (ephemeral keys while Terraform runs) and revoke
-# them (terraform destroy, replacement, ephemeral close). These endpoints act
-# on any lease whose ID the caller presents: lease IDs are random and are
-# returned only in the response that created the lease (and in audit logs).
-path "sys/leases/renew" {
+# them (terraform destroy, replacement, ephemeral close). A lease ID is
+# <mount>/<path that issued it>/<random>, and the provider sends it in the
+# URL (sys/leases/revoke/<lease_id>), so these grants reach only leases of
+# keys issued from this mount's staging-* roles: not another role's, not
+# another mount's, not any other secret in Vault. Never grant
+# sys/leases/revoke or sys/leases/revoke/* to a pipeline.
+path "sys/leases/renew/cryptokeys/creds/staging-*" {
   capabilities = ["update"]
 }
 
-path "sys/leases/revoke" {
+path "sys/leases/revoke/cryptokeys/creds/staging-*" {
   capabilities = ["update"]
 }
+
+# Keys made by rotation (keys/<key_id>/rotate) hold their leases under
+# cryptokeys/keys/<key_id>/rotate/..., not under the role's creds/ prefix.
+# This pipeline has no rotate grant and the provider rotates by issuing a
+# new key from creds/, so it never holds such a lease. A pipeline that is
+# also given "cryptokeys/keys/+/rotate" (update) needs these to renew and
+# revoke its successors; key_ids are random, so they cannot be narrowed to a
+# role: they reach any rotated successor in the mount whose lease ID the
+# token holds.
+#
+# path "sys/leases/renew/cryptokeys/keys/+/rotate/*" {
+#   capabilities = ["update"]
+# }
+#
+# path "sys/leases/revoke/cryptokeys/keys/+/rotate/*" {
+#   capabilities = ["update"]
+# }

@@ -21,6 +21,10 @@ resource "cryptokeys_secrets_engine" "this" {
   path           = var.mount
   plugin_version = var.plugin_version
 
+  # Vault caps every lease at the mount's max_lease_ttl (768h unless set):
+  # without this, the roles' 2160h max_ttl would be cut to 768h.
+  max_lease_ttl = "2160h"
+
   config = {
     key_prefix   = "ck"
     default_ttl  = "720h"
