@@ -396,6 +396,7 @@ func (m *model) doStep(faulty bool) {
 		{14, func() string { return m.opIssue() }},
 		{12, func() string { return m.opVerify() }},
 		{8, func() string { return m.opVerifierVerify() }},
+		{6, func() string { return m.opVerifierPoll() }},
 		{5, func() string { return m.opSuspend() }},
 		{3, func() string { return m.opResume() }},
 		{6, func() string { return m.opRevokeKey() }},
@@ -541,6 +542,15 @@ func (m *model) opVerifierVerify() string {
 		return fmt.Sprintf("verifier verify %s: %s (%s)", k.name, res.Code, err)
 	}
 	return fmt.Sprintf("verifier verify %s: %s cached=%v", k.name, res.Code, res.Cached)
+}
+
+// opVerifierPoll lets the verifier read the feed once, faults or not: a
+// late write may land below the cursor it is handed.
+func (m *model) opVerifierPoll() string {
+	if err := m.vs.syncPoll(); err != nil {
+		m.violate("harness", "verifier poll: %v", err)
+	}
+	return "verifier polls the feed"
 }
 
 // opSuspend makes a key of role s look stolen: used from its baseline,
