@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -300,4 +301,71 @@ func (s *faultStorage) heldCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.held)
+}
+
+// TestFaultStorage_kinds pins what each injected fault does to storage.
+func TestFaultStorage_kinds(t *testing.T) {
+	ctx := context.Background()
+	put := func(s *faultStorage, v string) error {
+		return s.Put(ctx, &logical.StorageEntry{Key: "keys/a", Value: []byte(v)})
+	}
+	stored := func(s *faultStorage) string {
+		e, err := s.inner.Get(ctx, "keys/a")
+		if err != nil || e == nil {
+			return ""
+		}
+		return string(e.Value)
+	}
+	only := func(r faultRates) *faultStorage {
+		s := newFaultStorage(&logical.InmemStorage{}, 1)
+		s.rates = r
+		s.setEnabled(true)
+		return s
+	}
+
+	s := only(faultRates{NoCommit: 1})
+	if err := put(s, "x"); !errors.Is(err, errInjected) || stored(s) != "" {
+		t.Fatalf("error-no-commit: err %v, stored %q", err, stored(s))
+	}
+	s = only(faultRates{CommitThenErr: 1})
+	if err := put(s, "x"); !errors.Is(err, errInjected) || stored(s) != "x" {
+		t.Fatalf("commit-then-error: err %v, stored %q", err, stored(s))
+	}
+
+	s = only(faultRates{CommitLate: 1})
+	if err := s.setStep(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(s, "late"); !errors.Is(err, errInjected) || stored(s) != "" || s.heldCount() != 1 {
+		t.Fatalf("commit-late: err %v, stored %q, held %d", err, stored(s), s.heldCount())
+	}
+	s.setEnabled(false)
+	if err := put(s, "next"); err != nil || stored(s) != "next" || s.heldCount() != 0 {
+		t.Fatalf("a later write must land after the held one: err %v, stored %q, held %d", err, stored(s), s.heldCount())
+	}
+	s.setEnabled(true)
+	_ = put(s, "late again")
+	if err := s.setStep(ctx, 5); err != nil || stored(s) != "late again" {
+		t.Fatalf("held write not landed by its step: %v %q", err, stored(s))
+	}
+
+	s = only(faultRates{Slow: 1})
+	var during string
+	s.interleave = func(string) { during = stored(s) }
+	if err := put(s, "slow"); err != nil || during != "slow" {
+		t.Fatalf("slow: err %v, interleaved read saw %q", err, during)
+	}
+
+	s = only(faultRates{Read: 1})
+	if _, err := s.Get(ctx, "keys/a"); !errors.Is(err, errInjected) {
+		t.Fatalf("read fault: %v", err)
+	}
+	restore := s.pause()
+	if _, err := s.Get(ctx, "keys/a"); err != nil {
+		t.Fatalf("paused: %v", err)
+	}
+	restore()
+	if _, err := s.List(ctx, "keys/"); !errors.Is(err, errInjected) {
+		t.Fatalf("list fault after restore: %v", err)
+	}
 }
