@@ -177,3 +177,13 @@ func TestStatusOf(t *testing.T) {
 		}
 	}
 }
+
+func TestShippedConfigParses(t *testing.T) {
+	c, err := LoadConfig("../examples/gateway/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Environment != "prod" || c.TokenFile == "" || len(c.Routes) != 3 || c.DefaultScopes != nil {
+		t.Errorf("examples/gateway/gateway.hcl read as %+v", c)
+	}
+}

@@ -26,14 +26,6 @@ import (
 
 func TestMain(m *testing.M) { vaulttest.Main(m) }
 
-// gatewayPolicy is the Vault policy the gateway needs (docs/guides show
-// the same); %s is the mount.
-const gatewayPolicy = `
-path "%[1]s/verify"      { capabilities = ["read", "update"] }
-path "%[1]s/usage"       { capabilities = ["update"] }
-path "%[1]s/revocations" { capabilities = ["read"] }
-`
-
 // engine is a mount of the real plugin on a real Vault, set up for the
 // gateway: the verify header passed through, a few roles.
 type engine struct {
@@ -51,11 +43,12 @@ func newEngine(t *testing.T, srv *vaulttest.Server) *engine {
 	return e
 }
 
-// policyToken creates a token with the gateway's policy.
+// token creates a token with the shipped gateway policy
+// (examples/gateway/gateway-policy.hcl) for this mount.
 func (e *engine) token(t *testing.T, args ...string) string {
 	t.Helper()
 	pol := "gw-" + e.mount
-	if err := e.srv.Client.Sys().PutPolicy(pol, fmt.Sprintf(gatewayPolicy, e.mount)); err != nil {
+	if err := e.srv.Client.Sys().PutPolicy(pol, example(t, "gateway-policy.hcl", `"cryptokeys/`, `"`+e.mount+`/`)); err != nil {
 		t.Fatal(err)
 	}
 	out := e.srv.MustCLI(t, append([]string{"token", "create", "-policy=" + pol, "-field=token"}, args...)...)
