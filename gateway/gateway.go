@@ -238,7 +238,8 @@ func (g *Gateway) Close(ctx context.Context) error {
 	return err
 }
 
-// Handler is the gateway's HTTP API: /authz, /healthz, /readyz, /metrics.
+// Handler is the gateway's HTTP API: /authz, /healthz, /readyz, /metrics,
+// and in reverse-proxy mode every other path.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/authz", g.serveAuthz)
@@ -253,6 +254,11 @@ func (g *Gateway) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("/metrics", g.m.handler())
+	if g.cfg.Upstream != nil {
+		// Reverse-proxy mode: everything but the paths above goes to the
+		// upstream when allowed.
+		mux.Handle("/", g.reverseProxy())
+	}
 	return mux
 }
 
