@@ -21,7 +21,6 @@ import (
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/vault/api"
 )
 
 func TestMain(m *testing.M) { vaulttest.Main(m) }
@@ -276,11 +275,11 @@ func proxyBin(t *testing.T, name string) string {
 // then SIGKILL) when the test ends, also on failure.
 func startProcess(t *testing.T, env []string, logPath string, name string, args ...string) {
 	t.Helper()
-	logf, err := os.Create(logPath)
+	logf, err := os.Create(logPath) // #nosec G304 -- a path the test made (temp dir or the repository)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(name, args...)
+	cmd := exec.Command(name, args...) // #nosec G204 -- the proxy binary and its args come from the test itself
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -299,7 +298,7 @@ func startProcess(t *testing.T, env []string, logPath string, name string, args 
 		}
 		_ = logf.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
+			b, _ := os.ReadFile(logPath) // #nosec G304 -- a path the test made (temp dir or the repository)
 			t.Logf("%s log:\n%s", name, b)
 		}
 	})
@@ -309,7 +308,7 @@ func startProcess(t *testing.T, env []string, logPath string, name string, args 
 // replacements (old, new, old, new, ...), each of which must occur.
 func example(t *testing.T, rel string, repl ...string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(vaulttest.RepoRoot(), "examples", "gateway", rel))
+	b, err := os.ReadFile(filepath.Join(vaulttest.RepoRoot(), "examples", "gateway", rel)) // #nosec G304 -- a path the test made (temp dir or the repository)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +357,7 @@ func startNginx(t *testing.T, gw *runningGateway, up *upstream) string {
 			t.Fatal(err)
 		}
 	}
-	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")).CombinedOutput(); err != nil { // #nosec G204 -- the proxy binary and its args come from the test itself
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 	startProcess(t, nil, filepath.Join(dir, "stderr.log"), bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
@@ -366,7 +365,7 @@ func startNginx(t *testing.T, gw *runningGateway, up *upstream) string {
 	waitPort(t, port)
 	t.Cleanup(func() {
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log")) // #nosec G304 -- a path the test made (temp dir or the repository)
 			t.Logf("nginx error.log:\n%s", b)
 		}
 	})
@@ -408,14 +407,4 @@ func waitPort(t *testing.T, port int) {
 		_ = c.Close()
 		return true
 	})
-}
-
-// rootClient is a client of the server with its root token.
-func rootClient(t *testing.T, srv *vaulttest.Server) *api.Client {
-	c, err := srv.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(srv.Token)
-	return c
 }

@@ -130,7 +130,7 @@ func TestIntegration_CLIGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr syncBuffer
-	cmd := exec.Command(bin, "gateway", "-config", cfgPath, "-listen", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd := exec.Command(bin, "gateway", "-config", cfgPath, "-listen", fmt.Sprintf("127.0.0.1:%d", port)) // #nosec G204 -- the repository's own binary and a config the test wrote
 	cmd.Env = append(os.Environ(), "VAULT_ADDR="+srv.Addr, "VAULT_TOKEN="+e.token(t))
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
