@@ -30,7 +30,8 @@ type Config struct {
 	Environment string
 	// Listen is the HTTP address of /authz, /metrics, /healthz, /readyz.
 	Listen string
-	// GRPCListen is the address of the Envoy ext_authz service ("" = off).
+	// GRPCListen is reserved for the Envoy ext_authz service, not built
+	// yet: setting it is an error.
 	GRPCListen string
 	// Upstream turns on reverse-proxy mode ("" = off).
 	Upstream *url.URL
@@ -153,10 +154,9 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 		c.Listen = fc.Listen
 	}
 	if fc.GRPCListen != "" {
-		if !hostPort(fc.GRPCListen) {
-			return nil, bad("grpc_listen", "%q must be host:port", fc.GRPCListen)
-		}
-		c.GRPCListen = fc.GRPCListen
+		// Refused rather than ignored: an operator who sets it expects
+		// Envoy to be answered.
+		return nil, bad("grpc_listen", "Envoy ext_authz (gRPC) is not built yet; remove grpc_listen, or use /authz over HTTP")
 	}
 	if fc.Upstream != "" {
 		u, err := url.Parse(fc.Upstream)

@@ -54,6 +54,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{`upstream = "ftp://x"`, `upstream: "ftp://x" must be an http`},
 		{`max_staleness = "5"`, `max_staleness: "5" must be a positive Go duration`},
 		{`default_scopes = ["Read"]`, `default_scopes: "Read" is not a scope name`},
+		{`grpc_listen = "127.0.0.1:8182"`, `grpc_listen: Envoy ext_authz (gRPC) is not built yet`},
 		{`bogus = 1`, `An argument named "bogus" is not expected here`},
 		{"route \"GET v1\" {\n scopes = []\n}", `g.hcl:1,1: route "GET v1": path "v1" must start with /`},
 		{"route \"get /v1\" {\n scopes = []\n}", `method "get" must be upper case`},
