@@ -93,31 +93,43 @@ func BenchmarkFind64KiB(b *testing.B) {
 // revoke/leaked gets at its 4 MiB limit: escapes (\n, \t, \", \u0022) and
 // URL-encoded access-log fields (%20, %3D, %22) everywhere, with a key glued
 // to one of them now and then, and look-alikes.
-func findBenchText(b *testing.B, size int) []byte {
+func findBenchText(b *testing.B, size int) (text []byte, keys int) {
 	src := rand.NewChaCha8([32]byte{'j'})
-	var text bytes.Buffer
+	var buf bytes.Buffer
 	glue := []string{`\n`, `\t`, `\"`, `\u0022`, "%20", "%3D", "%22", " "}
-	for i := 0; text.Len() < size; i++ {
+	for i := 0; buf.Len() < size; i++ {
 		switch i % 200 {
 		case 17:
 			k := mustGenerate(b, src, "ck", "prod").Raw()
-			fmt.Fprintf(&text, `{"level":"info","msg":"request\n\theaders: Authorization=%s%s\n","n":%d}`+"\n", glue[i/200%len(glue)], k, i)
+			keys++
+			fmt.Fprintf(&buf, `{"level":"info","msg":"request\n\theaders: Authorization=%s%s\n","n":%d}`+"\n", glue[i/200%len(glue)], k, i)
 		case 71:
 			k := mustGenerate(b, src, "ck", "dev").Raw()
-			fmt.Fprintf(&text, `127.0.0.1 - - "GET /v1/market?api_key%%3D%s HTTP/1.1" 200 %d`+"\n", k[:len(k)-6]+"000000", i)
+			fmt.Fprintf(&buf, `127.0.0.1 - - "GET /v1/market?api_key%%3D%s HTTP/1.1" 200 %d`+"\n", k[:len(k)-6]+"000000", i)
 		case 113:
-			fmt.Fprintf(&text, `127.0.0.1 - - "GET /v1/ticker?sym%%3DBTC_USD%%26q%%3D%%22x%%22%%20y HTTP/1.1" 200 %d`+"\n", i)
+			fmt.Fprintf(&buf, `127.0.0.1 - - "GET /v1/ticker?sym%%3DBTC_USD%%26q%%3D%%22x%%22%%20y HTTP/1.1" 200 %d`+"\n", i)
 		default:
-			fmt.Fprintf(&text, `{"level":"debug","msg":"handler_%d: served \"/v1/orders\"\n\tuser_id=%d","latency_ms":%d}`+"\n", i, i*31, i%97)
+			fmt.Fprintf(&buf, `{"level":"debug","msg":"handler_%d: served \"/v1/orders\"\n\tuser_id=%d","latency_ms":%d}`+"\n", i, i*31, i%97)
 		}
 	}
-	return text.Bytes()[:size]
+	// The last line is cut at size; it holds no key (keys are on line 17
+	// of every 200, far from the end).
+	return buf.Bytes()[:size], keys
 }
 
 // BenchmarkFindLog4MiB is revoke/leaked's worst ordinary input: a 4 MiB log
 // full of escapes (its size limit).
 func BenchmarkFindLog4MiB(b *testing.B) {
-	blob := findBenchText(b, 4<<20)
+	blob, keys := findBenchText(b, 4<<20)
+	found := 0
+	for _, m := range keyformat.Find(blob) {
+		if m.ChecksumOK {
+			found++
+		}
+	}
+	if found != keys {
+		b.Fatalf("Find found %d of the %d keys in the benchmark text", found, keys)
+	}
 	b.SetBytes(int64(len(blob)))
 	b.ReportAllocs()
 	for b.Loop() {
