@@ -213,7 +213,7 @@ func match(text []byte, w *view, s, u1, p, end int, ok bool) Match {
 
 // afterEscape reports whether text[:s] ends with an escape that a JSON
 // string, a C-like log or a URL puts before a word: \n \t \r \b \f, \uXXXX,
-// \xXX, %XX. (Escapes ending in a non-word byte, such as \" or &quot;, are
+// \xXX, %XX, %25XX. (Escapes ending in a non-word byte, such as \" or &quot;, are
 // word boundaries already.)
 func afterEscape(t []byte, s int) bool {
 	switch {
@@ -221,6 +221,8 @@ func afterEscape(t []byte, s int) bool {
 		return true
 	case s >= 3 && t[s-3] == '%' && isHex(t[s-2]) && isHex(t[s-1]):
 		return true
+	case s >= 5 && t[s-5] == '%' && t[s-4] == '2' && t[s-3] == '5' && isHex(t[s-2]) && isHex(t[s-1]):
+		return true // %25XX: URL-encoded twice
 	case s >= 4 && t[s-4] == '\\' && t[s-3] == 'x' && isHex(t[s-2]) && isHex(t[s-1]):
 		return true
 	case s >= 6 && t[s-6] == '\\' && t[s-5] == 'u' && isHex(t[s-4]) && isHex(t[s-3]) && isHex(t[s-2]) && isHex(t[s-1]):

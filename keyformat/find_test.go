@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/leakforms"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
 
@@ -192,4 +193,25 @@ func FuzzFind(f *testing.F) {
 			t.Fatalf("the key between %q and %q was not found at %d: %+v", before, after, len(before), ms)
 		}
 	})
+}
+
+// TestFindLeakForms runs the table every key finder shares
+// (internal/leakforms): each form of a key is found once, whole; a
+// look-alike in a glued form is counted once, in an encoded form not at all.
+func TestFindLeakForms(t *testing.T) {
+	src := rand.NewChaCha8([32]byte{'l', 'f'})
+	for _, f := range leakforms.All {
+		k := mustGenerate(t, src, "ck", "prod").Raw()
+		line := f.Write(k)
+		ms := keyformat.Find([]byte(line))
+		if len(ms) != 1 || !ms[0].ChecksumOK || ms[0].Key.Raw() != k {
+			t.Errorf("%s: Find(%q) = %+v, want the key once", f.Name, redact(line, k), ms)
+		}
+		bad := lookalike(t, mustGenerate(t, src, "ck", "prod").Raw())
+		want := map[bool]int{true: 1, false: 0}[f.Glue]
+		ms = keyformat.Find([]byte(f.Write(bad)))
+		if len(ms) != want || want == 1 && ms[0].ChecksumOK {
+			t.Errorf("%s: look-alike: Find = %+v, want %d look-alike(s)", f.Name, ms, want)
+		}
+	}
 }
