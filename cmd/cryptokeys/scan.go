@@ -76,9 +76,9 @@ func (s *scanner) summary() {
 // scanText reports the keys in text whose checksum holds; firstLine is the
 // line number of text's first line.
 func (s *scanner) scanText(where string, text []byte, firstLine int) {
-	// Every key has two underscores; most lines of most files have none,
-	// and this is far cheaper than the regexp.
-	if len(text) < 2+1+1+1+keyformat.BodyLen || bytes.IndexByte(text, '_') < 0 {
+	// No shortcut on '_' here: a key may be written with its underscores
+	// escaped (%5F, \u005f), and Find is as quick as such a test.
+	if len(text) < 2+1+1+1+keyformat.BodyLen {
 		return
 	}
 	line, pos := firstLine, 0
