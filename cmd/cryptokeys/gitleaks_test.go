@@ -29,7 +29,7 @@ func gitleaksBin(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(abs); err != nil {
+	if _, err := os.Stat(abs); err != nil { // #nosec G703 -- the test's own gitleaks path (bin/ or CK_GITLEAKS_BIN), only checked for existence
 		if os.Getenv("CK_INTEGRATION_SKIP") == "1" {
 			t.Skipf("CK_INTEGRATION_SKIP=1 and no gitleaks at %s", abs)
 		}
@@ -79,6 +79,7 @@ func runGitleaks(t *testing.T, mode, dir string) []gitleaksFinding {
 
 func git(t *testing.T, dir string, args ...string) {
 	t.Helper()
+	// #nosec G204 -- git with the test's own arguments, in the test's temp repository
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "GIT_CONFIG_NOSYSTEM=1")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,10 +51,8 @@ func TestScanLeakForms(t *testing.T) {
 	assertNoSecrets(t, stdout+stderr, keys...)
 
 	// The same file committed: --git reports each key once, at the commit.
-	for _, args := range [][]string{{"init", "-q"}, {"add", "app.log"}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "logs"}} {
-		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "app.log"}, {"commit", "-q", "-m", "logs"}} {
+		git(t, dir, args...)
 	}
 	stdout, stderr, code = runCLI(t, nil, "scan", "--git", dir)
 	got := lines(stdout)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -269,11 +268,8 @@ func TestScanSkippedReported(t *testing.T) {
 	repo := t.TempDir()
 	writeFile(t, filepath.Join(repo, "blob.bin"), "\x00\x01"+hidden.Raw())
 	writeFile(t, filepath.Join(repo, "notes.txt"), "nothing\n")
-	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "add"},
-		{"rm", "-q", "blob.bin"}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "rm"}} {
-		if out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"commit", "-q", "-m", "add"}, {"rm", "-q", "blob.bin"}, {"commit", "-q", "-m", "rm"}} {
+		git(t, repo, args...)
 	}
 	stdout, stderr, code = runCLI(t, nil, "scan", "--git", repo)
 	if code != exitClean || stdout != "" || strings.Count(stderr, ":blob.bin: skipped, binary") != 1 || !strings.Contains(stderr, "1 binary file(s) skipped") {

@@ -15,6 +15,7 @@ import (
 // tree's.
 func TestPreCommitHook(t *testing.T) {
 	bin := t.TempDir()
+	// #nosec G204 -- builds this package into the test's temp dir
 	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "cryptokeys"), ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -24,11 +25,12 @@ func TestPreCommitHook(t *testing.T) {
 	}
 	repo := t.TempDir()
 	git(t, repo, "init", "-q")
-	if err := os.WriteFile(filepath.Join(repo, ".git/hooks/pre-commit"), hook, 0o700); err != nil { // #nosec G306 -- a git hook must be executable; the repository is this test's temp dir
+	if err := os.WriteFile(filepath.Join(repo, ".git/hooks/pre-commit"), hook, 0o700); err != nil { // #nosec G306 G703 -- a git hook must be executable; the path is in this test's temp repository
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "HOME="+t.TempDir(), "GIT_CONFIG_NOSYSTEM=1")
 	commit := func(msg string) (string, error) {
+		// #nosec G204 -- git commit in the test's temp repository, with the test's message
 		cmd := exec.Command("git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false", "commit", "-q", "-m", msg)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
