@@ -106,9 +106,9 @@ type bulkRunner struct {
 	stopped  bool
 	// inline is how long a request works on its own job (bulkInline).
 	inline time.Duration
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func newBulkRunner() *bulkRunner {
