@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -32,9 +33,12 @@ const (
 	// bulkPage is how many keys a job handles between two writes of its
 	// cursor.
 	bulkPage = 500
+	// bulkWorkers is how many keys of a page are written at once (Vault's
+	// storage batches concurrent writes).
+	bulkWorkers = 8
 	// bulkInline is how long the request itself works on its job before
 	// answering; small revocations are done when it answers.
-	bulkInline = time.Second
+	bulkInline = 250 * time.Millisecond
 	// bulkRetry is how long a job waits after a storage error.
 	bulkRetry = 5 * time.Second
 	// bulkKeyAttempts is how often a key that fails is tried before the job
@@ -213,7 +217,7 @@ func (b *backend) startBulk(ctx context.Context, req *logical.Request, scope, ta
 	deadline := time.Now().Add(b.bulk.inline)
 	for time.Now().Before(deadline) {
 		var more bool
-		job, more, err = b.bulkPage(ctx, req.Storage, id, func(k string) { ids = append(ids, k) })
+		job, more, err = b.bulkPageUntil(ctx, req.Storage, id, deadline, func(k string) { ids = append(ids, k) })
 		if err != nil || !more {
 			break
 		}
@@ -265,6 +269,12 @@ func (b *backend) bulkListing(ctx context.Context, s logical.Storage, j *bulkJob
 // false once the job is done (or gone). revoked is called with each key this
 // page revoked.
 func (b *backend) bulkPage(ctx context.Context, s logical.Storage, id string, revoked func(string)) (*bulkJob, bool, error) {
+	return b.bulkPageUntil(ctx, s, id, time.Time{}, revoked)
+}
+
+// bulkPageUntil is bulkPage that stops early (cursor written) at deadline,
+// unless deadline is zero.
+func (b *backend) bulkPageUntil(ctx context.Context, s logical.Storage, id string, deadline time.Time, revoked func(string)) (*bulkJob, bool, error) {
 	l := b.bulk.jobLock(id)
 	l.Lock()
 	defer l.Unlock()
@@ -285,28 +295,58 @@ func (b *backend) bulkPage(ctx context.Context, s logical.Storage, id string, re
 		start = 0
 	}
 	end := min(start+bulkPage, len(ids))
+	// The page's keys are independent (each under its own lock): handle
+	// them concurrently, then account for them in order, so the cursor
+	// only passes keys that are done.
+	page := ids[start:end]
+	outs := make([]bulkOutcome, len(page))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(bulkWorkers, len(page)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(page) {
+					return
+				}
+				if (!deadline.IsZero() && time.Now().After(deadline)) || ctx.Err() != nil {
+					outs[i].notRun = true
+					continue
+				}
+				outs[i] = b.bulkOne(ctx, s, page[i])
+			}
+		}()
+	}
+	wg.Wait()
 	var pageErr error
 	handled := start
-	for _, k := range ids[start:end] {
-		if err := b.bulkOne(ctx, s, j, k, revoked); err != nil {
+	for i, k := range page {
+		o := outs[i]
+		if o.notRun {
+			break
+		}
+		if o.err != nil {
 			if ctx.Err() != nil {
-				pageErr = err
+				pageErr = o.err
 				break
 			}
 			j.Errors++
-			j.LastError = fmt.Sprintf("key %s: %v", k, err)
+			j.LastError = fmt.Sprintf("key %s: %v", k, o.err)
 			b.bulk.mu.Lock()
 			b.bulk.attempts[id+"/"+k]++
 			n := b.bulk.attempts[id+"/"+k]
 			b.bulk.mu.Unlock()
 			if n < bulkKeyAttempts {
-				pageErr = err
+				pageErr = o.err
 				break
 			}
 			if len(j.Failed) < maxFailedListed {
 				j.Failed = append(j.Failed, k)
 			}
 		}
+		j.account(o, revoked)
 		j.Cursor = k
 		j.Done++
 		handled++
@@ -343,9 +383,11 @@ func (b *backend) bulkFinish(ctx context.Context, s logical.Storage, j *bulkJob,
 			if _, found := slices.BinarySearch(ids, k); found {
 				continue
 			}
-			if err := b.bulkOne(ctx, s, j, k, revoked); err != nil {
-				return err
+			o := b.bulkOne(ctx, s, k)
+			if o.err != nil {
+				return o.err
 			}
+			j.account(o, revoked)
 			j.Done++
 			j.Listed++
 		}
@@ -355,25 +397,43 @@ func (b *backend) bulkFinish(ctx context.Context, s logical.Storage, j *bulkJob,
 	return nil
 }
 
+// bulkOutcome is what bulkOne did for one listed key.
+type bulkOutcome struct {
+	revoked []string // the key, and successors it led to
+	skipped bool     // the key itself was not covered
+	err     error
+	notRun  bool // past the deadline: left for later
+}
+
+func (j *bulkJob) account(o bulkOutcome, revoked func(string)) {
+	j.Revoked += len(o.revoked)
+	if o.skipped {
+		j.Skipped++
+	}
+	if revoked != nil {
+		for _, k := range o.revoked {
+			revoked(k)
+		}
+	}
+}
+
 // bulkOne writes one key's revocation if a watermark covers it, and follows
 // its successor (a rotation racing the revocation).
-func (b *backend) bulkOne(ctx context.Context, s logical.Storage, j *bulkJob, keyID string, revoked func(string)) error {
+func (b *backend) bulkOne(ctx context.Context, s logical.Storage, keyID string) (o bulkOutcome) {
 	for hops := 0; keyID != "" && hops < 16; hops++ {
 		ok, successor, err := b.revokeUnderMark(ctx, s, keyID)
 		if err != nil {
-			return err
+			o.err = err
+			return o
 		}
 		if ok {
-			j.Revoked++
-			if revoked != nil {
-				revoked(keyID)
-			}
+			o.revoked = append(o.revoked, keyID)
 		} else if hops == 0 {
-			j.Skipped++
+			o.skipped = true
 		}
 		keyID = successor
 	}
-	return nil
+	return o
 }
 
 // revokeUnderMark makes a key's record say what the watermarks covering it
