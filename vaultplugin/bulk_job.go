@@ -181,7 +181,7 @@ func (b *backend) writeJob(ctx context.Context, s logical.Storage, j *bulkJob) e
 // keys; then the request works on the job for up to bulkInline and leaves
 // the rest to the background.
 func (b *backend) startBulk(ctx context.Context, req *logical.Request, scope, target, reason string) (*logical.Response, error) {
-	now := b.now()
+	now := b.marks.watermarkTime(b.now())
 	id, err := newJobID(now)
 	if err != nil {
 		return nil, err

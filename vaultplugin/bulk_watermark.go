@@ -68,6 +68,20 @@ type markSet struct {
 	cur atomic.Pointer[markSnapshot] // nil: not loaded
 	mu  sync.Mutex                   // loads and writes
 	gen uint64                       // bumped by invalidate, under mu
+	// bumped is the latest created_at stampIssue moved past the clock
+	// (unix nanoseconds): a later watermark is taken at or after it, so a
+	// key born just after one watermark is not born after the next one
+	// too when the clock has not moved.
+	bumped atomic.Int64
+}
+
+// watermarkTime is the time a new watermark takes: now, or later if a key
+// was stamped later than now.
+func (ms *markSet) watermarkTime(now time.Time) time.Time {
+	if b := time.Unix(0, ms.bumped.Load()); b.After(now) {
+		return b
+	}
+	return now
 }
 
 // view returns the watermarks, loading them on first use.
@@ -210,11 +224,13 @@ func (m *markSnapshot) covering(r *keyRecord) *watermark {
 	return best
 }
 
-// revokedBy returns r as the watermark w makes it: a copy, revoked at w's
+// apply returns r as the watermark w makes it: a copy, revoked at w's
 // time by w's author for w's reason.
 func (w *watermark) apply(r *keyRecord) *keyRecord {
 	c := *r
 	c.RevokedAt, c.RevokedBy, c.RevokeReason, c.RevokeJob = w.Before, w.By, w.Reason, w.JobID
+	// In effect as written: no clock (a lagging standby's) brings it back.
+	c.Ended = true
 	if c.MaxExpiresAt.After(w.Before) {
 		c.MaxExpiresAt = w.Before
 	}
@@ -249,6 +265,12 @@ func (b *backend) stampIssue(ctx context.Context, s logical.Storage, r *keyRecor
 	for _, list := range [2][]watermark{m.role[r.Role], m.env[r.Environment]} {
 		if n := len(list); n > 0 && !list[n-1].Before.Before(r.CreatedAt) {
 			r.CreatedAt = list[n-1].Before.Add(time.Nanosecond)
+		}
+	}
+	for {
+		cur := b.marks.bumped.Load()
+		if r.CreatedAt.UnixNano() <= cur || b.marks.bumped.CompareAndSwap(cur, r.CreatedAt.UnixNano()) {
+			break
 		}
 	}
 	if predecessor != nil {

@@ -16,10 +16,10 @@ func TestStoreCache_fullCacheKeepsFilling(t *testing.T) {
 	// Two readers miss at once; the first fill evicts an entry.
 	genA, genB := c.generation(), c.generation()
 	c.fill("a", 10, genA)
-	c.fill("b", 11, genB)
 	if _, ok := c.get("a"); !ok {
 		t.Fatal("first fill refused")
 	}
+	c.fill("b", 11, genB)
 	if _, ok := c.get("b"); !ok {
 		t.Fatal("a fill was refused because another key was evicted during its read")
 	}

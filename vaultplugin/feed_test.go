@@ -3,7 +3,6 @@ package vaultplugin
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -27,8 +26,6 @@ type faultyPuts struct {
 	// puts records every Put that reached storage, in order.
 	puts []logical.StorageEntry
 }
-
-var errInjected = errors.New("injected storage fault")
 
 func (f *faultyPuts) failNext(prefix string, n int, commit bool) {
 	f.mu.Lock()

@@ -2,6 +2,7 @@
 // history, and can revoke them on the Vault that issued them.
 //
 //	cryptokeys scan [--git] [--revoke] [--mount cryptokeys] [--reason TEXT] PATH...
+//	cryptokeys gateway -config FILE [-listen ADDR]
 //	cryptokeys -version
 package main
 
@@ -44,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 
 const usage = `Usage:
   cryptokeys scan [flags] PATH...   find cryptokeys API keys in files, directories or git history
+  cryptokeys gateway -config FILE   verify keys for nginx, Caddy, Traefik (forward auth at /authz)
   cryptokeys -version               print the version
 
 Scan prints one line per key whose checksum holds, as
@@ -68,6 +70,8 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return exitClean
 	case "scan":
 		return runScan(ctx, args[1:], stdout, stderr, getenv)
+	case "gateway":
+		return runGateway(ctx, args[1:], stderr)
 	default:
 		fmt.Fprintf(stderr, "cryptokeys: unknown command %q\n\n%s", args[0], usage)
 		return exitError

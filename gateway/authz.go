@@ -1,0 +1,255 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+)
+
+// Response headers (design, "Gateway").
+const (
+	HeaderCode        = "X-Cryptokeys-Code"
+	HeaderKeyID       = "X-Cryptokeys-Key-Id"
+	HeaderRole        = "X-Cryptokeys-Role"
+	HeaderEnvironment = "X-Cryptokeys-Environment"
+	HeaderScopes      = "X-Cryptokeys-Scopes"
+)
+
+// Codes the gateway adds to the verifier's.
+const (
+	CodeNoKey   = "NO_KEY"   // no Authorization: Bearer or X-API-Key
+	CodeNoRoute = "NO_ROUTE" // no route matches and no default_scopes
+)
+
+// statusOf maps a verify code to the HTTP status of the design's table.
+// An unknown code is refused (403): the gateway fails closed.
+func statusOf(code string) int {
+	switch code {
+	case "VALID":
+		return http.StatusOK
+	case CodeNoKey, "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED":
+		return http.StatusUnauthorized
+	case "RATE_LIMITED":
+		return http.StatusTooManyRequests
+	case verifier.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default: // ENVIRONMENT_MISMATCH, INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, SUSPENDED, BAD_SIGNATURE, STALE_TIMESTAMP, NO_ROUTE
+		return http.StatusForbidden
+	}
+}
+
+// messages are the gateway's own words for each code: the verifier's and
+// the engine's messages are not passed on, so no body can echo a key.
+var messages = map[string]string{
+	"VALID":                  "key accepted",
+	CodeNoKey:                "no API key: send Authorization: Bearer <key> or X-API-Key: <key>",
+	CodeNoRoute:              "no route allows this method and path",
+	"MALFORMED":              "the API key is not well-formed",
+	"NOT_FOUND":              "unknown API key",
+	"REVOKED":                "the API key has been revoked",
+	"EXPIRED":                "the API key has expired",
+	"ENVIRONMENT_MISMATCH":   "the API key belongs to another environment",
+	"INSUFFICIENT_SCOPE":     "the API key lacks a scope this route needs",
+	"IP_NOT_ALLOWED":         "requests from this address are not allowed for this key",
+	"SUSPENDED":              "the API key is suspended",
+	"BAD_SIGNATURE":          "the request signature does not verify",
+	"STALE_TIMESTAMP":        "the request timestamp is outside the allowed window",
+	"RATE_LIMITED":           "rate limit exceeded",
+	verifier.CodeUnavailable: "verification is unavailable; try again later",
+}
+
+// decision is the outcome for one request.
+type decision struct {
+	code       string
+	res        verifier.Result
+	retryAfter time.Duration
+}
+
+// original is what a proxy tells about the request it asks about.
+type original struct {
+	method, uri string
+}
+
+// originalOf reads the original method and URI from the headers Traefik
+// and Caddy (X-Forwarded-Method, X-Forwarded-Uri) or nginx
+// (X-Original-Method, X-Original-URI) send; without them, the /authz
+// request's own method and URI.
+func originalOf(r *http.Request) original {
+	o := original{method: r.Header.Get("X-Forwarded-Method"), uri: r.Header.Get("X-Forwarded-Uri")}
+	if o.method == "" {
+		o.method = r.Header.Get("X-Original-Method")
+	}
+	if o.uri == "" {
+		o.uri = r.Header.Get("X-Original-Uri")
+	}
+	if o.method == "" {
+		o.method = r.Method
+	}
+	if o.uri == "" {
+		o.uri = r.URL.RequestURI()
+	}
+	o.method = strings.ToUpper(o.method)
+	return o
+}
+
+// keyOf reads the key from Authorization: Bearer or X-API-Key.
+func keyOf(h http.Header) string {
+	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return strings.TrimSpace(h.Get("X-Api-Key"))
+}
+
+// clientIP is the client's address: the connection's peer, or, when that
+// peer is a trusted proxy, the last untrusted hop of X-Forwarded-For (read
+// from the right, as each proxy appends), else X-Real-IP.
+func (g *Gateway) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	if !g.trusted(peer) {
+		return peer.String()
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		var hops []string
+		for _, v := range xff {
+			for _, h := range strings.Split(v, ",") {
+				if h = strings.TrimSpace(h); h != "" {
+					hops = append(hops, h)
+				}
+			}
+		}
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(hops[i])
+			if err != nil {
+				break // garbage: do not believe anything left of it
+			}
+			a = a.Unmap()
+			if !g.trusted(a) || i == 0 {
+				return a.String()
+			}
+		}
+	}
+	if xr := strings.TrimSpace(r.Header.Get("X-Real-Ip")); xr != "" {
+		if a, err := netip.ParseAddr(xr); err == nil {
+			return a.Unmap().String()
+		}
+	}
+	return peer.String()
+}
+
+func (g *Gateway) trusted(a netip.Addr) bool {
+	for _, p := range g.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// decide makes the decision for one request.
+func (g *Gateway) decide(ctx context.Context, key, method, uri, sourceIP string, signed *verifier.Request) decision {
+	if key == "" {
+		return decision{code: CodeNoKey}
+	}
+	if why := g.failingClosed(); why != "" {
+		return decision{code: verifier.CodeUnavailable}
+	}
+	p, ok := requestPath(uri)
+	if !ok {
+		return decision{code: CodeNoRoute}
+	}
+	scopes, _, ok := g.pol.match(method, p)
+	if !ok {
+		return decision{code: CodeNoRoute}
+	}
+	v := g.ver.Load()
+	req := verifier.Request{APIKey: key, Scopes: scopes, SourceIP: sourceIP}
+	if signed != nil {
+		req.Signature, req.Timestamp, req.Method, req.Path, req.Body = signed.Signature, signed.Timestamp, signed.Method, signed.Path, signed.Body
+	}
+	start := time.Now()
+	res, err := v.Verify(ctx, req)
+	g.m.observe(res, time.Since(start))
+	if res.Code == "" {
+		res.Code = verifier.CodeUnavailable
+	}
+	if res.Code == verifier.CodeUnavailable {
+		g.lastUnavailable.Store(time.Now().UnixNano())
+		if err != nil {
+			g.log.Warn("verify unavailable; failing closed", "error", shortErr(err))
+		}
+	}
+	if res.Valid && res.Code != "VALID" {
+		res.Valid = false
+	}
+	return decision{code: res.Code, res: res, retryAfter: res.RetryAfter}
+}
+
+func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request) {
+	o := originalOf(r)
+	d := g.decide(r.Context(), keyOf(r.Header), o.method, o.uri, g.clientIP(r), nil)
+	g.m.decisions.WithLabelValues(d.code).Inc()
+	writeDecision(w, d)
+}
+
+// writeDecision writes a decision as the design's table says.
+func writeDecision(w http.ResponseWriter, d decision) {
+	h := w.Header()
+	h.Set(HeaderCode, d.code)
+	status := statusOf(d.code)
+	switch status {
+	case http.StatusOK:
+		h.Set(HeaderKeyID, d.res.KeyID)
+		h.Set(HeaderRole, d.res.Role)
+		h.Set(HeaderEnvironment, d.res.Environment)
+		h.Set(HeaderScopes, strings.Join(d.res.Scopes, ","))
+	case http.StatusUnauthorized:
+		if d.code == CodeNoKey {
+			h.Set("WWW-Authenticate", `Bearer realm="cryptokeys"`)
+		} else {
+			h.Set("WWW-Authenticate", `Bearer realm="cryptokeys", error="invalid_token"`)
+		}
+	case http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.Itoa(retrySeconds(d.retryAfter)))
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", "1")
+	}
+	body := map[string]string{"code": d.code, "message": messages[d.code]}
+	if body["message"] == "" {
+		body["message"] = "refused"
+	}
+	writeJSON(w, status, body)
+}
+
+// retrySeconds rounds up, at least 1 (Retry-After is whole seconds).
+func retrySeconds(d time.Duration) int {
+	s := int(math.Ceil(d.Seconds()))
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

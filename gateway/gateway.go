@@ -1,0 +1,318 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+)
+
+// Options are what a caller gives a gateway besides its config.
+type Options struct {
+	// Client reaches Vault. Default: api.NewClient(api.DefaultConfig()),
+	// which reads VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN, ... as the vault
+	// CLI does.
+	Client *api.Client
+	Logger hclog.Logger
+	// TokenFileInterval is how often token_file is checked for a change.
+	// Default 1 s.
+	TokenFileInterval time.Duration
+	// StartRetry is how long to wait between attempts to reach the engine
+	// before the first feed read. Default 1 s.
+	StartRetry time.Duration
+}
+
+// Gateway is one running gateway. Its HTTP handler answers from the start;
+// /authz refuses with 503 until the embedded verifier has read the feed.
+type Gateway struct {
+	cfg    *Config
+	log    hclog.Logger
+	client *api.Client
+	pol    policy
+	m      *metrics
+	opts   Options
+
+	ver atomic.Pointer[verifier.Verifier]
+
+	// tokenFail is why the gateway fails closed because of its own Vault
+	// token ("" when the token is fine).
+	tokenMu   sync.Mutex
+	tokenFail string
+	// tokenExpiry is when the current token expires (zero: never).
+	tokenExpiry atomic.Int64
+
+	// lastFeedOK is when the gateway's own probe of the revocations feed
+	// last succeeded (unix nanoseconds); lastUnavailable is when a verify
+	// last answered UNAVAILABLE.
+	lastFeedOK      atomic.Int64
+	lastUnavailable atomic.Int64
+
+	stop    context.CancelFunc
+	bg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+// New starts a gateway's background work: the token watch (and token_file
+// re-reads), the embedded verifier (retried until the engine answers) and
+// the feed probe behind /readyz. Call Close when done.
+func New(cfg *Config, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: os.Stderr, Level: hclog.Info})
+	}
+	if opts.TokenFileInterval <= 0 {
+		opts.TokenFileInterval = time.Second
+	}
+	if opts.StartRetry <= 0 {
+		opts.StartRetry = time.Second
+	}
+	client := opts.Client
+	if client == nil {
+		vc := api.DefaultConfig()
+		if vc.Error != nil {
+			return nil, fmt.Errorf("reading the VAULT_* environment: %w", vc.Error)
+		}
+		var err error
+		if client, err = api.NewClient(vc); err != nil {
+			return nil, fmt.Errorf("creating the Vault client: %w", err)
+		}
+	}
+	if cfg.TokenFile != "" {
+		tok, err := readTokenFile(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("token_file: %w", err)
+		}
+		client.SetToken(tok)
+	}
+	if client.Token() == "" {
+		return nil, errors.New("no Vault token: set VAULT_TOKEN, or token_file in the config")
+	}
+	g := &Gateway{
+		cfg:    cfg,
+		log:    opts.Logger,
+		client: client,
+		pol:    policy{routes: cfg.Routes, defaultScopes: cfg.DefaultScopes},
+		opts:   opts,
+	}
+	g.m = newMetrics(g)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	g.bg.Add(3)
+	go func() { defer g.bg.Done(); g.watchToken(ctx) }()
+	go func() { defer g.bg.Done(); g.startVerifier(ctx) }()
+	go func() { defer g.bg.Done(); g.probeFeed(ctx) }()
+	return g, nil
+}
+
+func (g *Gateway) maxStaleness() time.Duration {
+	if g.cfg.MaxStaleness > 0 {
+		return g.cfg.MaxStaleness
+	}
+	return 5 * time.Second
+}
+
+func (g *Gateway) pollInterval() time.Duration {
+	if g.cfg.PollInterval > 0 {
+		return g.cfg.PollInterval
+	}
+	return 250 * time.Millisecond
+}
+
+// startVerifier creates the embedded verifier, retrying until the engine's
+// feed answers.
+func (g *Gateway) startVerifier(ctx context.Context) {
+	for attempt := 0; ; attempt++ {
+		v, err := verifier.New(ctx, verifier.Config{
+			Client:        g.client,
+			Mount:         g.cfg.Mount,
+			VerifyByRead:  g.cfg.VerifyByRead,
+			Environment:   g.cfg.Environment,
+			CacheSize:     g.cfg.CacheSize,
+			CacheTTL:      g.cfg.CacheTTL,
+			PollInterval:  g.cfg.PollInterval,
+			MaxStaleness:  g.cfg.MaxStaleness,
+			UsageInterval: g.cfg.UsageInterval,
+			Logger:        g.log.Named("verifier"),
+		})
+		if err == nil {
+			g.lastFeedOK.Store(time.Now().UnixNano())
+			g.ver.Store(v)
+			g.log.Info("first read of the revocations feed done; ready", "mount", g.cfg.Mount, "addr", g.client.Address())
+			return
+		}
+		if attempt == 0 || attempt%30 == 0 {
+			g.log.Warn("cannot reach the engine yet; refusing requests (503) until it answers", "mount", g.cfg.Mount, "addr", g.client.Address(), "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(g.opts.StartRetry):
+		}
+	}
+}
+
+// probeFeed reads the feed's current position (no storage read in the
+// engine) now and then: /readyz and the feed-age metric come from it,
+// because the verifier does not expose when it last read the feed.
+func (g *Gateway) probeFeed(ctx context.Context) {
+	every := g.pollInterval()
+	if every < time.Second {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if g.ver.Load() == nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, g.maxStaleness())
+		_, err := g.client.Logical().ReadWithContext(pctx, g.cfg.Mount+"/revocations")
+		cancel()
+		if err == nil {
+			g.lastFeedOK.Store(time.Now().UnixNano())
+		}
+	}
+}
+
+// failingClosed says why every request is refused, or "".
+func (g *Gateway) failingClosed() string {
+	if g.ver.Load() == nil {
+		return "the engine has not answered yet"
+	}
+	g.tokenMu.Lock()
+	reason := g.tokenFail
+	g.tokenMu.Unlock()
+	if reason != "" {
+		return reason
+	}
+	return ""
+}
+
+// ready is /readyz: the first feed read is done, the token is fine, the
+// feed was read within the staleness bound and no verify answered
+// UNAVAILABLE in the last second.
+func (g *Gateway) ready() (bool, string) {
+	if r := g.failingClosed(); r != "" {
+		return false, r
+	}
+	now := time.Now().UnixNano()
+	if now-g.lastFeedOK.Load() > int64(g.maxStaleness()) {
+		return false, "the revocations feed has not been read within max_staleness"
+	}
+	if now-g.lastUnavailable.Load() < int64(time.Second) {
+		return false, "the verifier is failing closed"
+	}
+	return true, ""
+}
+
+// Close stops the background work and reports the usage counted but not
+// yet sent (verifier.Close).
+func (g *Gateway) Close(ctx context.Context) error {
+	var err error
+	g.closeMu.Do(func() {
+		g.stop()
+		g.bg.Wait()
+		if v := g.ver.Load(); v != nil {
+			g.log.Info("reporting pending usage to the engine")
+			if err = v.Close(ctx); err != nil {
+				g.log.Error("reporting pending usage failed; those counts are lost", "error", err)
+			} else {
+				g.log.Info("pending usage reported")
+			}
+		}
+	})
+	return err
+}
+
+// Handler is the gateway's HTTP API: /authz, /healthz, /readyz, /metrics,
+// and in reverse-proxy mode every other path.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/authz", g.serveAuthz)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ok, why := g.ready(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "message": why})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("/metrics", g.m.handler())
+	if g.cfg.Upstream != nil {
+		// Reverse-proxy mode: everything but the paths above goes to the
+		// upstream when allowed.
+		mux.Handle("/", g.reverseProxy())
+	}
+	return mux
+}
+
+// Serve answers on ln until ctx ends, then shuts down gracefully: it stops
+// taking requests, lets those in flight finish (up to 10 s) and closes the
+// gateway (reporting pending usage).
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	g.log.Info("listening", "addr", ln.Addr().String())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down")
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	closeErr := g.Close(sctx)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return closeErr
+}
+
+// Run is the whole `cryptokeys gateway`: it starts a gateway for cfg,
+// listens on cfg.Listen and serves until ctx ends.
+func Run(ctx context.Context, cfg *Config, opts Options) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	g, err := New(cfg, opts)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return g.Serve(ctx, ln)
+}
+
+func readTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path) // #nosec G304 -- the operator names the file
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return tok, nil
+}
