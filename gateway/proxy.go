@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -74,7 +75,7 @@ func (g *Gateway) reverseProxy() http.Handler {
 		ip := g.clientIP(r)
 		d := g.decide(r.Context(), keyOf(r.Header), r.Method, r.RequestURI, ip, signed)
 		g.m.decisions.WithLabelValues(d.code).Inc()
-		if d.code != "VALID" {
+		if d.code != wire.CodeValid {
 			writeDecision(w, d)
 			return
 		}

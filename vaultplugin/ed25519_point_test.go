@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"math/big"
 	"strconv"
 	"strings"
@@ -152,5 +153,5 @@ func TestVerify_storedSmallOrderKeyNeverVerifies(t *testing.T) {
 	e.wantCode(map[string]any{
 		"api_key": d["api_key"], "scopes": "withdraw", "timestamp": ts, "method": "POST", "path": "/withdraw", "body": "{}",
 		"signature": forged,
-	}, codeBadSignature)
+	}, wire.CodeBadSignature)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -51,7 +52,7 @@ type keyRecord struct {
 	Scopes       []string          `json:"scopes"`
 	KeyType      string            `json:"key_type"`
 	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
+	Labels       map[string]string `json:"metadata,omitempty"` // stored under its first name
 	RateLimit    float64           `json:"rate_limit,omitempty"`
 	RateBurst    int               `json:"rate_burst,omitempty"`
 	RecvWindow   time.Duration     `json:"recv_window,omitempty"`
@@ -89,12 +90,11 @@ type keyRecord struct {
 	ResumedBy     string    `json:"resumed_by,omitempty"`
 	ResumeReason  string    `json:"resume_reason,omitempty"`
 
-	// pub is PublicKey parsed once when the record is loaded, so verify
-	// does not decode PEM per request.
-	pub ed25519.PublicKey
+	// pub and cidrs are PublicKey and AllowedCIDRs parsed once when the
+	// record is loaded, so verify parses neither per request.
+	pub   ed25519.PublicKey
+	cidrs []netip.Prefix
 }
-
-func (r *keyRecord) ed25519Key() ed25519.PublicKey { return r.pub }
 
 // decodeKeyRecord decodes a stored record and prepares derived fields.
 func decodeKeyRecord(e *logical.StorageEntry) (*keyRecord, error) {
@@ -109,6 +109,16 @@ func decodeKeyRecord(e *logical.StorageEntry) (*keyRecord, error) {
 func (r *keyRecord) prepare() {
 	if r.PublicKey != "" && r.pub == nil {
 		r.pub, _ = parseEd25519PublicKey(r.PublicKey)
+	}
+	if len(r.AllowedCIDRs) > 0 && r.cidrs == nil {
+		r.cidrs = make([]netip.Prefix, 0, len(r.AllowedCIDRs))
+		for _, c := range r.AllowedCIDRs {
+			// Stored blocks were checked on write; one that no longer
+			// parses allows nothing.
+			if p, err := netip.ParsePrefix(c); err == nil {
+				r.cidrs = append(r.cidrs, p)
+			}
+		}
 	}
 }
 
@@ -134,6 +144,32 @@ func (r *keyRecord) end() time.Time {
 }
 
 func (r *keyRecord) live(now time.Time) bool { return r.status(now) == statusActive }
+
+// watchesAnomalies reports whether the key's policy looks for anomalies:
+// only then does verify take the anomaly tracker's lock.
+func (r *keyRecord) watchesAnomalies() bool {
+	return r.OnAnomaly != "" && r.OnAnomaly != anomalyNone
+}
+
+// keyStatus is a key's status now, suspension included: statusRevoked,
+// statusExpired, statusSuspended (with when) or statusActive. A suspension
+// is the stored one, or one this node decided and has not yet flushed; only
+// a key whose policy suspends can have the latter, so for any other key no
+// lock is taken.
+func (b *backend) keyStatus(r *keyRecord, now time.Time) (status string, suspendedAt time.Time) {
+	if st := r.status(now); st != statusActive {
+		return st, time.Time{}
+	}
+	if !r.SuspendedAt.IsZero() {
+		return statusSuspended, r.SuspendedAt
+	}
+	if r.OnAnomaly == anomalySuspend {
+		if at := b.anomalies.suspendedAt(r.KeyID); !at.IsZero() {
+			return statusSuspended, at
+		}
+	}
+	return statusActive, time.Time{}
+}
 
 // keyHash is the only form in which a bearer key is stored.
 func keyHash(pepper []byte, apiKey string) []byte {

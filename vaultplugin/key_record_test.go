@@ -2,6 +2,7 @@ package vaultplugin
 
 import (
 	"context"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"slices"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestKeyIndex_roleMovedToAnotherEnvironment(t *testing.T) {
 	if got, _ := resp.Data["key_ids"].([]string); !slices.Equal(got, []string{old["key_id"].(string)}) {
 		t.Fatalf("revoke/environment/staging revoked %v, want only %s", got, old["key_id"])
 	}
-	e.wantCode(map[string]any{"api_key": cur["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": cur["api_key"]}, wire.CodeValid)
 }
 
 // A mount upgraded from a version that wrote a role and an environment index
@@ -91,7 +92,7 @@ func TestKeyIndex_legacyEntriesAreReadAndTidied(t *testing.T) {
 	if got, _ := resp.Data["key_ids"].([]string); !slices.Equal(sortedCopy(got), both) {
 		t.Fatalf("revoke/role/r revoked %v, want %v", got, both)
 	}
-	e.wantCode(map[string]any{"api_key": legacy["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": legacy["api_key"]}, wire.CodeRevoked)
 
 	e.clock.Add(2 * time.Hour)
 	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 2 {

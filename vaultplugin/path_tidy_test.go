@@ -2,6 +2,7 @@ package vaultplugin
 
 import (
 	"context"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strings"
 	"testing"
 	"time"
@@ -37,8 +38,8 @@ func TestTidy_dropsOnlyRecordsPastRetention(t *testing.T) {
 			}
 		}
 	}
-	e.wantCode(map[string]any{"api_key": live["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": live["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, wire.CodeNotFound)
 	// Revoking a tidied key's lease is still a success.
 	if resp := e.leaseOp(logical.RevokeOperation, &logical.Secret{InternalData: map[string]any{"key_id": revoked["key_id"], "secret_type": secretAPIKeyType}}); resp != nil && resp.IsError() {
 		t.Fatal(resp.Error())

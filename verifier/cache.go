@@ -3,6 +3,7 @@ package verifier
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"net/netip"
 	"slices"
 	"sync"
@@ -56,7 +57,7 @@ func (e *entry) matches(k keyformat.Key, h [32]byte) bool {
 
 func (e *entry) result() Result {
 	r := e.res
-	r.Valid, r.Code, r.Message = true, "VALID", ""
+	r.Valid, r.Code, r.Message = true, wire.CodeValid, ""
 	return r
 }
 

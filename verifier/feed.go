@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"errors"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strconv"
 	"strings"
 )
@@ -27,7 +28,6 @@ const (
 	feedPage = 1000
 	// maxFeedPages bounds the pages one poll reads to catch up.
 	maxFeedPages = 20
-	eventFlush   = "flush"
 )
 
 // feedCursor is a parsed cursor; seq is false for a legacy or empty one.
@@ -74,7 +74,7 @@ func (v *Verifier) poll(ctx context.Context) error {
 func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 	var query map[string][]string
 	if v.cursor != "" {
-		query = map[string][]string{"since": {v.cursor}}
+		query = map[string][]string{wire.FeedSince: {v.cursor}}
 	}
 	secret, err := v.cfg.Client.Logical().ReadWithDataWithContext(ctx, v.cfg.Mount+"/revocations", query)
 	if err != nil {
@@ -104,7 +104,7 @@ func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 			sequenced++
 		}
 		id, _ := m["key_id"].(string)
-		if kind, _ := m["kind"].(string); kind == eventFlush || id == "" {
+		if kind, _ := m["kind"].(string); kind == wire.KindFlush || id == "" {
 			v.cache.clear()
 			continue
 		}
