@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"io"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // MaxProxyBody bounds the body the gateway reads in reverse-proxy mode (it

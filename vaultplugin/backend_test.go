@@ -3,7 +3,6 @@ package vaultplugin
 import (
 	"context"
 	"encoding/json"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"maps"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

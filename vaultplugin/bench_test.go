@@ -2,12 +2,12 @@ package vaultplugin
 
 import (
 	"context"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/protobuf/proto"

@@ -3,7 +3,6 @@ package vaultplugin
 import (
 	"context"
 	"fmt"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

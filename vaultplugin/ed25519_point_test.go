@@ -7,13 +7,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"math/big"
 	"strconv"
 	"strings"
 	"testing"
 
 	"filippo.io/edwards25519"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

@@ -3,12 +3,12 @@ package vaultplugin
 import (
 	"bytes"
 	"context"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

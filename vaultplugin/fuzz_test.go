@@ -2,10 +2,10 @@ package vaultplugin
 
 import (
 	"bytes"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strconv"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

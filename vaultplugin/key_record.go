@@ -21,12 +21,6 @@ const (
 	// without a record is ignored (it can only be left by an interrupted
 	// issue, which writes the index first).
 	keyIndexPrefix = "index/keys/"
-	// Earlier builds (none released) wrote two entries per key instead, one
-	// under each of these. Readers still take them in and tidy removes them:
-	// a mount upgraded in place needs no migration, and no key it holds can
-	// escape a bulk revocation.
-	legacyRoleIndexPrefix = "index/role/"
-	legacyEnvIndexPrefix  = "index/environment/"
 	// anomalyIndexPrefix lists keys with recorded anomalies, for monitor/anomalies.
 	anomalyIndexPrefix = "index/anomalies/"
 
@@ -240,23 +234,17 @@ func (b *backend) writeIndex(ctx context.Context, s logical.Storage, r *keyRecor
 	return nil
 }
 
-// indexEntries are every index entry a key may have, the legacy ones
-// included: what tidy deletes.
+// indexEntries are every index entry a key may have: what tidy deletes.
 func indexEntries(r *keyRecord) []string {
 	return []string{
 		indexEntry(r.Role, r.Environment, r.KeyID),
-		legacyRoleIndexPrefix + r.Role + "/" + r.KeyID,
-		legacyEnvIndexPrefix + r.Environment + "/" + r.KeyID,
 		anomalyIndexPrefix + r.KeyID,
 	}
 }
 
 // roleKeyIDs lists the key_ids indexed under a role, sorted.
 func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, error) {
-	ids, err := s.List(ctx, legacyRoleIndexPrefix+role+"/")
-	if err != nil {
-		return nil, err
-	}
+	var ids []string
 	envs, err := s.List(ctx, keyIndexPrefix+role+"/")
 	if err != nil {
 		return nil, err
@@ -275,10 +263,7 @@ func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, 
 // environmentKeyIDs lists the key_ids indexed under an environment, sorted.
 // It lists once per role that ever had keys: roles are few, keys many.
 func environmentKeyIDs(ctx context.Context, s logical.Storage, env string) ([]string, error) {
-	ids, err := s.List(ctx, legacyEnvIndexPrefix+env+"/")
-	if err != nil {
-		return nil, err
-	}
+	var ids []string
 	roles, err := s.List(ctx, keyIndexPrefix)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package vaultplugin
 
 import (
 	"fmt"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"regexp"
 	"strings"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

@@ -2,12 +2,12 @@ package vaultplugin
 
 import (
 	"context"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

@@ -2,10 +2,10 @@ package vaultplugin
 
 import (
 	"fmt"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strings"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

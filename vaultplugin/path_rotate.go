@@ -3,6 +3,7 @@ package vaultplugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -255,8 +256,9 @@ func rotationTemplate(old *keyRecord, r *role, cfg *engineConfig) (keyTemplate, 
 	if r.Environment != old.Environment {
 		return keyTemplate{}, badField("key_id", "role %q now issues keys for environment %q and key %s is of %q: a rotation never moves a key to another environment; issue a new key from the role", old.Role, r.Environment, old.KeyID, old.Environment)
 	}
-	if err := validateEnvironment("key_id", r.Environment, cfg.Environments); err != nil {
-		return keyTemplate{}, badField("key_id", "key %s cannot be rotated: its environment %s", old.KeyID, err.(*fieldError).rule)
+	var fe *fieldError
+	if err := validateEnvironment("key_id", r.Environment, cfg.Environments); errors.As(err, &fe) {
+		return keyTemplate{}, badField("key_id", "key %s cannot be rotated: its environment %s", old.KeyID, fe.rule)
 	}
 	t := templateFromRole(old.Role, r)
 	t.name = old.Name

@@ -1,11 +1,11 @@
 package vaultplugin
 
 import (
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )

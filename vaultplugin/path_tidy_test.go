@@ -2,11 +2,11 @@ package vaultplugin
 
 import (
 	"context"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

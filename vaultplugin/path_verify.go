@@ -39,8 +39,7 @@ func pathVerify(b *backend) []*framework.Path {
 			// from the query string. Before every write Vault asks a
 			// plugin whether the target exists, and for a JSON body asks
 			// its type once more (rate-limit quotas): two round trips a
-			// read does not make. make bench measures a read about a
-			// third cheaper.
+			// read does not make (docs/performance.md has the figures).
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: strict(b.pathVerifyRead),
 				Summary:  "Check a key sent in the " + wire.VerifyHeader + " header (the mount must pass it through).",

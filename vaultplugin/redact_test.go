@@ -1,13 +1,13 @@
 package vaultplugin
 
 import (
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

@@ -1,10 +1,10 @@
 package vaultplugin
 
 import (
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

@@ -2,12 +2,12 @@ package vaultplugin
 
 import (
 	"context"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 

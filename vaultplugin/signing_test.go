@@ -5,8 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"testing"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // Published test vectors (docs/guides/signing-requests.md). The expected

@@ -3,7 +3,6 @@ package verifier
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"net/netip"
 	"slices"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"golang.org/x/time/rate"
 )
 

@@ -3,9 +3,10 @@ package verifier
 import (
 	"context"
 	"errors"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"strconv"
 	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // The revocations feed.
