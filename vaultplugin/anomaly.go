@@ -132,13 +132,32 @@ func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string,
 	return false
 }
 
-// take removes and returns what was found since the last flush.
+// take removes and returns what was found since the last flush. A
+// suspension stays behind as a marker (its time, nothing else) until the
+// flush has written it (settled) or given it back (putBack): between the
+// take and the record reaching the cache, verify on this node must still
+// refuse the key.
 func (t *anomalyTracker) take() map[string]*pendingAnomalies {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := t.pending
 	t.pending = map[string]*pendingAnomalies{}
+	for id, pa := range out {
+		if !pa.suspendedAt.IsZero() {
+			t.pending[id] = &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt}
+		}
+	}
 	return out
+}
+
+// settled removes the marker take left for a suspension the flush has now
+// written (record and feed event), unless something newer joined it.
+func (t *anomalyTracker) settled(keyID string, suspendedAt time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur := t.pending[keyID]; cur != nil && cur.suspendedAt.Equal(suspendedAt) && len(cur.found) == 0 && len(cur.newIPs) == 0 {
+		delete(t.pending, keyID)
+	}
 }
 
 // putBack re-queues findings a failed flush could not store.

@@ -47,6 +47,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // newMountedBackend is Factory with the engine's clock as a parameter, so
 // unit tests build a mount exactly as Vault does, fake clock aside.
 func newMountedBackend(ctx context.Context, conf *logical.BackendConfig, now func() time.Time) (*backend, error) {
+	now = neverBackwards(now)
 	b := newBackend(now)
 	b.feed.epoch = feedEpoch(conf.BackendUUID)
 	c := *conf
@@ -195,5 +196,25 @@ func (b *backend) clean(_ context.Context) {
 	defer cancel()
 	if err := b.flushUsage(ctx, b.storage, 0); err != nil {
 		b.Logger().Warn("flushing usage on shutdown", "error", err)
+	}
+}
+
+// neverBackwards is the engine's clock: the wall clock, held at the latest
+// time it has shown whenever the wall clock steps back (NTP, a VM restored
+// or migrated). Expiry, grace ends and rate windows compare stored wall
+// times with it, so a step back must not make a key that has ended live
+// again on this node. (Ended keys do not read it at all; see keyRecord.)
+func neverBackwards(now func() time.Time) func() time.Time {
+	var mu sync.Mutex
+	latest := now() // from the mount's start: a step back after it is seen
+	return func() time.Time {
+		t := now()
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Before(latest) {
+			return latest
+		}
+		latest = t
+		return t
 	}
 }

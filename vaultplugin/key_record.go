@@ -64,9 +64,16 @@ type keyRecord struct {
 	ExpiresAt    time.Time     `json:"expires_at"`
 	MaxExpiresAt time.Time     `json:"max_expires_at"`
 
-	RevokedAt    time.Time `json:"revoked_at,omitzero"`
-	RevokedBy    string    `json:"revoked_by,omitempty"`
-	RevokeReason string    `json:"revoke_reason,omitempty"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Ended is set when the key's end took effect as it was written (every
+	// revocation but a rotation's grace, and an expiry the lease's end
+	// recorded): from then on status never reads a clock, so a wall clock
+	// stepped back, or a node whose clock lags the writer's, cannot bring
+	// the key back. Only a rotated-out key in its grace period has a
+	// RevokedAt in the future, and no Ended.
+	Ended        bool   `json:"ended,omitempty"`
+	RevokedBy    string `json:"revoked_by,omitempty"`
+	RevokeReason string `json:"revoke_reason,omitempty"`
 
 	RotatedFrom string `json:"rotated_from,omitempty"`
 	RotatedTo   string `json:"rotated_to,omitempty"`
@@ -120,6 +127,10 @@ func (r *keyRecord) prepare() {
 // revoked when the grace ends.
 func (r *keyRecord) status(now time.Time) string {
 	switch {
+	case r.Ended && !r.RevokedAt.IsZero():
+		return statusRevoked
+	case r.Ended:
+		return statusExpired
 	case !r.RevokedAt.IsZero() && !now.Before(r.RevokedAt):
 		return statusRevoked
 	case !now.Before(r.ExpiresAt):

@@ -53,3 +53,41 @@ func TestKeyIndex_roleMovedToAnotherEnvironment(t *testing.T) {
 	}
 	e.wantCode(map[string]any{"api_key": cur["api_key"]}, wire.CodeValid)
 }
+
+// A key whose end took effect when it was written stays ended for a reader
+// whose clock is behind the writer's (a standby, a clock stepped back); only
+// a rotation's grace end is compared with the reader's clock.
+func TestKeyRecord_endedNeverReadsAClock(t *testing.T) {
+	at := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	behind := at.Add(-time.Minute)
+	revoked := &keyRecord{RevokedAt: at, Ended: true, ExpiresAt: at.Add(time.Hour)}
+	expired := &keyRecord{ExpiresAt: at, Ended: true}
+	grace := &keyRecord{RevokedAt: at, ExpiresAt: at.Add(time.Hour)}
+	if st := revoked.status(behind); st != statusRevoked {
+		t.Errorf("revoked, read by a clock behind: %s", st)
+	}
+	if st := expired.status(behind); st != statusExpired {
+		t.Errorf("expired, read by a clock behind: %s", st)
+	}
+	if st := grace.status(behind); st != statusActive {
+		t.Errorf("in its grace: %s", st)
+	}
+	if st := grace.status(at); st != statusRevoked {
+		t.Errorf("grace ended: %s", st)
+	}
+}
+
+// The engine's clock holds at the latest time it has shown when the wall
+// clock steps back, from the mount's start on.
+func TestNeverBackwards(t *testing.T) {
+	wall := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	now := neverBackwards(func() time.Time { return wall })
+	wall = wall.Add(-time.Hour) // stepped back before the first request
+	if got := now(); !got.Equal(wall.Add(time.Hour)) {
+		t.Fatalf("after a step back: %s", got)
+	}
+	wall = wall.Add(2 * time.Hour)
+	if got := now(); !got.Equal(wall) {
+		t.Fatalf("moving on: %s", got)
+	}
+}

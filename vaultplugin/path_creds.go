@@ -188,7 +188,7 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 			return badField("ttl", "must not be negative")
 		}
 		if max := effectiveMax(t.maxTTL, cfg.MaxTTL, sysMax); max > 0 && ttl > max {
-			return badField("ttl", "(%s) must not exceed the role's max_ttl (%s)", ttl, max)
+			return badField("ttl", "(%s) must not exceed %s (%s)", ttl, ttlLimitName(max, t.maxTTL, cfg.MaxTTL), max)
 		}
 		if ttl > 0 {
 			t.ttl = ttl
@@ -270,6 +270,19 @@ func narrowScopes(requested, granted []string) ([]string, error) {
 		}
 	}
 	return scopes, nil
+}
+
+// ttlLimitName names the bound that max is: the role's own max_ttl, the
+// mount config's, or Vault's lease maximum for the mount, so a refusal
+// blames the limit that really applies.
+func ttlLimitName(max, roleMax, configMax time.Duration) string {
+	switch max {
+	case roleMax:
+		return "the role's max_ttl"
+	case configMax:
+		return "the mount config's max_ttl"
+	}
+	return "this mount's max_lease_ttl (Vault's lease maximum; vault secrets tune -max-lease-ttl raises it)"
 }
 
 // effectiveMax is the smaller of the non-zero bounds (0 = no bound here).

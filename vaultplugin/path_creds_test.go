@@ -66,8 +66,18 @@ func TestCreds_ttlDefaultsAndBounds(t *testing.T) {
 	e.role("nomax", map[string]any{"environment": "dev"})
 	e.ok(logical.UpdateOperation, "config", map[string]any{"max_ttl": 0})
 	before = e.dump()
-	e.badRequest(logical.UpdateOperation, "creds/nomax", map[string]any{"ttl": "100h"}, "ttl", "must not exceed")
+	e.badRequest(logical.UpdateOperation, "creds/nomax", map[string]any{"ttl": "100h"}, "ttl", "must not exceed this mount's max_lease_ttl")
 	e.assertUnchanged(before)
+	// A role that says more than the mount allows is told so when written,
+	// and a refusal names the mount's limit, not the role's max_ttl.
+	resp := e.ok(logical.UpdateOperation, "roles/long", map[string]any{"environment": "dev", "ttl": "720h", "max_ttl": "2160h"})
+	if len(resp.Warnings) != 2 || !strings.Contains(resp.Warnings[0], "max_ttl (2160h0m0s) exceeds this mount's max_lease_ttl (48h0m0s)") || !strings.Contains(resp.Warnings[1], "ttl (720h0m0s) exceeds") {
+		t.Fatalf("warnings %v", resp.Warnings)
+	}
+	e.badRequest(logical.UpdateOperation, "creds/long", map[string]any{"ttl": "100h"}, "ttl", "must not exceed this mount's max_lease_ttl (Vault's lease maximum")
+	if resp := e.ok(logical.UpdateOperation, "roles/short", map[string]any{"description": "within the mount"}); resp != nil && len(resp.Warnings) > 0 {
+		t.Fatalf("a role within the mount's limit: warnings %v", resp.Warnings)
+	}
 }
 
 func TestCreds_narrowingOnly(t *testing.T) {

@@ -309,7 +309,32 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	b.roles.put(name, e.Value)
-	return nil, nil
+	return roleWriteWarnings(r, b.System().MaxLeaseTTL(), strings.TrimSuffix(req.MountPoint, "/")), nil
+}
+
+// roleWriteWarnings says when a role asks for more time than the mount
+// allows: Vault caps every lease at the mount's max_lease_ttl (768h unless
+// tuned), so such a role's keys silently live shorter than it says.
+func roleWriteWarnings(r *role, mountMax time.Duration, mount string) *logical.Response {
+	if mount == "" {
+		mount = "<mount>"
+	}
+	if mountMax <= 0 {
+		return nil
+	}
+	resp := &logical.Response{}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"max_ttl", r.MaxTTL}, {"ttl", r.TTL}} {
+		if f.d > mountMax {
+			resp.AddWarning(fmt.Sprintf("%s (%s) exceeds this mount's max_lease_ttl (%s): keys of this role are capped at %s; raise it with `vault secrets tune -max-lease-ttl=%s %s` (or cryptokeys_secrets_engine max_lease_ttl)", f.name, f.d, mountMax, mountMax, f.d, mount))
+		}
+	}
+	if len(resp.Warnings) == 0 {
+		return nil
+	}
+	return resp
 }
 
 // applyRole validates every given field against the engine's rules and the

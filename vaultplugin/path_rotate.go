@@ -202,6 +202,7 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if end := now.Add(grace); end.Before(old.ExpiresAt) {
 		old.RevokedAt, old.RevokedBy, old.RevokeReason = end, requester(req), reason
 		old.MaxExpiresAt = end
+		old.Ended = grace == 0
 	} else {
 		old.MaxExpiresAt = old.ExpiresAt
 	}

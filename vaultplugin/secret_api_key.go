@@ -196,10 +196,10 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 	// (its issue time is a little later than the key's, and TTLs are whole
 	// seconds). That is the key expiring, not a revocation.
 	if fromLease && rec.end().Sub(now) <= leaseEndSlack {
-		rec.ExpiresAt, rec.MaxExpiresAt = now, now
+		rec.ExpiresAt, rec.MaxExpiresAt, rec.Ended = now, now, true
 		return false, successor, b.putKey(ctx, s, rec)
 	}
-	rec.RevokedAt = now
+	rec.RevokedAt, rec.Ended = now, true
 	rec.RevokedBy = by
 	rec.RevokeReason = reason
 	if err := b.putKey(ctx, s, rec); err != nil {

@@ -180,6 +180,10 @@ func (b *backend) flushUsage(ctx context.Context, s logical.Storage, limit int) 
 			if firstErr == nil {
 				firstErr = err
 			}
+			continue
+		}
+		if pa != nil && !pa.suspendedAt.IsZero() {
+			b.anomalies.settled(id, pa.suspendedAt)
 		}
 	}
 	return firstErr
