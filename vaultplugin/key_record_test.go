@@ -3,6 +3,7 @@ package vaultplugin
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
