@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -16,9 +17,10 @@ const (
 	// maxFeedEvents bounds one reply; the verifier asks again from the cursor.
 	maxFeedEvents = 1000
 
-	eventRevoked   = "revoked"
-	eventRotated   = "rotated"
-	eventSuspended = "suspended"
+	// The kinds of event are the contract's.
+	eventRevoked   = wire.KindRevoked
+	eventRotated   = wire.KindRotated
+	eventSuspended = wire.KindSuspended
 )
 
 // revocationEvent tells local verifiers to stop trusting a cached key (or,
