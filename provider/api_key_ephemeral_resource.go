@@ -112,7 +112,7 @@ func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRe
 		data["scopes"] = v
 	}
 	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
-		data["metadata"] = v
+		data["labels"] = v
 	}
 	if v := m.Name.ValueString(); v != "" {
 		data["name"] = v
