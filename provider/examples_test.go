@@ -17,8 +17,10 @@ import (
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
 
-// terraformCLI runs the real Terraform CLI with the locally built provider
-// (bin/terraform-provider-cryptokeys, via dev_overrides) in dir. Used where
+// terraformCLI runs the real Terraform CLI (or OpenTofu: whichever
+// TF_ACC_TERRAFORM_PATH names, as for terraform-plugin-testing) with the
+// locally built provider (bin/terraform-provider-cryptokeys, via
+// dev_overrides at both registries' addresses) in dir. Used where
 // terraform-plugin-testing cannot go: its state shim does not support
 // for_each instances, which is how the quickstart gives each environment
 // its key.
@@ -40,6 +42,7 @@ func terraformCLI(t *testing.T, srv *vaulttest.Server, dir string) func(args ...
 	if err := os.WriteFile(rc, []byte(`provider_installation {
   dev_overrides {
     "registry.terraform.io/cryptokeys/cryptokeys" = "`+filepath.Dir(providerBin)+`"
+    "registry.opentofu.org/cryptokeys/cryptokeys" = "`+filepath.Dir(providerBin)+`"
   }
   direct {}
 }
@@ -54,7 +57,7 @@ func terraformCLI(t *testing.T, srv *vaulttest.Server, dir string) func(args ...
 		cmd.Dir, cmd.Env = dir, env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("terraform %s: %v\n%s", args[0], err, out)
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(tf), args[0], err, out)
 		}
 		return string(out)
 	}
