@@ -254,3 +254,35 @@ func TestAccExamples_ephemeralNoKeyOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestAccExamples_ephemeralWithRoleFirstApply applies
+// examples/ephemeral-with-role (a role, and an ephemeral key for it by the
+// role's id) on an engine with no such role: the first apply creates the
+// role and then opens the key, whose smoke test must see it VALID; the
+// second apply (a new release) opens a key again. Every key is revoked
+// afterwards.
+func TestAccExamples_ephemeralWithRoleFirstApply(t *testing.T) {
+	srv, mount := accServer(t)
+	dir := copyDir(t, filepath.Join(vaulttest.RepoRoot(), "examples", "ephemeral-with-role"))
+	tf := terraformCLI(t, srv, dir)
+	vars := []string{"-auto-approve", "-input=false", "-var", "mount=" + mount}
+	for i, release := range []string{"v1", "v2"} {
+		out := tf(append([]string{"apply", "-var", "release=" + release}, vars...)...)
+		if !strings.Contains(out, "Provisioning with 'local-exec'") {
+			t.Fatalf("apply %d: the smoke test did not run:\n%s", i+1, out)
+		}
+		statuses, err := roleKeyStatuses(srv.Client, mount, "deploy-smoke")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(statuses) < i+1 {
+			t.Fatalf("apply %d: %d keys issued for the role, want at least %d", i+1, len(statuses), i+1)
+		}
+		for id, st := range statuses {
+			if st != "revoked" {
+				t.Errorf("apply %d: key %s is %s after the run, want revoked", i+1, id, st)
+			}
+		}
+	}
+	tf(append([]string{"destroy"}, vars...)...)
+}
