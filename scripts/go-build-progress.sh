@@ -3,7 +3,8 @@
 # Runs `go build -v` in DIR for PACKAGE into OUT (through OUT.tmp, so a
 # failed build leaves no half binary), printing a progress line every 20 s:
 # a cold build is silent for minutes otherwise. Compiler errors are printed
-# in full. Used by build-vault.sh and build-tofu.sh.
+# in full. Used by build-vault.sh, build-tofu.sh and the GNUmakefile's
+# builds of the project's own binaries.
 set -euo pipefail
 dir=$1 out=$2 pkg=$3
 shift 3
@@ -23,7 +24,10 @@ go build -v "$@" -o "$out.tmp" "$pkg" 2>&1 | {
       echo "    $((SECONDS - start))s: $downloads modules downloaded, $packages packages compiled"
     fi
   done
-  echo "    $((SECONDS - start))s: $downloads modules downloaded, $packages packages compiled"
+  # A quick (cached) build says nothing more.
+  if (( SECONDS - start >= 10 )); then
+    echo "    $((SECONDS - start))s: $downloads modules downloaded, $packages packages compiled"
+  fi
 }
 status=${PIPESTATUS[0]}
 set -e
