@@ -428,7 +428,7 @@ func (b *backend) storeNewKey(ctx context.Context, s logical.Storage, rec *keyRe
 		return err
 	}
 	if err := b.putKey(ctx, s, rec); err != nil {
-		b.deleteNewKey(ctx, s, rec)
+		_ = b.deleteNewKey(ctx, s, rec) // best effort; it logs its own failure
 		return err
 	}
 	// The id may have answered NOT_FOUND a moment ago (a forged key's
