@@ -58,7 +58,14 @@ type rateWindow struct {
 type pendingAnomalies struct {
 	found       map[string]*anomaly
 	suspendedAt time.Time
-	newIPs      []string
+	// resumes is the key record's Resumes when the suspension was decided.
+	resumes uint64
+	newIPs  []string
+}
+
+// liftedBy reports that rec was resumed after this suspension was decided.
+func (pa *pendingAnomalies) liftedBy(rec *keyRecord) bool {
+	return rec.Resumes != pa.resumes
 }
 
 func newAnomalyTracker() *anomalyTracker {
@@ -77,7 +84,12 @@ func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string,
 	defer t.mu.Unlock()
 	pa := t.pending[rec.KeyID]
 	if pa != nil && !pa.suspendedAt.IsZero() {
-		return true
+		if !pa.liftedBy(rec) {
+			return true
+		}
+		// Lifted by a resume that raced the flush holding it (the flush
+		// then gave it back): forgotten, as the resume meant.
+		pa.suspendedAt = time.Time{}
 	}
 	var kinds []string
 	if p.AnomalyRate > 0 {
@@ -126,7 +138,7 @@ func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string,
 		a.Count++
 	}
 	if p.OnAnomaly == anomalySuspend {
-		pa.suspendedAt = now
+		pa.suspendedAt, pa.resumes = now, rec.Resumes
 		return true
 	}
 	return false
@@ -144,7 +156,7 @@ func (t *anomalyTracker) take() map[string]*pendingAnomalies {
 	t.pending = map[string]*pendingAnomalies{}
 	for id, pa := range out {
 		if !pa.suspendedAt.IsZero() {
-			t.pending[id] = &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt}
+			t.pending[id] = &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt, resumes: pa.resumes}
 		}
 	}
 	return out
@@ -169,31 +181,36 @@ func (t *anomalyTracker) putBack(keyID string, pa *pendingAnomalies) {
 			pa.found[k] = a
 		}
 		if !cur.suspendedAt.IsZero() {
-			pa.suspendedAt = cur.suspendedAt
+			pa.suspendedAt, pa.resumes = cur.suspendedAt, cur.resumes
 		}
 	}
 	t.pending[keyID] = pa
 }
 
-func (t *anomalyTracker) peek(keyID string) (found []anomaly, suspendedAt time.Time) {
+// peek returns this node's unflushed findings for rec's key, and when this
+// node suspended it if that suspension still holds (see suspendedAt).
+func (t *anomalyTracker) peek(rec *keyRecord) (found []anomaly, suspendedAt time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	pa := t.pending[keyID]
+	pa := t.pending[rec.KeyID]
 	if pa == nil {
 		return nil, time.Time{}
 	}
 	for _, a := range pa.found {
 		found = append(found, *a)
 	}
+	if pa.liftedBy(rec) {
+		return found, time.Time{}
+	}
 	return found, pa.suspendedAt
 }
 
-// suspendedAt is when this node suspended the key, if it has and the
-// suspension is not yet flushed.
-func (t *anomalyTracker) suspendedAt(keyID string) time.Time {
+// suspendedAt is when this node suspended rec's key, if it has, the
+// suspension is not yet flushed, and no resume of rec lifted it since.
+func (t *anomalyTracker) suspendedAt(rec *keyRecord) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if pa := t.pending[keyID]; pa != nil {
+	if pa := t.pending[rec.KeyID]; pa != nil && !pa.liftedBy(rec) {
 		return pa.suspendedAt
 	}
 	return time.Time{}
