@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -288,6 +289,9 @@ func (b *backend) applyConfig(ctx context.Context, s logical.Storage, c, old *en
 	}
 	if v, ok := d.GetOk("environments"); ok {
 		envs := v.([]string)
+		if len(envs) > wire.MaxEnvironments {
+			return badField("environments", "at most %d environments", wire.MaxEnvironments)
+		}
 		for _, e := range envs {
 			if !keyformat.ValidEnvironment(e) {
 				return badField("environments", "%q must match [a-z][a-z0-9]{0,15}", printable(e))
