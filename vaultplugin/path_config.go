@@ -214,6 +214,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	// Config changes are rare; one lock for them keeps read-modify-write whole.
 	b.configWriteMu.Lock()
 	defer b.configWriteMu.Unlock()
+	if _, ok := d.Raw["key_prefix"]; ok {
+		b.prefixMu.Lock()
+		defer b.prefixMu.Unlock()
+	}
 
 	old, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
