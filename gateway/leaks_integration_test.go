@@ -318,7 +318,7 @@ func TestLeaks_GitHubRefuses(t *testing.T) {
 	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 
 	changed := []byte(strings.Replace(string(body), `"content"`, `"commit"`, 1))
-	big := make([]byte, MaxGitHubBody+1)
+	big := make([]byte, 4<<20+1) // the documented bound, 4 MiB, and one byte
 	copy(big, body)
 	for i := len(body); i < len(big); i++ {
 		big[i] = ' ' // JSON whitespace: a valid alert, just too large
@@ -523,11 +523,11 @@ func TestLeaks_Report(t *testing.T) {
 	}
 
 	// Bounds: a body too large, too many keys.
-	if st, ans := postReport(t, gw, nil, strings.Repeat("x", MaxReportBody+1)); st != 413 {
+	if st, ans := postReport(t, gw, nil, strings.Repeat("x", 64<<10+1)); st != 413 {
 		t.Errorf("oversized: %d %s", st, ans)
 	}
 	var many []string
-	for i := 0; i <= MaxReportKeys; i++ {
+	for i := 0; i < 101; i++ { // the documented bound is 100
 		many = append(many, wellFormed(t, "ck"))
 	}
 	if st, ans := postReport(t, gw, nil, strings.Join(many, "\n")+"\n"+bystander.key); st != 413 || !strings.Contains(ans, "TOO_MANY_KEYS") {
