@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +266,34 @@ func TestReportLimiter(t *testing.T) {
 	}
 	if reportSource("2001:db8:1:2:3:4:5:6") != reportSource("2001:db8:1:2::9") || reportSource("::ffff:192.0.2.1") != "192.0.2.1" {
 		t.Fatal("sources: IPv6 by /64, IPv4-mapped as IPv4")
+	}
+}
+
+// The shipped example keeps the receivers off; its commented leaks block,
+// uncommented, turns both on.
+func TestShippedConfigLeaksBlock(t *testing.T) {
+	b, err := os.ReadFile("../examples/gateway/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(b, "gateway.hcl")
+	if err != nil || c.Leaks.Enabled() {
+		t.Fatalf("the shipped config turns a receiver on: %+v %v", c.Leaks, err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "# leaks {") {
+			in = true
+		}
+		if in {
+			line = strings.TrimPrefix(line, "# ")
+			in = line != "}"
+		}
+		out = append(out, line)
+	}
+	c, err = ParseConfig([]byte(strings.Join(out, "\n")), "gateway.hcl")
+	if err != nil || !c.Leaks.GitHub || !c.Leaks.Report {
+		t.Fatalf("the example's leaks block, uncommented: %+v %v", c.Leaks, err)
 	}
 }
