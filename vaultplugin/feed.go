@@ -428,13 +428,23 @@ func (b *backend) tidyEvents(ctx context.Context, s logical.Storage) (int, error
 func feedEventsData(evs []revocationEvent) []map[string]any {
 	out := make([]map[string]any, 0, len(evs))
 	for _, ev := range evs {
-		out = append(out, map[string]any{
+		m := map[string]any{
 			"seq":        ev.Seq,
 			"key_id":     ev.KeyID,
 			"kind":       ev.Kind,
 			"at":         formatEventTime(ev.At),
 			"expires_at": formatTime(ev.ExpiresAt),
-		})
+		}
+		if ev.Role != "" {
+			m["role"] = ev.Role
+		}
+		if ev.Environment != "" {
+			m["environment"] = ev.Environment
+		}
+		if !ev.Before.IsZero() {
+			m["revoked_before"] = formatEventTime(ev.Before)
+		}
+		out = append(out, m)
 	}
 	return out
 }

@@ -79,9 +79,16 @@ type keyRecord struct {
 	Ended        bool   `json:"ended,omitempty"`
 	RevokedBy    string `json:"revoked_by,omitempty"`
 	RevokeReason string `json:"revoke_reason,omitempty"`
+	// RevokeJob names the bulk revocation job (revoke/jobs/<id>) that
+	// revoked the key, if one did.
+	RevokeJob string `json:"revoke_job,omitempty"`
 
 	RotatedFrom string `json:"rotated_from,omitempty"`
 	RotatedTo   string `json:"rotated_to,omitempty"`
+	// RotatedFromCreatedAt is when the key's lineage began (its
+	// predecessor's birth): a bulk revocation watermark counts a successor
+	// from then (bulk_watermark.go).
+	RotatedFromCreatedAt time.Time `json:"rotated_from_created_at,omitzero"`
 
 	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
 	UseCount     uint64    `json:"use_count,omitempty"`
@@ -166,13 +173,27 @@ func (b *backend) getKey(ctx context.Context, s logical.Storage, keyID string) (
 		r, err := decodeKeyRecord(e)
 		return r, err == nil, err
 	})
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	// The cache holds records as stored; bulk revocations apply on top.
+	return b.watermarked(ctx, s, r)
 }
 
 // loadKey reads a record from storage, bypassing the cache, for
 // read-modify-write under the key's lock. The returned record is private to
-// the caller.
+// the caller. A bulk revocation that covers the key is applied (so writing
+// the record back records it).
 func (b *backend) loadKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
+	r, err := b.loadStoredKey(ctx, s, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return b.watermarked(ctx, s, r)
+}
+
+// loadStoredKey is loadKey without the watermarks: the record as stored.
+func (b *backend) loadStoredKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
 	e, err := s.Get(ctx, keyStoragePrefix+keyID)
 	if err != nil || e == nil {
 		return nil, err

@@ -61,8 +61,8 @@ func TestKeyIndex_roleMovedToAnotherEnvironment(t *testing.T) {
 func TestKeyIndex_legacyEntriesAreReadAndTidied(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
-	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "1h"})
-	e.role("r", map[string]any{"environment": "prod", "ttl": "1h"})
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "24h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "1h"})
 	legacy, _ := e.issue("r", nil)
 	current, _ := e.issue("r", nil)
 	// Rewrite the first key's index the way earlier builds wrote it.
@@ -93,7 +93,7 @@ func TestKeyIndex_legacyEntriesAreReadAndTidied(t *testing.T) {
 	}
 	e.wantCode(map[string]any{"api_key": legacy["api_key"]}, codeRevoked)
 
-	e.clock.Add(2 * time.Hour)
+	e.clock.Add(26 * time.Hour)
 	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 2 {
 		t.Fatalf("tidy: %v", got)
 	}

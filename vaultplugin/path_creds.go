@@ -310,6 +310,9 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := b.stampIssue(ctx, req.Storage, rec, nil); err != nil {
+		return nil, nil, err
+	}
 	if err := b.storeNewKey(ctx, req.Storage, rec); err != nil {
 		return nil, nil, err
 	}

@@ -171,6 +171,7 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 		"revoked_at":           formatTime(rec.RevokedAt),
 		"revoked_by":           rec.RevokedBy,
 		"revoke_reason":        rec.RevokeReason,
+		"revoke_job":           rec.RevokeJob,
 		"rotated_from":         rec.RotatedFrom,
 		"rotated_to":           rec.RotatedTo,
 		"last_used_at":         formatTime(lastUsed),

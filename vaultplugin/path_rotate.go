@@ -171,6 +171,9 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	if err != nil {
 		return respond(err)
 	}
+	if err := b.stampIssue(ctx, req.Storage, succ, old); err != nil {
+		return nil, err
+	}
 
 	// The successor is written before the old key names it. Until the old
 	// key's record does, a write-ahead log entry names both, so a rotation

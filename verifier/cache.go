@@ -191,6 +191,20 @@ func (c *cache) dropIf(keyID string, h [32]byte) {
 	c.mu.Unlock()
 }
 
+// dropWhere forgets every entry f selects; it counts as a drop (a reply in
+// flight for such a key must not be cached).
+func (c *cache) dropWhere(f func(e *entry) bool) {
+	c.mu.Lock()
+	c.drops++
+	for id, e := range c.byID {
+		if f(e) {
+			delete(c.byID, id)
+			c.retire(id, e)
+		}
+	}
+	c.mu.Unlock()
+}
+
 func (c *cache) clear() {
 	c.mu.Lock()
 	c.drops++

@@ -17,8 +17,9 @@ import (
 // cannot be sure it saw every event since its cursor: on reset, on a gap
 // (the first sequenced event is not cursor seq+1, a hole between events,
 // or a reply cursor that is not the last event's seq), when the epoch or
-// the cursor format changes, and on a flush event (or any event naming no
-// key). An engine of the older format (a cursor without a '.', events
+// the cursor format changes, on a flush event, and on any event of a kind
+// it does not know. A bulk revocation event (revoked_role,
+// revoked_environment) drops every cached key of that role or environment. An engine of the older format (a cursor without a '.', events
 // without seq) is followed as before: reset drops everything, each event
 // drops its key.
 const (
@@ -28,7 +29,44 @@ const (
 	// maxFeedPages bounds the pages one poll reads to catch up.
 	maxFeedPages = 20
 	eventFlush   = "flush"
+	// A bulk revocation (revoke/role, revoke/environment): every cached
+	// key of the role or environment is dropped; keys issued after it
+	// verify VALID through the engine and are cached again.
+	eventRevokedRole        = "revoked_role"
+	eventRevokedEnvironment = "revoked_environment"
 )
+
+// perKeyKinds are the kinds that name the one key they concern.
+var perKeyKinds = map[string]bool{"revoked": true, "rotated": true, "suspended": true}
+
+// apply applies one event to the cache. A kind this verifier does not know
+// drops everything (so does any event that names no key and is not a bulk
+// revocation naming its role or environment): a newer engine's event can
+// only make fewer keys valid.
+func (v *Verifier) apply(m map[string]any) {
+	kind, _ := m["kind"].(string)
+	id, _ := m["key_id"].(string)
+	switch {
+	case perKeyKinds[kind] && id != "":
+		v.cache.drop(id)
+	case kind == eventRevokedRole && id == "":
+		if role, _ := m["role"].(string); role != "" {
+			v.logger.Info("bulk revocation of a role: dropping its cached keys", "role", role)
+			v.cache.dropWhere(func(e *entry) bool { return e.res.Role == role })
+			return
+		}
+		v.cache.clear()
+	case kind == eventRevokedEnvironment && id == "":
+		if env, _ := m["environment"].(string); env != "" {
+			v.logger.Info("bulk revocation of an environment: dropping its cached keys", "environment", env)
+			v.cache.dropWhere(func(e *entry) bool { return e.res.Environment == env || e.environment == env })
+			return
+		}
+		v.cache.clear()
+	default:
+		v.cache.clear()
+	}
+}
 
 // feedCursor is a parsed cursor; seq is false for a legacy or empty one.
 type feedCursor struct {
@@ -103,12 +141,7 @@ func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 		if n, _ := eventSeq(m["seq"]); n > 0 {
 			sequenced++
 		}
-		id, _ := m["key_id"].(string)
-		if kind, _ := m["kind"].(string); kind == eventFlush || id == "" {
-			v.cache.clear()
-			continue
-		}
-		v.cache.drop(id)
+		v.apply(m)
 	}
 	if next != "" {
 		v.cursor = next
