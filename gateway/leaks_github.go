@@ -292,8 +292,29 @@ func (l *leaks) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
+// keyIn reads the key a token holds: the token itself, or, when GitHub's
+// match took in a neighbour (a letter of an escape such as \n, or of %20),
+// the key keyformat.Find finds in it, preferring one of prefix. ok is false
+// when the token holds no well-formed key.
+func keyIn(token, prefix string) (k keyformat.Key, ok bool) {
+	if k, err := keyformat.Parse(token); err == nil {
+		return k, true
+	}
+	if len(token) > 4*keyformat.MaxKeyLen {
+		return keyformat.Key{}, false
+	}
+	for _, m := range keyformat.Find([]byte(token)) {
+		if m.ChecksumOK && (!ok || m.Key.Prefix == prefix && k.Prefix != prefix) {
+			k, ok = m.Key, true
+		}
+	}
+	return k, ok
+}
+
 // alertToken is one distinct token of an alert.
 type alertToken struct {
+	// raw is the key the token holds (the token itself, or the key found in
+	// it); hash is the SHA-256 of the token as GitHub sent it.
 	raw, typ, hash string
 	key            keyformat.Key
 	reason         string
@@ -322,17 +343,18 @@ func (l *leaks) handleAlert(ctx context.Context, matches []githubMatch) ([]githu
 		}
 		byTypeAndHash[t.typ+"\x00"+t.hash] = true
 		toks = append(toks, t)
-		k, err := keyformat.Parse(m.Token)
+		k, ok := keyIn(m.Token, l.cfg.KeyPrefix)
 		switch {
-		case err != nil:
+		case !ok:
 			t.label = LabelFalsePositive
 			l.tokens.WithLabelValues("github", "malformed").Inc()
 		case k.Prefix != l.cfg.KeyPrefix:
 			l.tokens.WithLabelValues("github", "other_prefix").Inc()
-		case byRaw[t.raw] != nil:
-			t.same = byRaw[t.raw]
+		case byRaw[k.Raw()] != nil:
+			t.same = byRaw[k.Raw()]
 		default:
 			t.key, t.reason = k, githubReason(m.URL, m.Source)
+			t.raw = k.Raw()
 			byRaw[t.raw] = t
 			toRevoke = append(toRevoke, t)
 		}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/leakforms"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
@@ -232,6 +233,7 @@ func TestLeaks_GitHubRevokesAndLabels(t *testing.T) {
 	gw := startGateway(t, e, e.leaksToken(t), leaksConfig(gk, ""))
 
 	live1, live2, bystander := e.issue(t, "dev-reader"), e.issue(t, "prod-reader"), e.issue(t, "dev-reader")
+	glued := e.issue(t, "dev-reader")
 	old := e.issue(t, "dev-trader")
 	e.revoke(t, old.id)
 	unknown, bad, other := wellFormed(t, "ck"), lookAlike(t), wellFormed(t, "zz")
@@ -244,6 +246,8 @@ func TestLeaks_GitHubRevokesAndLabels(t *testing.T) {
 		githubMatch{bad, typ, commitURL, "content"},
 		githubMatch{other, typ, commitURL, "content"},
 		githubMatch{live1.key, typ, "https://github.com/octocat/Hello-World/issues/1", "issue_comment"}, // found twice
+		// A match that took in the n of a JSON \n before the key.
+		githubMatch{"n" + glued.key, typ, commitURL, "content"},
 	)
 	st, ans := postAlert(t, gw, kid, gk.sign(t, kid, body), body)
 	if st != 200 {
@@ -256,11 +260,12 @@ func TestLeaks_GitHubRevokesAndLabels(t *testing.T) {
 	}
 	got := labelsOf(t, ans)
 	want := map[string]string{
-		hashOf(live1.key): LabelTruePositive,
-		hashOf(live2.key): LabelTruePositive,
-		hashOf(old.key):   LabelTruePositive, // already revoked, but real
-		hashOf(unknown):   LabelFalsePositive,
-		hashOf(bad):       LabelFalsePositive,
+		hashOf(live1.key):       LabelTruePositive,
+		hashOf(live2.key):       LabelTruePositive,
+		hashOf(old.key):         LabelTruePositive, // already revoked, but real
+		hashOf(unknown):         LabelFalsePositive,
+		hashOf(bad):             LabelFalsePositive,
+		hashOf("n" + glued.key): LabelTruePositive,
 		// other: another mount's prefix, not labelled
 	}
 	if len(got) != len(want) {
@@ -275,7 +280,7 @@ func TestLeaks_GitHubRevokesAndLabels(t *testing.T) {
 		t.Error("a key of another prefix was labelled")
 	}
 
-	for _, k := range []issued{live1, live2} {
+	for _, k := range []issued{live1, live2, glued} {
 		if c := e.code(t, k.key); c != "REVOKED" {
 			t.Errorf("%s after the alert: %s", k.id, c)
 		}
@@ -599,4 +604,37 @@ func TestLeaks_OptIn(t *testing.T) {
 	if c := e.code(t, k.key); c != "VALID" {
 		t.Errorf("%s", c)
 	}
+}
+
+// A report finds keys in every escaped and encoded form of
+// internal/leakforms (the table keyformat.Find, revoke/leaked and the
+// scanner are tested with), and counts each glued look-alike once.
+func TestLeaks_ReportLeakForms(t *testing.T) {
+	e := newEngine(t, vaulttest.Shared(t))
+	gw := startGateway(t, e, e.leaksToken(t), leaksConfig(nil, "  report = true\n"))
+	var text strings.Builder
+	var keys []issued
+	lookAlikes := 0
+	for _, f := range leakforms.All {
+		k := e.issue(t, "dev-reader")
+		keys = append(keys, k)
+		text.WriteString(f.Write(k.key) + "\n")
+		if f.Glue {
+			text.WriteString(f.Write(lookAlike(t)) + "\n")
+			lookAlikes++
+		}
+	}
+	st, ans := postReport(t, gw, nil, text.String())
+	var a reportAnswer
+	if err := json.Unmarshal([]byte(ans), &a); err != nil || st != 202 || a.Keys != len(keys) || a.LookAlikes != lookAlikes {
+		t.Fatalf("%d %s (%v), want keys=%d look_alikes=%d", st, ans, err, len(keys), lookAlikes)
+	}
+	waitFor(t, 10*time.Second, "every reported key revoked", func() bool {
+		for _, k := range keys {
+			if e.code(t, k.key) != "REVOKED" {
+				return false
+			}
+		}
+		return true
+	})
 }
