@@ -124,7 +124,7 @@ func (l *leaks) revokeLeaked(ctx context.Context, keys []string, reason string) 
 func engineError(mount string, err error) error {
 	var re *api.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		return fmt.Errorf("Vault refused %s/revoke/leaked (403): the gateway's token needs update on it; add examples/gateway/leaks-policy.hcl to its policies", mount)
+		return fmt.Errorf("permission denied on %s/revoke/leaked (403): the gateway's token needs update on it; add examples/gateway/leaks-policy.hcl to its policies", mount)
 	}
 	return fmt.Errorf("%s/revoke/leaked: %s", mount, shortErr(err))
 }

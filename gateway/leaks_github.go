@@ -104,7 +104,6 @@ type githubKeys struct {
 	etag    string
 	fetched time.Time // last fetch that answered (200 or 304)
 	tried   time.Time // last attempt
-	fetches int       // attempts, for tests and logs
 }
 
 func newGitHubKeys(url string, refetch time.Duration) *githubKeys {
@@ -148,7 +147,6 @@ func (k *githubKeys) key(ctx context.Context, id string) (*ecdsa.PublicKey, erro
 // one fetch instead of each making their own).
 func (k *githubKeys) fetch(ctx context.Context, now time.Time) error {
 	k.tried = now
-	k.fetches++
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
@@ -203,12 +201,6 @@ func (k *githubKeys) fetch(ctx context.Context, now time.Time) error {
 	}
 	k.keys, k.etag, k.fetched = keys, resp.Header.Get("ETag"), now
 	return nil
-}
-
-func (k *githubKeys) fetchCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.fetches
 }
 
 // verifyGitHub checks an alert's signature over the raw body.
