@@ -38,12 +38,6 @@ const (
 	MaxKeyLen = MaxPrefixLen + 1 + MaxEnvironmentLen + 1 + BodyLen
 )
 
-// VerifyHeader is the HTTP header that carries a key to the engine's verify
-// read (GET <mount>/verify): a header, not the query string, because URLs
-// are kept by proxies and access logs. The engine reads it, the provider's
-// mounts pass it through, the local verifier sends it.
-const VerifyHeader = "X-Cryptokeys-Api-Key"
-
 // Pattern matches every well-formed key (checksum not checked). It is the
 // pattern published for secret scanners.
 const Pattern = `\b[a-z][a-z0-9]{1,7}_[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{50}\b`

@@ -3,6 +3,7 @@ package vaultplugin
 import (
 	"context"
 	"fmt"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"testing"
 	"time"
 
@@ -98,7 +99,7 @@ func TestBulk_watermarkTakesEffectBeforeTheJob(t *testing.T) {
 			}
 
 			for i, k := range keys {
-				e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
+				e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
 				rec := e.ok(logical.ReadOperation, "keys/"+k["key_id"].(string), nil).Data
 				if rec["status"] != statusRevoked || rec["revoke_reason"] != "INC-9" || rec["revoke_job"] != id ||
 					rec["revoked_by"] != "token-tester (entity entity-1234)" || rec["revoked_at"] != formatTime(mustTime(t, before)) {
@@ -112,9 +113,9 @@ func TestBulk_watermarkTakesEffectBeforeTheJob(t *testing.T) {
 				}
 			}
 			e.badRequest(logical.UpdateOperation, "keys/"+keys[0]["key_id"].(string)+"/rotate", nil, "key_id", "revoked")
-			e.wantCode(map[string]any{"api_key": after["api_key"]}, codeValid)
+			e.wantCode(map[string]any{"api_key": after["api_key"]}, wire.CodeValid)
 			if tc.scope == scopeRole {
-				e.wantCode(map[string]any{"api_key": other["api_key"]}, codeValid)
+				e.wantCode(map[string]any{"api_key": other["api_key"]}, wire.CodeValid)
 			}
 			list := e.ok(logical.ListOperation, "revoke/jobs/", nil).Data
 			if ks, _ := list["keys"].([]string); len(ks) != 1 || ks[0] != id {
@@ -130,12 +131,12 @@ func TestBulk_watermarkTakesEffectBeforeTheJob(t *testing.T) {
 				if !r.RevokedAt.Equal(mustTime(t, before)) || r.RevokeJob != id || r.RevokeReason != "INC-9" {
 					t.Errorf("stored record %s after the job: revoked_at %v job %q reason %q", r.KeyID, r.RevokedAt, r.RevokeJob, r.RevokeReason)
 				}
-				e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
+				e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
 			}
 			if r := e.storedRecord(after["key_id"].(string)); !r.RevokedAt.IsZero() {
 				t.Errorf("key issued after the watermark revoked by the job")
 			}
-			e.wantCode(map[string]any{"api_key": after["api_key"]}, codeValid)
+			e.wantCode(map[string]any{"api_key": after["api_key"]}, wire.CodeValid)
 			events, _, _ = e.feed(cursor)
 			if len(events) != 1+5 {
 				t.Errorf("feed after the job: %d events, want the bulk one and 5 per-key", len(events))
@@ -161,10 +162,10 @@ func TestBulk_verifyReadsNoWatermarkStorage(t *testing.T) {
 	e.role("q", map[string]any{"environment": "prod"})
 	k, _ := e.issue("p", nil)
 	e.ok(logical.UpdateOperation, "revoke/role/q", nil)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
 	gets := e.storage.gets
 	for range 10 {
-		e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
+		e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
 	}
 	if n := e.storage.gets - gets; n != 0 {
 		t.Errorf("10 verifies of a cached key read storage %d times", n)
@@ -172,8 +173,8 @@ func TestBulk_verifyReadsNoWatermarkStorage(t *testing.T) {
 	// Another node's write: Invalidate drops the watermarks, the next read
 	// loads them (once).
 	e.b.invalidate(context.Background(), watermarkPrefix+"role/q")
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
 	if n := e.storage.gets - gets; n == 0 || n > 3 {
 		t.Errorf("after an invalidation, two verifies read storage %d times, want one load", n)
 	}
@@ -197,13 +198,13 @@ func TestBulk_invalidateReachesAnotherNode(t *testing.T) {
 		}
 		return resp.Data["code"].(string)
 	}
-	if c := verify(); c != codeValid {
+	if c := verify(); c != wire.CodeValid {
 		t.Fatalf("standby: %s", c)
 	}
 	e.holdBulk()
 	e.ok(logical.UpdateOperation, "revoke/role/p", nil)
 	standby.invalidate(context.Background(), watermarkPrefix+"role/p")
-	if c := verify(); c != codeRevoked {
+	if c := verify(); c != wire.CodeRevoked {
 		t.Fatalf("standby after the watermark's Invalidate: %s", c)
 	}
 }
@@ -265,7 +266,7 @@ func TestBulk_twoWatermarks(t *testing.T) {
 	first := e.ok(logical.UpdateOperation, "revoke/role/p", map[string]any{"reason": "one"}).Data["job_id"]
 	e.clock.Add(time.Minute)
 	b, _ := e.issue("p", nil)
-	e.wantCode(map[string]any{"api_key": b["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": b["api_key"]}, wire.CodeValid)
 	second := e.ok(logical.UpdateOperation, "revoke/role/p", map[string]any{"reason": "two"}).Data["job_id"]
 	for k, want := range map[string]any{a["key_id"].(string): first, b["key_id"].(string): second} {
 		rec := e.ok(logical.ReadOperation, "keys/"+k, nil).Data

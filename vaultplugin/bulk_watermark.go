@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,11 +276,4 @@ func (b *backend) stampIssue(ctx context.Context, s logical.Storage, r *keyRecor
 		r.RotatedFromCreatedAt = predecessor.born()
 	}
 	return nil
-}
-
-// watermarkScope parses "role/<name>" or "environment/<env>" (an Invalidate key
-// without the prefix).
-func watermarkScope(key string) (scope, name string, ok bool) {
-	scope, name, ok = strings.Cut(key, "/")
-	return scope, name, ok && (scope == scopeRole || scope == scopeEnv)
 }

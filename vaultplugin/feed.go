@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -42,7 +43,7 @@ const (
 	// (unit tests' logical.TestBackendConfig leaves it empty).
 	feedEpochFallback = "00000000"
 
-	eventFlush = "flush"
+	eventFlush = wire.KindFlush
 )
 
 // feedEpoch is the short stable id of a mount that cursors carry, so a

@@ -242,22 +242,4 @@ func TestIntegration_bulkRevocation(t *testing.T) {
 	t.Logf("figures: keys=%d seed_s=%.1f effective_ms=%d complete_s=%.1f restarted=%v", n, seeded.Seconds(), max(engineAt, verifierAt).Milliseconds()+returned.Sub(sent).Milliseconds(), complete.Seconds(), restarted)
 }
 
-func containsAll(s string, subs ...string) bool {
-	for _, x := range subs {
-		if !contains(s, x) {
-			return false
-		}
-	}
-	return true
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}
-
 var _ = api.DefaultConfig

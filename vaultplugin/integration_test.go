@@ -508,7 +508,7 @@ func TestIntegration_storageRevealsNoKey(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
 	e.vault("write", e.path("config"), "scopes=read,trade")
-	e.vault("write", e.path("roles/b"), "environment=prod", "scopes=read", "metadata=team=desk")
+	e.vault("write", e.path("roles/b"), "environment=prod", "scopes=read", "labels=team=desk")
 	e.vault("write", e.path("roles/h"), "environment=prod", "key_type=hmac")
 	e.vault("write", e.path("roles/ed"), "environment=prod", "key_type=ed25519")
 	var keys []issued

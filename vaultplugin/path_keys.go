@@ -161,7 +161,7 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 		"scopes":               nonNil(rec.Scopes),
 		"key_type":             rec.KeyType,
 		"allowed_cidrs":        nonNil(rec.AllowedCIDRs),
-		"metadata":             nonNilMap(rec.Metadata),
+		"labels":               nonNilMap(rec.Labels),
 		"status":               rec.status(b.now()),
 		"created_at":           formatTime(rec.CreatedAt),
 		"created_by":           rec.CreatedBy,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -16,14 +17,15 @@ const (
 	// maxFeedEvents bounds one reply; the verifier asks again from the cursor.
 	maxFeedEvents = 1000
 
-	eventRevoked   = "revoked"
-	eventRotated   = "rotated"
-	eventSuspended = "suspended"
+	// The kinds of event are the contract's.
+	eventRevoked   = wire.KindRevoked
+	eventRotated   = wire.KindRotated
+	eventSuspended = wire.KindSuspended
 	// Bulk revocations (bulk_job.go): key_id empty, role or environment
 	// named, revoked_before the watermark. A verifier that does not know
 	// the kind drops everything, as for any event naming no key.
-	eventRevokedRole        = "revoked_role"
-	eventRevokedEnvironment = "revoked_environment"
+	eventRevokedRole        = wire.KindRevokedRole
+	eventRevokedEnvironment = wire.KindRevokedEnvironment
 )
 
 // revocationEvent tells local verifiers to stop trusting a cached key (or,

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -35,8 +36,8 @@ func TestTidy_dropsOnlyRecordsPastRetention(t *testing.T) {
 			}
 		}
 	}
-	e.wantCode(map[string]any{"api_key": live["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": live["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, wire.CodeNotFound)
 	// Revoking a tidied key's lease is still a success.
 	if resp := e.leaseOp(logical.RevokeOperation, &logical.Secret{InternalData: map[string]any{"key_id": revoked["key_id"], "secret_type": secretAPIKeyType}}); resp != nil && resp.IsError() {
 		t.Fatal(resp.Error())
@@ -65,7 +66,7 @@ func TestTidy_retentionCannotEraseEvidence(t *testing.T) {
 	for _, after := range []time.Duration{time.Second, time.Hour, 23 * time.Hour} {
 		e.clock.Add(after)
 		e.ok(logical.UpdateOperation, "tidy", nil)
-		e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
+		e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
 		if rec := e.ok(logical.ReadOperation, "keys/"+k["key_id"].(string), nil).Data; rec["revoke_reason"] != "evidence" {
 			t.Fatalf("record after %s: %v", after, rec)
 		}

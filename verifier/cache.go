@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"golang.org/x/time/rate"
 )
 
@@ -56,7 +57,7 @@ func (e *entry) matches(k keyformat.Key, h [32]byte) bool {
 
 func (e *entry) result() Result {
 	r := e.res
-	r.Valid, r.Code, r.Message = true, "VALID", ""
+	r.Valid, r.Code, r.Message = true, wire.CodeValid, ""
 	return r
 }
 

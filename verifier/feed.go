@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // The revocations feed.
@@ -28,16 +30,10 @@ const (
 	feedPage = 1000
 	// maxFeedPages bounds the pages one poll reads to catch up.
 	maxFeedPages = 20
-	eventFlush   = "flush"
-	// A bulk revocation (revoke/role, revoke/environment): every cached
-	// key of the role or environment is dropped; keys issued after it
-	// verify VALID through the engine and are cached again.
-	eventRevokedRole        = "revoked_role"
-	eventRevokedEnvironment = "revoked_environment"
 )
 
 // perKeyKinds are the kinds that name the one key they concern.
-var perKeyKinds = map[string]bool{"revoked": true, "rotated": true, "suspended": true}
+var perKeyKinds = map[string]bool{wire.KindRevoked: true, wire.KindRotated: true, wire.KindSuspended: true}
 
 // apply applies one event to the cache. A kind this verifier does not know
 // drops everything (so does any event that names no key and is not a bulk
@@ -49,14 +45,14 @@ func (v *Verifier) apply(m map[string]any) {
 	switch {
 	case perKeyKinds[kind] && id != "":
 		v.cache.drop(id)
-	case kind == eventRevokedRole && id == "":
+	case kind == wire.KindRevokedRole && id == "":
 		if role, _ := m["role"].(string); role != "" {
 			v.logger.Info("bulk revocation of a role: dropping its cached keys", "role", role)
 			v.cache.dropWhere(func(e *entry) bool { return e.res.Role == role })
 			return
 		}
 		v.cache.clear()
-	case kind == eventRevokedEnvironment && id == "":
+	case kind == wire.KindRevokedEnvironment && id == "":
 		if env, _ := m["environment"].(string); env != "" {
 			v.logger.Info("bulk revocation of an environment: dropping its cached keys", "environment", env)
 			v.cache.dropWhere(func(e *entry) bool { return e.res.Environment == env || e.environment == env })
@@ -112,7 +108,7 @@ func (v *Verifier) poll(ctx context.Context) error {
 func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 	var query map[string][]string
 	if v.cursor != "" {
-		query = map[string][]string{"since": {v.cursor}}
+		query = map[string][]string{wire.FeedSince: {v.cursor}}
 	}
 	secret, err := v.cfg.Client.Logical().ReadWithDataWithContext(ctx, v.cfg.Mount+"/revocations", query)
 	if err != nil {
