@@ -114,6 +114,12 @@ func pathUsage(b *backend) []*framework.Path {
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback: strict(b.pathUsageReport),
 				Summary:  "Add usage counted by a local verifier.",
+				// Pending usage is flushed only where storage is writable: a
+				// performance standby (or secondary) would keep the report
+				// in memory for good, so Vault forwards it to the active
+				// node (the primary).
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
 			},
 		},
 		HelpSynopsis: "Report usage counted outside the engine.",
