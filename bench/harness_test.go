@@ -60,7 +60,7 @@ type report struct {
 	// Figures are single measurements named with their unit (bulk
 	// revocation: bulk_revoke_<keys>_effective_ms and friends).
 	Figures map[string]float64 `json:"figures,omitempty"`
-	Notes        []string               `json:"notes,omitempty"`
+	Notes   []string           `json:"notes,omitempty"`
 }
 
 func TestBenchHarness(t *testing.T) {
