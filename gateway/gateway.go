@@ -51,10 +51,8 @@ type Gateway struct {
 	// tokenExpiry is when the current token expires (zero: never).
 	tokenExpiry atomic.Int64
 
-	// lastFeedOK is when the gateway's own probe of the revocations feed
-	// last succeeded (unix nanoseconds); lastUnavailable is when a verify
-	// last answered UNAVAILABLE.
-	lastFeedOK      atomic.Int64
+	// lastUnavailable is when a verify last answered UNAVAILABLE (unix
+	// nanoseconds).
 	lastUnavailable atomic.Int64
 
 	stop    context.CancelFunc
@@ -63,8 +61,8 @@ type Gateway struct {
 }
 
 // New starts a gateway's background work: the token watch (and token_file
-// re-reads), the embedded verifier (retried until the engine answers) and
-// the feed probe behind /readyz. Call Close when done.
+// re-reads) and the embedded verifier (retried until the engine answers).
+// Call Close when done.
 func New(cfg *Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: os.Stderr, Level: hclog.Info})
@@ -106,25 +104,10 @@ func New(cfg *Config, opts Options) (*Gateway, error) {
 	g.m = newMetrics(g)
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
-	g.bg.Add(3)
+	g.bg.Add(2)
 	go func() { defer g.bg.Done(); g.watchToken(ctx) }()
 	go func() { defer g.bg.Done(); g.startVerifier(ctx) }()
-	go func() { defer g.bg.Done(); g.probeFeed(ctx) }()
 	return g, nil
-}
-
-func (g *Gateway) maxStaleness() time.Duration {
-	if g.cfg.MaxStaleness > 0 {
-		return g.cfg.MaxStaleness
-	}
-	return 5 * time.Second
-}
-
-func (g *Gateway) pollInterval() time.Duration {
-	if g.cfg.PollInterval > 0 {
-		return g.cfg.PollInterval
-	}
-	return 250 * time.Millisecond
 }
 
 // startVerifier creates the embedded verifier, retrying until the engine's
@@ -144,7 +127,6 @@ func (g *Gateway) startVerifier(ctx context.Context) {
 			Logger:        g.log.Named("verifier"),
 		})
 		if err == nil {
-			g.lastFeedOK.Store(time.Now().UnixNano())
 			g.ver.Store(v)
 			g.log.Info("first read of the revocations feed done; ready", "mount", g.cfg.Mount, "addr", g.client.Address())
 			return
@@ -156,34 +138,6 @@ func (g *Gateway) startVerifier(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(g.opts.StartRetry):
-		}
-	}
-}
-
-// probeFeed reads the feed's current position (no storage read in the
-// engine) now and then: /readyz and the feed-age metric come from it,
-// because the verifier does not expose when it last read the feed.
-func (g *Gateway) probeFeed(ctx context.Context) {
-	every := g.pollInterval()
-	if every < time.Second {
-		every = time.Second
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if g.ver.Load() == nil {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, g.maxStaleness())
-		_, err := g.client.Logical().ReadWithContext(pctx, g.cfg.Mount+"/revocations")
-		cancel()
-		if err == nil {
-			g.lastFeedOK.Store(time.Now().UnixNano())
 		}
 	}
 }
@@ -203,17 +157,16 @@ func (g *Gateway) failingClosed() string {
 }
 
 // ready is /readyz: the first feed read is done, the token is fine, the
-// feed was read within the staleness bound and no verify answered
-// UNAVAILABLE in the last second.
+// embedded verifier has read the feed within the staleness bound (its
+// Status) and no verify answered UNAVAILABLE in the last second.
 func (g *Gateway) ready() (bool, string) {
 	if r := g.failingClosed(); r != "" {
 		return false, r
 	}
-	now := time.Now().UnixNano()
-	if now-g.lastFeedOK.Load() > int64(g.maxStaleness()) {
+	if st := g.ver.Load().Status(); st.Stale {
 		return false, "the revocations feed has not been read within max_staleness"
 	}
-	if now-g.lastUnavailable.Load() < int64(time.Second) {
+	if time.Now().UnixNano()-g.lastUnavailable.Load() < int64(time.Second) {
 		return false, "the verifier is failing closed"
 	}
 	return true, ""

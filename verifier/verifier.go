@@ -151,6 +151,11 @@ type Verifier struct {
 	// monotonic time (cfg.monotonic) at which the read that reached the
 	// feed's head was sent.
 	lastFeedOK atomic.Int64
+	// polled is set once a read reached the feed's head.
+	polled atomic.Bool
+
+	// hits and misses count requests the cache answered and did not.
+	hits, misses atomic.Uint64
 
 	// usage holds counts of entries that left the cache before their
 	// usage was reported.
@@ -287,9 +292,11 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	}
 	if req.Signature == "" {
 		if res, ok := v.fromCache(key, req, now); ok {
+			v.hits.Add(1)
 			return res, nil
 		}
 	}
+	v.misses.Add(1)
 	return v.askEngine(ctx, key, req, now)
 }
 
