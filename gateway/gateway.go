@@ -15,6 +15,7 @@ import (
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
+	"google.golang.org/grpc"
 )
 
 // Options are what a caller gives a gateway besides its config.
@@ -215,18 +216,30 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
-// Serve answers on ln until ctx ends, then shuts down gracefully: it stops
-// taking requests, lets those in flight finish (up to 10 s) and closes the
-// gateway (reporting pending usage).
+// Serve answers HTTP on ln until ctx ends, then shuts down gracefully: it
+// stops taking requests, lets those in flight finish (up to 10 s) and closes
+// the gateway (reporting pending usage).
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	return g.ServeListeners(ctx, ln, nil)
+}
+
+// ServeListeners is Serve with, when grpcLn is not nil, the gRPC service
+// (Envoy ext_authz, grpc.health.v1) on grpcLn. Both stop together; pending
+// usage is reported once both have.
+func (g *Gateway) ServeListeners(ctx context.Context, ln, grpcLn net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	g.log.Info("listening", "addr", ln.Addr().String())
+	gs := g.GRPCServer()
+	if grpcLn != nil {
+		go func() { errc <- gs.Serve(grpcLn) }()
+		g.log.Info("listening for Envoy ext_authz (gRPC)", "addr", grpcLn.Addr().String())
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -235,27 +248,44 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
 	_ = srv.Shutdown(sctx)
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		gs.Stop()
+	}
 	closeErr := g.Close(sctx)
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
 		return serveErr
 	}
 	return closeErr
 }
 
 // Run is the whole `cryptokeys gateway`: it starts a gateway for cfg,
-// listens on cfg.Listen and serves until ctx ends.
+// listens on cfg.Listen (and cfg.GRPCListen) and serves until ctx ends.
 func Run(ctx context.Context, cfg *Config, opts Options) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	var grpcLn net.Listener
+	if cfg.GRPCListen != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("grpc_listen %s: %w", cfg.GRPCListen, err)
+		}
+	}
 	g, err := New(cfg, opts)
 	if err != nil {
 		_ = ln.Close()
+		if grpcLn != nil {
+			_ = grpcLn.Close()
+		}
 		return err
 	}
-	return g.Serve(ctx, ln)
+	return g.ServeListeners(ctx, ln, grpcLn)
 }
 
 func readTokenFile(path string) (string, error) {
