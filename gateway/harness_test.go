@@ -101,8 +101,8 @@ type runningGateway struct {
 	url  string
 	// grpcAddr is the gRPC listener (Envoy ext_authz), 127.0.0.1:port.
 	grpcAddr string
-	log  *syncBuffer
-	stop func() error
+	log      *syncBuffer
+	stop     func() error
 }
 
 const baseConfig = `
