@@ -41,6 +41,11 @@ func pathRevocations(b *backend) []*framework.Path {
 		},
 		Fields: map[string]*framework.FieldSchema{
 			"since": {Type: framework.TypeString, Description: "Cursor from the previous reply; empty for the current position only.", Query: true},
+			"wait": {
+				Type:        framework.TypeDurationSecond,
+				Description: "With since: when nothing is newer than the cursor, hold the request up to this long (at most 60s) and answer as soon as an event is written. 0 answers at once.",
+				Query:       true,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -65,14 +70,50 @@ it cached and continue from the reply's cursor. A caller that sees the first
 numbered event's seq differ from its cursor's seq + 1 must do the same.
 
 Suspensions this node decided but has not yet written are sent with every
-reply, with seq 0, until they are written.`,
+reply, with seq 0, until they are written.
+
+With "wait" (a blocking read, as Consul's blocking queries): when nothing is
+newer than the cursor, the reply is held until an event is written on this
+node (or reaches it through storage invalidation) or the wait ends, so a
+verifier hears of a revocation at once instead of at its next poll. Replies
+carry "wait_max" (seconds) so a caller can tell an engine that blocks from
+one that does not.`,
 	}}
 }
 
+// maxFeedWait bounds a blocking read, well inside Vault's default 90 s
+// request timeout.
+const maxFeedWait = 60 * time.Second
+
 func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	r, err := b.readFeed(ctx, req.Storage, d.Get("since").(string), maxFeedEvents)
-	if err != nil {
-		return respond(err)
+	since := d.Get("since").(string)
+	wait := time.Duration(d.Get("wait").(int)) * time.Second
+	if wait < 0 || wait > maxFeedWait {
+		return respond(badField("wait", "must be from 0 to %s", maxFeedWait))
+	}
+	var deadline <-chan time.Time
+	if wait > 0 && since != "" {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	var r *feedRead
+	for {
+		// Taken before the read: an event written after it closes this
+		// channel, so none is missed between the read and the wait.
+		changed := b.feed.headChanged()
+		var err error
+		if r, err = b.readFeed(ctx, req.Storage, since, maxFeedEvents); err != nil {
+			return respond(err)
+		}
+		if deadline == nil || r.reset || len(r.events) > 0 || len(b.anomalies.suspendedKeys()) > 0 {
+			break
+		}
+		// A suspension verify decides here is not a feed event until the
+		// usage flush writes it, so the wait also looks for those.
+		if !waitForFeed(ctx, changed, deadline, func() bool { return len(b.anomalies.suspendedKeys()) > 0 }) {
+			break
+		}
 	}
 	events := feedEventsData(r.events)
 	// Suspensions this node decided but has not flushed yet: verify cannot
@@ -81,5 +122,31 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 	for _, id := range b.anomalies.suspendedKeys() {
 		events = append(events, map[string]any{"seq": uint64(0), "key_id": id, "kind": eventSuspended, "at": "", "expires_at": ""})
 	}
-	return &logical.Response{Data: map[string]any{"events": events, "cursor": r.cursor.String(), "reset": r.reset}}, nil
+	return &logical.Response{Data: map[string]any{"events": events, "cursor": r.cursor.String(), "reset": r.reset, "wait_max": int(maxFeedWait / time.Second)}}, nil
+}
+
+// suspensionCheckEvery is how often a blocking read looks for suspensions
+// decided in memory (they wake no one: only written events do).
+const suspensionCheckEvery = 250 * time.Millisecond
+
+// waitForFeed waits for the feed's head to move (true: read again), or for
+// the deadline, the request's end or an unwritten suspension (false:
+// answer now).
+func waitForFeed(ctx context.Context, changed <-chan struct{}, deadline <-chan time.Time, suspended func() bool) bool {
+	tick := time.NewTicker(suspensionCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-changed:
+			return true
+		case <-deadline:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			if suspended() {
+				return false
+			}
+		}
+	}
 }

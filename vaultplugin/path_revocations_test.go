@@ -104,3 +104,58 @@ func TestRevocations_staleCursorResetsAndTidyPrunes(t *testing.T) {
 	e.badRequest(logical.ReadOperation, "revocations", map[string]any{"since": "../../config"}, "since", "cursor")
 	e.badRequest(logical.ReadOperation, "revocations", map[string]any{"since": feedEpochFallback + ".-1"}, "since", "cursor")
 }
+
+// A blocking read (wait) with nothing newer than its cursor is held until
+// an event is written, and answers with it at once; with nothing written
+// it answers empty when the wait ends. A wait out of bounds is a 400.
+func TestRevocations_blockingReadWakesOnAnEvent(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod"})
+	k, _ := e.issue("r", nil)
+	_, cursor, _ := e.feed("")
+
+	type reply struct {
+		events []map[string]any
+		took   time.Duration
+	}
+	got := make(chan reply, 1)
+	start := time.Now()
+	go func() {
+		resp, err := e.b.HandleRequest(t.Context(), &logical.Request{
+			Operation: logical.ReadOperation, Path: "revocations", Storage: e.storage,
+			Data: map[string]any{"since": cursor, "wait": "30s"},
+		})
+		if err != nil || resp.IsError() {
+			t.Errorf("blocking read: %v %v", err, resp)
+			got <- reply{}
+			return
+		}
+		got <- reply{resp.Data["events"].([]map[string]any), time.Since(start)}
+	}()
+	time.Sleep(300 * time.Millisecond) // the read is waiting
+	select {
+	case r := <-got:
+		t.Fatalf("answered before any event: %v", r.events)
+	default:
+	}
+	e.ok(logical.DeleteOperation, "keys/"+k["key_id"].(string), nil)
+	select {
+	case r := <-got:
+		if len(r.events) != 1 || r.events[0]["key_id"] != k["key_id"] || r.took > 5*time.Second {
+			t.Fatalf("woken with %v after %s", r.events, r.took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocking read was not woken by the revocation")
+	}
+
+	_, cursor, _ = e.feed("")
+	start = time.Now()
+	d := e.ok(logical.ReadOperation, "revocations", map[string]any{"since": cursor, "wait": "1s"}).Data
+	if took := time.Since(start); len(d["events"].([]map[string]any)) != 0 || took < time.Second || took > 5*time.Second {
+		t.Fatalf("an idle wait answered %v after %s", d["events"], took)
+	}
+	if d["wait_max"] != 60 {
+		t.Fatalf("wait_max %v", d["wait_max"])
+	}
+	e.badRequest(logical.ReadOperation, "revocations", map[string]any{"since": cursor, "wait": "61s"}, "wait", "must be from 0 to")
+}
