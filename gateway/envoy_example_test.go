@@ -70,3 +70,25 @@ func TestShippedEnvoyConfig(t *testing.T) {
 		t.Errorf("ext_authz: failure_mode_allow=%v api=%v cluster=%q (defined %v) status_on_error=%v", ea.GetFailureModeAllow(), ea.GetTransportApiVersion(), cl, clusters[cl], ea.GetStatusOnError())
 	}
 }
+
+// The container example cannot be run here (no Docker): it must at least
+// be valid YAML whose gateway service builds the shipped Dockerfile.
+func TestShippedComposeIsYAML(t *testing.T) {
+	dir := filepath.Join(vaulttest.RepoRoot(), "examples", "gateway", "container")
+	b, err := os.ReadFile(filepath.Join(dir, "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Services map[string]struct {
+			Build struct{ Context, Dockerfile string }
+		}
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("compose.yaml is not YAML: %v", err)
+	}
+	gw := doc.Services["gateway"].Build
+	if _, err := os.Stat(filepath.Join(dir, gw.Context, gw.Dockerfile)); err != nil || gw.Dockerfile == "" {
+		t.Fatalf("the gateway service does not build the shipped Dockerfile: %+v (%v)", gw, err)
+	}
+}
