@@ -19,8 +19,8 @@ import (
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -92,7 +92,7 @@ func TestBenchHarness(t *testing.T) {
 	srv.MustCLI(t, "write", mount+"/roles/bench-hmac", "environment=prod", "key_type=hmac", "recv_window=60000", "ttl=24h")
 	srv.MustCLI(t, "secrets", "enable", "-path=kvb", "-version=2", "kv")
 	// For verify by read, as a cryptokeys_secrets_engine mount is set up.
-	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+keyformat.VerifyHeader, mount)
+	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+wire.VerifyHeader, mount)
 
 	small := seed(t, c, mount, "bench", m.smallKeys, m.concurrency)
 	hmacKey := issue(t, c, mount, "bench-hmac")
@@ -126,7 +126,7 @@ func TestBenchHarness(t *testing.T) {
 		}},
 		Op{Name: "verify_hmac", Do: func(w, i int) error {
 			ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
-			sig := vaultplugin.SignHMAC(hmacKey.secret, []byte(ts+"POST/api/v3/order{}"))
+			sig := wire.SignHMAC(hmacKey.secret, []byte(ts+"POST/api/v3/order{}"))
 			body := fmt.Sprintf(`{"api_key":%q,"timestamp":%q,"method":"POST","path":"/api/v3/order","body":"{}","signature":%q}`, hmacKey.apiKey, ts, sig)
 			return c.Do("POST", mount+"/verify", []byte(body), 200, valid)
 		}},
@@ -264,7 +264,7 @@ func seed(t *testing.T, c *Client, mount, role string, n, concurrency int) []str
 func keyHeaders(keys []string) []http.Header {
 	out := make([]http.Header, len(keys))
 	for i, k := range keys {
-		out[i] = http.Header{keyformat.VerifyHeader: {k}}
+		out[i] = http.Header{wire.VerifyHeader: {k}}
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // Response headers (design, "Gateway").
@@ -33,11 +34,11 @@ const (
 // An unknown code is refused (403): the gateway fails closed.
 func statusOf(code string) int {
 	switch code {
-	case "VALID":
+	case wire.CodeValid:
 		return http.StatusOK
-	case CodeNoKey, "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED":
+	case CodeNoKey, wire.CodeMalformed, wire.CodeNotFound, wire.CodeRevoked, wire.CodeExpired:
 		return http.StatusUnauthorized
-	case "RATE_LIMITED":
+	case wire.CodeRateLimited:
 		return http.StatusTooManyRequests
 	case verifier.CodeUnavailable:
 		return http.StatusServiceUnavailable
@@ -49,21 +50,21 @@ func statusOf(code string) int {
 // messages are the gateway's own words for each code: the verifier's and
 // the engine's messages are not passed on, so no body can echo a key.
 var messages = map[string]string{
-	"VALID":                  "key accepted",
-	CodeNoKey:                "no API key: send Authorization: Bearer <key> or X-API-Key: <key>",
-	CodeNoRoute:              "no route allows this method and path",
-	"MALFORMED":              "the API key is not well-formed",
-	"NOT_FOUND":              "unknown API key",
-	"REVOKED":                "the API key has been revoked",
-	"EXPIRED":                "the API key has expired",
-	"ENVIRONMENT_MISMATCH":   "the API key belongs to another environment",
-	"INSUFFICIENT_SCOPE":     "the API key lacks a scope this route needs",
-	"IP_NOT_ALLOWED":         "requests from this address are not allowed for this key",
-	"SUSPENDED":              "the API key is suspended",
-	"BAD_SIGNATURE":          "the request signature does not verify",
-	"STALE_TIMESTAMP":        "the request timestamp is outside the allowed window",
-	"RATE_LIMITED":           "rate limit exceeded",
-	verifier.CodeUnavailable: "verification is unavailable; try again later",
+	wire.CodeValid:               "key accepted",
+	CodeNoKey:                    "no API key: send Authorization: Bearer <key> or X-API-Key: <key>",
+	CodeNoRoute:                  "no route allows this method and path",
+	wire.CodeMalformed:           "the API key is not well-formed",
+	wire.CodeNotFound:            "unknown API key",
+	wire.CodeRevoked:             "the API key has been revoked",
+	wire.CodeExpired:             "the API key has expired",
+	wire.CodeEnvironmentMismatch: "the API key belongs to another environment",
+	wire.CodeInsufficientScope:   "the API key lacks a scope this route needs",
+	wire.CodeIPNotAllowed:        "requests from this address are not allowed for this key",
+	wire.CodeSuspended:           "the API key is suspended",
+	wire.CodeBadSignature:        "the request signature does not verify",
+	wire.CodeStaleTimestamp:      "the request timestamp is outside the allowed window",
+	wire.CodeRateLimited:         "rate limit exceeded",
+	verifier.CodeUnavailable:     "verification is unavailable; try again later",
 }
 
 // decision is the outcome for one request.
@@ -200,7 +201,7 @@ func (g *Gateway) decide(ctx context.Context, key, method, uri, sourceIP string,
 			g.log.Warn("verify unavailable; failing closed", "error", shortErr(err))
 		}
 	}
-	if res.Valid && res.Code != "VALID" {
+	if res.Valid && res.Code != wire.CodeValid {
 		res.Valid = false
 	}
 	return decision{code: res.Code, res: res, retryAfter: res.RetryAfter}

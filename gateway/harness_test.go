@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -35,7 +35,7 @@ type engine struct {
 func newEngine(t *testing.T, srv *vaulttest.Server) *engine {
 	t.Helper()
 	e := &engine{srv: srv, mount: srv.Mount(t)}
-	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+keyformat.VerifyHeader, e.mount)
+	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+wire.VerifyHeader, e.mount)
 	srv.MustCLI(t, "write", e.mount+"/roles/dev-reader", "environment=dev", "scopes=read", "ttl=1h")
 	srv.MustCLI(t, "write", e.mount+"/roles/dev-trader", "environment=dev", "scopes=read,trade", "ttl=1h", "rate_limit=1", "rate_burst=3")
 	srv.MustCLI(t, "write", e.mount+"/roles/prod-reader", "environment=prod", "scopes=read,trade", "ttl=1h")

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // MaxProxyBody bounds the body the gateway reads in reverse-proxy mode (it
@@ -74,7 +75,7 @@ func (g *Gateway) reverseProxy() http.Handler {
 		ip := g.clientIP(r)
 		d := g.decide(r.Context(), keyOf(r.Header), r.Method, r.RequestURI, ip, signed)
 		g.m.decisions.WithLabelValues(d.code).Inc()
-		if d.code != "VALID" {
+		if d.code != wire.CodeValid {
 			writeDecision(w, d)
 			return
 		}

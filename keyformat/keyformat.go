@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"regexp"
 	"strings"
 	"unsafe"
 )
@@ -39,17 +38,9 @@ const (
 	MaxKeyLen = MaxPrefixLen + 1 + MaxEnvironmentLen + 1 + BodyLen
 )
 
-// VerifyHeader is the HTTP header that carries a key to the engine's verify
-// read (GET <mount>/verify): a header, not the query string, because URLs
-// are kept by proxies and access logs. The engine reads it, the provider's
-// mounts pass it through, the local verifier sends it.
-const VerifyHeader = "X-Cryptokeys-Api-Key"
-
 // Pattern matches every well-formed key (checksum not checked). It is the
 // pattern published for secret scanners.
 const Pattern = `\b[a-z][a-z0-9]{1,7}_[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{50}\b`
-
-var patternRE = regexp.MustCompile(Pattern)
 
 var (
 	ErrMalformed   = errors.New("not a well-formed cryptokeys key")
@@ -301,32 +292,4 @@ func Parse(s string) (Key, error) {
 		return Key{}, ErrBadChecksum
 	}
 	return withRaw(Key{Prefix: head[:i], Environment: head[i+1:], KeyID: body[:KeyIDLen]}, s), nil
-}
-
-// Match is one key-shaped string found in a text.
-type Match struct {
-	Key Key
-	// Offset is the byte offset of the key in the text.
-	Offset int
-	// ChecksumOK is false for look-alikes whose checksum does not hold.
-	ChecksumOK bool
-}
-
-// Find returns every key-shaped string in text, in order. Look-alikes with a
-// bad checksum are returned with ChecksumOK false so callers can count them.
-func Find(text []byte) []Match {
-	var out []Match
-	for _, loc := range patternRE.FindAllIndex(text, -1) {
-		s := string(text[loc[0]:loc[1]])
-		k, err := Parse(s)
-		switch {
-		case err == nil:
-			out = append(out, Match{Key: k, Offset: loc[0], ChecksumOK: true})
-		case errors.Is(err, ErrBadChecksum):
-			i := strings.IndexByte(s, '_')
-			j := i + 1 + strings.IndexByte(s[i+1:], '_')
-			out = append(out, Match{Key: Key{Prefix: s[:i], Environment: s[i+1 : j], KeyID: s[j+1 : j+1+KeyIDLen]}, Offset: loc[0]})
-		}
-	}
-	return out
 }

@@ -3,6 +3,11 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
@@ -10,8 +15,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/vault/api"
 )
 
 var (
@@ -62,8 +69,13 @@ func (r *apiKeyEphemeralResource) Schema(_ context.Context, _ ephemeral.SchemaRe
 	resp.Schema = schema.Schema{
 		Description: "Issues a leased API key that is never written to plan or state (Terraform 1.10+). The lease is renewed while Terraform runs and revoked when it is done, unless revoke_on_close = false.",
 		Attributes: map[string]schema.Attribute{
-			"mount":    schema.StringAttribute{Optional: true, Description: "Path of the cryptokeys engine. Default: the provider's mount."},
-			"role":     schema.StringAttribute{Required: true, Description: "Role to issue the key from.", Validators: nameValidators()},
+			"mount": schema.StringAttribute{Optional: true, Description: "Path of the cryptokeys engine. Default: the provider's mount."},
+			"role": schema.StringAttribute{
+				Required: true,
+				Description: "Role to issue the key from: its name, or the `id` of a `cryptokeys_role` resource (`<mount>/roles/<name>`, which also gives the mount). " +
+					"When the same configuration creates the role, use `role = cryptokeys_role.<name>.id`: the id is unknown until the role exists, so Terraform opens the key during apply, after creating the role, instead of during plan, when the role does not exist yet.",
+				Validators: []validator.String{roleRefValidator{}},
+			},
 			"name":     schema.StringAttribute{Optional: true, Description: "Label for the key.", Validators: keyNameValidators()},
 			"ttl":      schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Description: "Lease TTL. Default: the role's.", Validators: []validator.String{durationAtLeast(time.Second)}},
 			"scopes":   schema.SetAttribute{ElementType: types.StringType, Optional: true, Description: "Narrow the key's scopes.", Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
@@ -100,7 +112,11 @@ func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRe
 	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
-	mount := r.c.mountOr(m.Mount)
+	mount, role, err := splitRoleRef(m.Role.ValueString(), r.c.mountOr(m.Mount), m.Mount.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("role"), "Invalid role", err.Error())
+		return
+	}
 	if !r.c.checkEngine(ctx, mount, &resp.Diagnostics) {
 		return
 	}
@@ -112,14 +128,18 @@ func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRe
 		data["scopes"] = v
 	}
 	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
-		data["metadata"] = v
+		data["labels"] = v
 	}
 	if v := m.Name.ValueString(); v != "" {
 		data["name"] = v
 	}
-	p := mount + "/creds/" + m.Role.ValueString()
+	p := mount + "/creds/" + role
 	s, err := r.c.vault.Logical().WriteWithContext(ctx, p, data)
 	if err != nil {
+		if isMissingRole(err) {
+			resp.Diagnostics.AddAttributeError(path.Root("role"), "Role does not exist", missingRoleDetail(mount, role, m.Role.ValueString()))
+			return
+		}
 		addVaultError(&resp.Diagnostics, r.c, "issuing a key from "+p, err)
 		return
 	}
@@ -145,6 +165,77 @@ func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRe
 	if s.Renewable && s.LeaseDuration > 0 {
 		resp.RenewAt = renewAt(r.c.now(), s.LeaseDuration)
 	}
+}
+
+// splitRoleRef reads the role attribute: a role name (at mount), or a
+// cryptokeys_role id "<mount>/roles/<name>", whose mount must then agree
+// with the mount attribute when that is set.
+func splitRoleRef(ref, mount, mountAttr string) (string, string, error) {
+	i := strings.LastIndex(ref, "/roles/")
+	if i < 0 {
+		return mount, ref, nil
+	}
+	idMount, name := strings.Trim(ref[:i], "/"), ref[i+len("/roles/"):]
+	if want := strings.Trim(mountAttr, "/"); want != "" && want != idMount {
+		return "", "", fmt.Errorf("role %q is a role of the engine at %q, but mount is %q: drop mount, or make them agree", ref, idMount, want)
+	}
+	return idMount, name, nil
+}
+
+// roleRefValidator accepts a role name or a cryptokeys_role id.
+type roleRefValidator struct{}
+
+func (roleRefValidator) Description(context.Context) string {
+	return "a role name, or a cryptokeys_role id <mount>/roles/<name>"
+}
+
+func (v roleRefValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (roleRefValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	ref := req.ConfigValue.ValueString()
+	name, idMount := ref, ""
+	if i := strings.LastIndex(ref, "/roles/"); i >= 0 {
+		idMount, name = strings.Trim(ref[:i], "/"), ref[i+len("/roles/"):]
+		if idMount == "" {
+			resp.Diagnostics.AddAttributeError(req.Path, "Invalid role", fmt.Sprintf("%q: a role id is <mount>/roles/<name>; the mount is missing", ref))
+			return
+		}
+	}
+	if !wire.ValidName(name) {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid role",
+			fmt.Sprintf("%q: a role is its name (%s, at most %d) or a cryptokeys_role id, <mount>/roles/<name>", ref, wire.NameRule, wire.MaxNameLen))
+	}
+}
+
+// isMissingRole tells the engine's answer to creds/<role> for a role it
+// does not have (400 `role: "x" does not exist`).
+func isMissingRole(err error) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.HasPrefix(e, "role:") && strings.Contains(e, "does not exist") {
+			return true
+		}
+	}
+	return false
+}
+
+// missingRoleDetail names the fix for the commonest cause: a configuration
+// that creates the role and opens a key for it by name, so Terraform opens
+// the key during plan, before the role exists.
+func missingRoleDetail(mount, role, ref string) string {
+	msg := fmt.Sprintf("The engine at %q has no role %q, so no key could be issued.\n\n", mount, role)
+	if ref != role {
+		return msg + "The role id names a role that does not exist (any more): check that the cryptokeys_role resource was not deleted outside Terraform."
+	}
+	return msg + "If this configuration creates the role (resource \"cryptokeys_role\"), Terraform opened this ephemeral key during plan, before the role exists; depends_on does not change that. " +
+		"Refer to the role by its id instead: role = cryptokeys_role.<name>.id (not .name). The id is unknown until the role is created, so Terraform opens the key during apply, after creating the role; the same configuration then works on the first and every later apply.\n\n" +
+		"Otherwise check the role's name and the mount (`mount`, or the provider's)."
 }
 
 type privateData interface {

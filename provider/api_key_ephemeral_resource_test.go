@@ -9,11 +9,17 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -188,5 +194,171 @@ func TestRenewAtLeavesHalfTheLease(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	if got := renewAt(now, 3600); !got.Equal(now.Add(30 * time.Minute)) {
 		t.Fatalf("renewAt = %s", got)
+	}
+}
+
+// firstApplyConfig declares a role and opens an ephemeral key for it in one
+// configuration; roleRef is how the key names the role. The provisioner's
+// command fails the apply unless the key verifies VALID, and runs again
+// whenever release changes.
+func firstApplyConfig(srv *vaulttest.Server, mount, roleRef, release string) string {
+	return providerBlock(srv, mount) + fmt.Sprintf(`
+resource "cryptokeys_role" "deploy" {
+  name        = "deploy"
+  environment = "prod"
+  scopes      = ["read"]
+  ttl         = "15m"
+}
+
+ephemeral "cryptokeys_api_key" "smoke" {
+  role = %s
+}
+
+resource "terraform_data" "smoke" {
+  triggers_replace = [%q]
+  provisioner "local-exec" {
+    command = <<-EOT
+      curl -fsS -H "X-Vault-Token: $VAULT_TOKEN" --data "{\"api_key\":\"$API_KEY\",\"environment\":\"prod\"}" "$VAULT_ADDR/v1/$MOUNT/verify" | grep -q '"code":"VALID"'
+    EOT
+    environment = {
+      API_KEY     = ephemeral.cryptokeys_api_key.smoke.api_key
+      MOUNT       = %q
+      VAULT_ADDR  = %q
+      VAULT_TOKEN = %q
+    }
+  }
+}
+`, roleRef, release, mount, srv.Addr, srv.Token)
+}
+
+// TestAccAPIKeyEphemeral_firstApplyWithRoleByID: the role and an ephemeral
+// key for it in one configuration, the key naming the role by its id. The
+// first apply creates the role and then opens the key (the id is unknown at
+// plan, so Terraform and OpenTofu defer the open to apply); the second
+// apply, with the role in state, opens it at plan and again at apply. Each
+// apply's smoke test sees a VALID key, and every key is revoked afterwards.
+func TestAccAPIKeyEphemeral_firstApplyWithRoleByID(t *testing.T) {
+	srv, mount := accServer(t)
+	allRevoked := func(min int) func(*terraform.State) error {
+		return func(*terraform.State) error {
+			s, err := roleKeyStatuses(srv.Client, mount, "deploy")
+			if err != nil {
+				return err
+			}
+			if len(s) < min {
+				return fmt.Errorf("want at least %d keys issued for the role, got %d", min, len(s))
+			}
+			for id, status := range s {
+				if status != "revoked" {
+					return fmt.Errorf("ephemeral key %s is %s after the run, want revoked", id, status)
+				}
+			}
+			return nil
+		}
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
+		Steps: []resource.TestStep{
+			{
+				Config: firstApplyConfig(srv, mount, "cryptokeys_role.deploy.id", "v1"),
+				Check:  allRevoked(1),
+			},
+			{
+				Config: firstApplyConfig(srv, mount, "cryptokeys_role.deploy.id", "v2"),
+				Check:  allRevoked(2),
+			},
+		},
+	})
+}
+
+// TestAccAPIKeyEphemeral_firstApplyWithRoleByName: by name, the role is
+// known at plan. Terraform opens the key then, before the role exists: the
+// diagnostic says so and names the id idiom. OpenTofu waits for the role
+// (it opens an ephemeral resource only once what it depends on is applied),
+// so there the same configuration applies, and its key is VALID and then
+// revoked.
+func TestAccAPIKeyEphemeral_firstApplyWithRoleByName(t *testing.T) {
+	srv, mount := accServer(t)
+	step := resource.TestStep{
+		Config:      firstApplyConfig(srv, mount, "cryptokeys_role.deploy.name", "v1"),
+		ExpectError: regexp.MustCompile(`(?s)Role does not exist.*no role "deploy".*during\s+plan.*role\s+=\s+cryptokeys_role\.<name>\.id`),
+	}
+	if underOpenTofu(t) {
+		step.ExpectError = nil
+		step.Check = func(*terraform.State) error {
+			s, err := roleKeyStatuses(srv.Client, mount, "deploy")
+			if err != nil || len(s) == 0 {
+				return fmt.Errorf("OpenTofu issued no key for the role by name (%v)", err)
+			}
+			for id, status := range s {
+				if status != "revoked" {
+					return fmt.Errorf("ephemeral key %s is %s after the run, want revoked", id, status)
+				}
+			}
+			return nil
+		}
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		TerraformVersionChecks:   []tfversion.TerraformVersionCheck{tfversion.SkipBelow(tfversion.Version1_10_0)},
+		Steps:                    []resource.TestStep{step},
+	})
+}
+
+func TestSplitRoleRef(t *testing.T) {
+	for _, c := range []struct {
+		ref, mount, mountAttr string
+		wantMount, wantRole   string
+		wantErr               bool
+	}{
+		{"prod-trader", "cryptokeys", "", "cryptokeys", "prod-trader", false},
+		{"cryptokeys/roles/prod-trader", "other", "", "cryptokeys", "prod-trader", false},
+		{"team/ck/roles/r1", "cryptokeys", "team/ck", "team/ck", "r1", false},
+		{"team/roles/ck/roles/r1", "cryptokeys", "", "team/roles/ck", "r1", false},
+		{"cryptokeys/roles/r1", "other", "other", "", "", true},
+	} {
+		m, r, err := splitRoleRef(c.ref, c.mount, c.mountAttr)
+		if (err != nil) != c.wantErr || m != c.wantMount || r != c.wantRole {
+			t.Errorf("splitRoleRef(%q, %q, %q) = %q, %q, %v", c.ref, c.mount, c.mountAttr, m, r, err)
+		}
+	}
+}
+
+func TestRoleRefValidator(t *testing.T) {
+	for ref, ok := range map[string]bool{
+		"prod-trader":                  true,
+		"cryptokeys/roles/prod-trader": true,
+		"a/b/roles/r.1":                true,
+		"/roles/r":                     false,
+		"cryptokeys/roles/":            false,
+		"cryptokeys/roles/bad name":    false,
+		"bad/name":                     false,
+		"":                             false,
+	} {
+		resp := &validator.StringResponse{}
+		roleRefValidator{}.ValidateString(context.Background(), validator.StringRequest{Path: path.Root("role"), ConfigValue: types.StringValue(ref)}, resp)
+		if resp.Diagnostics.HasError() == ok {
+			t.Errorf("%q: error %v, want ok=%v", ref, resp.Diagnostics, ok)
+		}
+	}
+}
+
+func TestIsMissingRole(t *testing.T) {
+	missing := &api.ResponseError{StatusCode: 400, Errors: []string{`role: "deploy" does not exist`}}
+	if !isMissingRole(fmt.Errorf("wrapped: %w", missing)) {
+		t.Error("the engine's missing-role answer not recognised")
+	}
+	for _, err := range []error{
+		&api.ResponseError{StatusCode: 400, Errors: []string{`ttl: must be positive`}},
+		&api.ResponseError{StatusCode: 403, Errors: []string{`permission denied`}},
+		fmt.Errorf("dial tcp: refused"),
+	} {
+		if isMissingRole(err) {
+			t.Errorf("%v taken for a missing role", err)
+		}
+	}
+	if d := missingRoleDetail("ck", "deploy", "ck/roles/deploy"); strings.Contains(d, "during plan") {
+		t.Errorf("by id the plan-time advice does not apply: %s", d)
 	}
 }

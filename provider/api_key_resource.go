@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"strings"
 	"time"
 
@@ -219,7 +220,7 @@ func (r *apiKeyResource) Create(ctx context.Context, req resource.CreateRequest,
 		data["allowed_cidrs"] = v
 	}
 	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
-		data["metadata"] = v
+		data["labels"] = v
 	}
 	if v := m.Name.ValueString(); v != "" {
 		data["name"] = v
@@ -375,7 +376,7 @@ func (r *apiKeyResource) ImportState(ctx context.Context, req resource.ImportSta
 	if i := strings.LastIndex(id, "/"); i >= 0 {
 		mount, id = id[:i], id[i+1:]
 	}
-	if !keyIDRE.MatchString(id) {
+	if !keyformat.ValidKeyID(id) {
 		resp.Diagnostics.AddError("Invalid import ID", "want <key_id> or <mount>/<key_id>, where key_id is 12 base62 characters")
 		return
 	}

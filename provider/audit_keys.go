@@ -17,7 +17,7 @@ import (
 // carry key material. Vault's audit devices write every field as an HMAC
 // unless the mount's audit_non_hmac_request_keys / _response_keys list its
 // name; listing one of these would put keys in the audit log in clear.
-var secretAuditFields = map[string]string{
+var secretAuditFields = map[string]string{ // #nosec G101 -- field names and what they hold, not credentials
 	"api_key":     "the API key itself (every verify request carries it, every creds and rotate response returns it)",
 	"secret_key":  "an hmac key's signing secret (creds and rotate responses)",
 	"private_key": "an engine-generated ed25519 private key (creds and rotate responses)",

@@ -17,8 +17,10 @@ import (
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
 
-// terraformCLI runs the real Terraform CLI with the locally built provider
-// (bin/terraform-provider-cryptokeys, via dev_overrides) in dir. Used where
+// terraformCLI runs the real Terraform CLI (or OpenTofu: whichever
+// TF_ACC_TERRAFORM_PATH names, as for terraform-plugin-testing) with the
+// locally built provider (bin/terraform-provider-cryptokeys, via
+// dev_overrides at both registries' addresses) in dir. Used where
 // terraform-plugin-testing cannot go: its state shim does not support
 // for_each instances, which is how the quickstart gives each environment
 // its key.
@@ -40,6 +42,7 @@ func terraformCLI(t *testing.T, srv *vaulttest.Server, dir string) func(args ...
 	if err := os.WriteFile(rc, []byte(`provider_installation {
   dev_overrides {
     "registry.terraform.io/cryptokeys/cryptokeys" = "`+filepath.Dir(providerBin)+`"
+    "registry.opentofu.org/cryptokeys/cryptokeys" = "`+filepath.Dir(providerBin)+`"
   }
   direct {}
 }
@@ -54,7 +57,7 @@ func terraformCLI(t *testing.T, srv *vaulttest.Server, dir string) func(args ...
 		cmd.Dir, cmd.Env = dir, env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("terraform %s: %v\n%s", args[0], err, out)
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(tf), args[0], err, out)
 		}
 		return string(out)
 	}
@@ -250,4 +253,36 @@ func TestAccExamples_ephemeralNoKeyOnDisk(t *testing.T) {
 			t.Errorf("key %s issued by the run is %s, want revoked", id, st)
 		}
 	}
+}
+
+// TestAccExamples_ephemeralWithRoleFirstApply applies
+// examples/ephemeral-with-role (a role, and an ephemeral key for it by the
+// role's id) on an engine with no such role: the first apply creates the
+// role and then opens the key, whose smoke test must see it VALID; the
+// second apply (a new release) opens a key again. Every key is revoked
+// afterwards.
+func TestAccExamples_ephemeralWithRoleFirstApply(t *testing.T) {
+	srv, mount := accServer(t)
+	dir := copyDir(t, filepath.Join(vaulttest.RepoRoot(), "examples", "ephemeral-with-role"))
+	tf := terraformCLI(t, srv, dir)
+	vars := []string{"-auto-approve", "-input=false", "-var", "mount=" + mount}
+	for i, release := range []string{"v1", "v2"} {
+		out := tf(append([]string{"apply", "-var", "release=" + release}, vars...)...)
+		if !strings.Contains(out, "Provisioning with 'local-exec'") {
+			t.Fatalf("apply %d: the smoke test did not run:\n%s", i+1, out)
+		}
+		statuses, err := roleKeyStatuses(srv.Client, mount, "deploy-smoke")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(statuses) < i+1 {
+			t.Fatalf("apply %d: %d keys issued for the role, want at least %d", i+1, len(statuses), i+1)
+		}
+		for id, st := range statuses {
+			if st != "revoked" {
+				t.Errorf("apply %d: key %s is %s after the run, want revoked", i+1, id, st)
+			}
+		}
+	}
+	tf(append([]string{"destroy"}, vars...)...)
 }

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
@@ -59,7 +58,7 @@ func keyAttributes() map[string]schema.Attribute {
 func keyObject(ctx context.Context, d map[string]any, diags *diag.Diagnostics) types.Object {
 	scopes, dd := types.SetValueFrom(ctx, types.StringType, strList(d, "scopes"))
 	diags.Append(dd...)
-	md, dd := types.MapValueFrom(ctx, types.StringType, strMap(d, "metadata"))
+	md, dd := types.MapValueFrom(ctx, types.StringType, strMap(d, "labels"))
 	diags.Append(dd...)
 	vals := map[string]attr.Value{"scopes": scopes, "metadata": md, "use_count": types.Int64Value(int64(num(d, "use_count")))}
 	for k := range keyAttrTypes {
@@ -79,7 +78,7 @@ func (d *keyDataSource) Metadata(_ context.Context, req datasource.MetadataReque
 func (d *keyDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	attrs := keyAttributes()
 	attrs["key_id"] = schema.StringAttribute{Required: true, Description: "Public identifier of the key.",
-		Validators: []validator.String{stringvalidator.RegexMatches(keyIDRE, "must be 12 base62 characters")}}
+		Validators: []validator.String{keyIDValidator()}}
 	attrs["mount"] = schema.StringAttribute{Optional: true, Description: "Engine path. Default: the provider's mount."}
 	resp.Schema = schema.Schema{Description: "Reads one key's metadata (never its secret).", Attributes: attrs}
 }

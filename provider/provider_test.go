@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -79,7 +79,7 @@ func verifyCode(c *api.Client, mount, apiKey string, extra map[string]any) (stri
 // in the header: it answers only on a mount that passes the header on.
 func verifyCodeByRead(c *api.Client, mount, apiKey string) (string, error) {
 	s, err := c.Logical().ReadWithRequest(context.Background(), api.NewLogicalReadRequest(mount+"/verify", nil,
-		http.Header{keyformat.VerifyHeader: {apiKey}}))
+		http.Header{wire.VerifyHeader: {apiKey}}))
 	if err != nil {
 		return "", fmt.Errorf("verify read: %w", err)
 	}

@@ -102,7 +102,7 @@ func (d *roleDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 	m.RateBurst = types.Int64Value(int64(num(r, "rate_burst")))
 	m.MaxActiveKeys = types.Int64Value(int64(num(r, "max_active_keys")))
 	m.RecvWindow = types.Int64Value(int64(num(r, "recv_window")))
-	m.Metadata, _ = types.MapValueFrom(ctx, types.StringType, strMap(r, "metadata"))
+	m.Metadata, _ = types.MapValueFrom(ctx, types.StringType, strMap(r, "labels"))
 	m.Description = types.StringValue(str(r, "description"))
 	m.OnAnomaly = types.StringValue(str(r, "on_anomaly"))
 	m.AnomalyRate = types.Float64Value(num(r, "anomaly_rate"))

@@ -269,7 +269,7 @@ func roleData(ctx context.Context, m roleModel, diags *diag.Diagnostics) map[str
 		"rate_burst":      m.RateBurst.ValueInt64(),
 		"max_active_keys": m.MaxActiveKeys.ValueInt64(),
 		"recv_window":     fmt.Sprint(m.RecvWindow.ValueInt64()),
-		"metadata":        md,
+		"labels":          md,
 		"description":     m.Description.ValueString(),
 		"on_anomaly":      m.OnAnomaly.ValueString(),
 		"anomaly_rate":    m.AnomalyRate.ValueFloat64(),
@@ -331,7 +331,7 @@ func (r *roleResource) read(ctx context.Context, m *roleModel, diags *diag.Diagn
 	m.RateBurst = optInt(num(d, "rate_burst"), m.RateBurst)
 	m.MaxActiveKeys = optInt(num(d, "max_active_keys"), m.MaxActiveKeys)
 	m.RecvWindow = types.Int64Value(int64(num(d, "recv_window")))
-	m.Metadata = mapValue(ctx, strMap(d, "metadata"), m.Metadata, diags)
+	m.Metadata = mapValue(ctx, strMap(d, "labels"), m.Metadata, diags)
 	if desc := str(d, "description"); desc != "" || !m.Description.IsNull() {
 		m.Description = types.StringValue(desc)
 	}

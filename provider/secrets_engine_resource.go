@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -77,7 +77,7 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 				Default:       stringdefault.StaticString(DefaultMount),
 				Description:   "Where to mount the engine. Default: cryptokeys.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-				Validators:    []validator.String{stringvalidator.RegexMatches(nameRE, "must be a single path segment of letters, digits, '_', '-' or '.'")},
+				Validators:    []validator.String{rule{wire.ValidName, "must be a single path segment: " + wire.NameRule}},
 			},
 			"plugin_name": schema.StringAttribute{
 				Optional: true, Computed: true,
@@ -127,7 +127,7 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 					"key_prefix": schema.StringAttribute{
 						Optional: true, Computed: true,
 						Description: "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
-						Validators:  []validator.String{stringvalidator.RegexMatches(prefixRE, "must match [a-z][a-z0-9]{1,7}")},
+						Validators:  []validator.String{prefixValidator()},
 					},
 					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "TTL for roles that set none.", PlanModifiers: durationModifiers()},
 					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "Upper bound on every key's lifetime.", PlanModifiers: durationModifiers()},
@@ -171,7 +171,7 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 		Config: api.MountConfigInput{
 			AuditNonHMACRequestKeys:   auditKeys(ctx, m.AuditNonHMACRequestKeys, &resp.Diagnostics),
 			AuditNonHMACResponseKeys:  auditKeys(ctx, m.AuditNonHMACResponseKeys, &resp.Diagnostics),
-			PassthroughRequestHeaders: []string{keyformat.VerifyHeader},
+			PassthroughRequestHeaders: []string{wire.VerifyHeader},
 		},
 	}
 	if v := m.PluginVersion.ValueString(); v != "" {

@@ -8,45 +8,58 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
+
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 )
 
-// The engine's rules, repeated here so `terraform plan` reports a bad
-// value before anything reaches Vault.
-var (
-	nameRE        = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
-	environmentRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
-	prefixRE      = regexp.MustCompile(`^[a-z][a-z0-9]{1,7}$`)
-	scopeRE       = regexp.MustCompile(`^[a-z][a-z0-9_.:-]{0,63}$`)
-	keyIDRE       = regexp.MustCompile(`^[0-9A-Za-z]{12}$`)
-	metadataKeyRE = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{1,64}$`)
-	controlRE     = regexp.MustCompile(`^[^\x00-\x1f\x7f]*$`)
+// The engine's rules are the contract's (package wire): plan checks the
+// same functions the engine applies, so a bad value is reported before
+// anything reaches Vault.
 
-	keyTypes = []string{"bearer", "hmac", "ed25519"}
-)
+var keyTypes = []string{"bearer", "hmac", "ed25519"}
 
-// metadataValidators mirror the engine's limits on role and key metadata:
-// at most 32 pairs, keys of 1-64 safe characters, printable values of at
-// most 512 characters.
+// rule is a string validator from one of wire's checks and the message
+// that names it.
+type rule struct {
+	valid func(string) bool
+	msg   string
+}
+
+func (r rule) Description(context.Context) string             { return r.msg }
+func (r rule) MarkdownDescription(ctx context.Context) string { return r.Description(ctx) }
+
+func (r rule) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if v := req.ConfigValue.ValueString(); !r.valid(v) {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid value", fmt.Sprintf("%q %s", v, r.msg))
+	}
+}
+
+func printableValue(v string) bool { return !wire.HasControl(v) }
+
+// metadataValidators are the engine's limits on role and key labels: at
+// most wire.MaxLabels pairs, keys of safe characters, printable values of
+// bounded length.
 func metadataValidators() []validator.Map {
 	return []validator.Map{
-		mapvalidator.SizeAtMost(32),
-		mapvalidator.KeysAre(stringvalidator.RegexMatches(metadataKeyRE, "must be 1-64 letters, digits, '_', '.', ':', '/' or '-'")),
+		mapvalidator.SizeAtMost(wire.MaxLabels),
+		mapvalidator.KeysAre(rule{wire.ValidLabelKey, wire.LabelKeyRule}),
 		mapvalidator.ValueStringsAre(
-			stringvalidator.LengthAtMost(512),
-			stringvalidator.RegexMatches(controlRE, "must not contain control characters"),
+			stringvalidator.LengthAtMost(wire.MaxLabelValueLen),
+			rule{printableValue, wire.ControlRule},
 		),
 	}
 }
 
-// keyNameValidators mirror the engine's rule for a key's label.
+// keyNameValidators are the engine's rule for a key's name.
 func keyNameValidators() []validator.String {
-	return []validator.String{
-		stringvalidator.LengthAtMost(128),
-		stringvalidator.RegexMatches(controlRE, "must not contain control characters"),
-	}
+	return []validator.String{rule{wire.ValidKeyName, fmt.Sprintf("must be at most %d printable characters", wire.MaxKeyNameLen)}}
 }
 
 // durationAtLeast refuses durations shorter than min. The GoDuration type
@@ -91,19 +104,18 @@ func ttlWithinMax(ttl, maxTTL string) string {
 }
 
 func nameValidators() []validator.String {
-	return []validator.String{
-		stringvalidator.LengthBetween(1, 64),
-		stringvalidator.RegexMatches(nameRE, "must be letters, digits, '_', '-' or '.', starting and ending with a letter or digit"),
-	}
+	return []validator.String{rule{wire.ValidName, wire.NameRule}}
 }
 
 func environmentValidator() validator.String {
-	return stringvalidator.RegexMatches(environmentRE, "must match [a-z][a-z0-9]{0,15} (dev, staging, prod...)")
+	return rule{wire.ValidEnvironment, wire.EnvironmentRule + " (dev, staging, prod...)"}
 }
 
-func scopeValidator() validator.String {
-	return stringvalidator.RegexMatches(scopeRE, "must match [a-z][a-z0-9_.:-]{0,63}")
-}
+func prefixValidator() validator.String { return rule{wire.ValidPrefix, wire.PrefixRule} }
+
+func scopeValidator() validator.String { return rule{wire.ValidScope, wire.ScopeRule} }
+
+func keyIDValidator() validator.String { return rule{keyformat.ValidKeyID, wire.KeyIDRule} }
 
 // cidrValidator accepts a CIDR block or a single address, as the engine does.
 type cidrValidator struct{}

@@ -7,7 +7,7 @@
 set -uo pipefail
 fuzztime=${FUZZTIME:-10s}
 status=0
-for target in keyformat:FuzzParse vaultplugin:FuzzVerifyRequest vaultplugin:FuzzSigningMessage; do
+for target in keyformat:FuzzParse keyformat:FuzzFind vaultplugin:FuzzVerifyRequest vaultplugin:FuzzSigningMessage; do
   pkg=./${target%%:*} name=${target##*:}
   out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x "$pkg" 2>&1)
   rc=$?

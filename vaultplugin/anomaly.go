@@ -80,18 +80,19 @@ func newAnomalyTracker() *anomalyTracker {
 	return &anomalyTracker{windows: map[string]*rateWindow{}, reported: map[string]*reportWindow{}, pending: map[string]*pendingAnomalies{}}
 }
 
-// observe looks at one authenticated request and reports whether the key is
-// now suspended (by this request or an earlier one on this node).
+// observe looks at one authenticated request of a key that watches for
+// anomalies and reports whether the key is now suspended (by this request,
+// or by a concurrent one that got the lock first).
 func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string, log func(keyID, kind string)) (suspended bool) {
 	p := rec.anomalyPolicy
+	if !rec.watchesAnomalies() {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pa := t.pending[rec.KeyID]
 	if pa != nil && !pa.suspendedAt.IsZero() {
 		return true
-	}
-	if p.OnAnomaly == "" || p.OnAnomaly == anomalyNone {
-		return false
 	}
 	var kinds []string
 	if p.AnomalyRate > 0 {
@@ -259,6 +260,17 @@ func (t *anomalyTracker) peek(keyID string) (found []anomaly, suspendedAt time.T
 		found = append(found, *a)
 	}
 	return found, pa.suspendedAt
+}
+
+// suspendedAt is when this node suspended the key, if it has and the
+// suspension is not yet flushed.
+func (t *anomalyTracker) suspendedAt(keyID string) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pa := t.pending[keyID]; pa != nil {
+		return pa.suspendedAt
+	}
+	return time.Time{}
 }
 
 func (t *anomalyTracker) pendingKeys() []string {

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -13,9 +14,9 @@ func TestAnomaly_rateFlagOnlyFlags(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	req := map[string]any{"api_key": d["api_key"]}
 	for range 10 { // 10 in 10 s is exactly the threshold
-		e.wantCode(req, codeValid)
+		e.wantCode(req, wire.CodeValid)
 	}
-	e.wantCode(req, codeValid) // the 11th is anomalous but only flagged
+	e.wantCode(req, wire.CodeValid) // the 11th is anomalous but only flagged
 	id := d["key_id"].(string)
 	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
 	as := rec["anomalies"].([]map[string]any)
@@ -24,7 +25,7 @@ func TestAnomaly_rateFlagOnlyFlags(t *testing.T) {
 	}
 	// A new window starts clean.
 	e.clock.Add(anomalyWindow)
-	e.wantCode(req, codeValid)
+	e.wantCode(req, wire.CodeValid)
 	list := e.ok(logical.ReadOperation, "monitor/anomalies", nil).Data
 	if asJSON(list["keys"]) != asJSON([]string{id}) {
 		t.Fatalf("monitor/anomalies: %v", list)
@@ -37,10 +38,10 @@ func TestAnomaly_suspendThenResume(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	id := d["key_id"].(string)
 	from := func(ip string) map[string]any { return map[string]any{"api_key": d["api_key"], "source_ip": ip} }
-	e.wantCode(from("10.0.0.1"), codeValid) // baseline
-	e.wantCode(from("10.0.0.1"), codeValid)
-	e.wantCode(from("198.51.100.7"), codeSuspended) // never seen before
-	e.wantCode(from("10.0.0.1"), codeSuspended)     // suspended for every source now
+	e.wantCode(from("10.0.0.1"), wire.CodeValid) // baseline
+	e.wantCode(from("10.0.0.1"), wire.CodeValid)
+	e.wantCode(from("198.51.100.7"), wire.CodeSuspended) // never seen before
+	e.wantCode(from("10.0.0.1"), wire.CodeSuspended)     // suspended for every source now
 	if st := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["status"]; st != statusSuspended {
 		t.Fatalf("status %v", st)
 	}
@@ -55,14 +56,14 @@ func TestAnomaly_suspendThenResume(t *testing.T) {
 		t.Fatalf("suspension not flushed: %+v", stored)
 	}
 	e.b.cache.drop(id) // as another node would, reading storage
-	e.wantCode(from("10.0.0.1"), codeSuspended)
+	e.wantCode(from("10.0.0.1"), wire.CodeSuspended)
 
 	resp := e.ok(logical.UpdateOperation, "keys/"+id+"/resume", map[string]any{"reason": "customer confirmed"})
 	if resp.Data["suspended"] != false || resp.Data["resumed_by"] == "" {
 		t.Fatalf("resume: %v", resp.Data)
 	}
-	e.wantCode(from("10.0.0.1"), codeValid)
-	e.wantCode(from("198.51.100.7"), codeValid) // now a known source
+	e.wantCode(from("10.0.0.1"), wire.CodeValid)
+	e.wantCode(from("198.51.100.7"), wire.CodeValid) // now a known source
 	if as := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["anomalies"].([]map[string]any); len(as) != 1 {
 		t.Fatalf("history lost on resume: %v", as)
 	}
@@ -73,7 +74,7 @@ func TestAnomaly_noneIgnoresEverything(t *testing.T) {
 	e.role("r", map[string]any{"environment": "prod", "anomaly_rate": 0.1, "flag_new_source": true})
 	d, _ := e.issue("r", nil)
 	for i := range 20 {
-		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "10.0.0." + string(rune('0'+i%10))}, codeValid)
+		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "10.0.0." + string(rune('0'+i%10))}, wire.CodeValid)
 	}
 	if list := e.ok(logical.ReadOperation, "monitor/anomalies", nil).Data["keys"].([]string); len(list) != 0 {
 		t.Fatalf("on_anomaly=none flagged %v", list)

@@ -89,6 +89,11 @@ type backend struct {
 	// feed numbers and writes the revocations feed (feed.go).
 	feed *feedLog
 
+	// marks are the bulk revocation watermarks (bulk_watermark.go); bulk
+	// runs the jobs that complete them (bulk_job.go).
+	marks markSet
+	bulk  *bulkRunner
+
 	usage     *usageTracker
 	limiter   *rateLimiters
 	anomalies *anomalyTracker
@@ -108,6 +113,7 @@ func newBackend(now func() time.Time) *backend {
 		cache:     newStoreCache[*keyRecord](defaultCacheSize),
 		roles:     newStoreCache[[]byte](roleCacheSize),
 		feed:      newFeedLog(),
+		bulk:      newBulkRunner(),
 		usage:     newUsageTracker(),
 		limiter:   newRateLimiters(),
 		anomalies: newAnomalyTracker(),
@@ -142,6 +148,7 @@ func newBackend(now func() time.Time) *backend {
 		WALRollbackMinAge: walRollbackMinAge,
 		Invalidate:        b.invalidate,
 		PeriodicFunc:      b.periodic,
+		InitializeFunc:    b.initialize,
 		Clean:             b.clean,
 	}
 	return b
@@ -162,6 +169,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.roles.drop(strings.TrimPrefix(key, roleStoragePrefix))
 	case strings.HasPrefix(key, revocationPrefix):
 		b.feed.invalidated(strings.TrimPrefix(key, revocationPrefix))
+	case strings.HasPrefix(key, watermarkPrefix):
+		b.marks.invalidate()
 	}
 }
 
@@ -178,6 +187,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.feed.retryPending(ctx, req.Storage); err != nil {
 		b.Logger().Warn("writing a pending revocations feed event", "error", err)
 	}
+	// A bulk revocation job left unfinished (a restart, a failover) is
+	// taken up again.
+	b.resumeBulkJobs(req.Storage)
 	if err := b.flushUsage(ctx, req.Storage, usageFlushBatch); err != nil {
 		return err
 	}
@@ -189,6 +201,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 // (within the time it gets: keys waiting longest go first).
 // The context Vault passes may already be done; the flush gets its own.
 func (b *backend) clean(_ context.Context) {
+	b.bulk.stop()
 	if b.storage == nil || !b.WriteSafeReplicationState() {
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -175,7 +176,7 @@ func (e *testEnv) wantCode(data map[string]any, code string) map[string]any {
 	if got["code"] != code {
 		e.t.Fatalf("verify: code %v (%v), want %s", got["code"], got["message"], code)
 	}
-	if got["valid"] != (code == codeValid) {
+	if got["valid"] != (code == wire.CodeValid) {
 		e.t.Fatalf("verify: valid=%v with code %s", got["valid"], code)
 	}
 	return got

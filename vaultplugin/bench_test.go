@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/protobuf/proto"
@@ -22,22 +23,22 @@ func benchEnv(b *testing.B, roleData map[string]any) (*backend, logical.Storage,
 
 func BenchmarkVerify_bearerValid(b *testing.B) {
 	be, s, d := benchEnv(b, map[string]any{"environment": "prod", "scopes": "read,trade"})
-	in := verifyInput{apiKey: d["api_key"].(string), scopes: []string{"read"}, environment: "prod"}
+	in := wire.VerifyRequest{APIKey: d["api_key"].(string), Scopes: []string{"read"}, Environment: "prod"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if res, _ := be.verify(context.Background(), s, in); res.code != codeValid {
-			b.Fatal(res.code)
+		if res, _ := be.verify(context.Background(), s, in); res.Code != wire.CodeValid {
+			b.Fatal(res.Code)
 		}
 	}
 }
 
 func BenchmarkVerify_malformed(b *testing.B) {
 	be, s, _ := benchEnv(b, map[string]any{"environment": "prod"})
-	in := verifyInput{apiKey: "ck_prod_not-a-key"} // #nosec G101 -- a malformed key, the point of the benchmark
+	in := wire.VerifyRequest{APIKey: "ck_prod_not-a-key"} // #nosec G101 -- a malformed key, the point of the benchmark
 	b.ReportAllocs()
 	for b.Loop() {
-		if res, _ := be.verify(context.Background(), s, in); res.code != codeMalformed {
-			b.Fatal(res.code)
+		if res, _ := be.verify(context.Background(), s, in); res.Code != wire.CodeMalformed {
+			b.Fatal(res.Code)
 		}
 	}
 }
@@ -50,11 +51,11 @@ func BenchmarkVerify_notFoundRepeat(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := verifyInput{apiKey: forged.Raw()}
+	in := wire.VerifyRequest{APIKey: forged.Raw()}
 	b.ReportAllocs()
 	for b.Loop() {
-		if res, _ := be.verify(context.Background(), s, in); res.code != codeNotFound {
-			b.Fatal(res.code)
+		if res, _ := be.verify(context.Background(), s, in); res.Code != wire.CodeNotFound {
+			b.Fatal(res.Code)
 		}
 	}
 }
@@ -63,14 +64,14 @@ func BenchmarkVerify_hmacSigned(b *testing.B) {
 	be, s, d := benchEnv(b, map[string]any{"environment": "prod", "key_type": "hmac", "recv_window": "60000"})
 	ts := strconv.FormatInt(be.now().UnixMilli(), 10)
 	body := `{"symbol":"BTCUSDT","side":"BUY","qty":"0.01"}`
-	in := verifyInput{
-		apiKey: d["api_key"].(string), timestamp: ts, method: "POST", path: "/api/v3/order", body: body,
-		signature: SignHMAC(d["secret_key"].(string), signingMessage(ts, "POST", "/api/v3/order", body)),
+	in := wire.VerifyRequest{
+		APIKey: d["api_key"].(string), Timestamp: ts, Method: "POST", Path: "/api/v3/order", Body: body,
+		Signature: wire.SignHMAC(d["secret_key"].(string), wire.Message(ts, "POST", "/api/v3/order", body)),
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if res, _ := be.verify(context.Background(), s, in); res.code != codeValid {
-			b.Fatal(res.code)
+		if res, _ := be.verify(context.Background(), s, in); res.Code != wire.CodeValid {
+			b.Fatal(res.Code)
 		}
 	}
 }
@@ -87,7 +88,7 @@ func BenchmarkKeyHash(b *testing.B) {
 func BenchmarkSignature_ed25519(b *testing.B) {
 	rec := &keyRecord{KeyType: keyTypeEd25519, PublicKey: vectorEd25519Public}
 	rec.prepare()
-	msg := signingMessage(vectorTimestamp, "POST", vectorPath, vectorBody)
+	msg := wire.Message(vectorTimestamp, "POST", vectorPath, vectorBody)
 	b.ReportAllocs()
 	for b.Loop() {
 		if !signatureValid(rec, msg, vectorEd25519Post) {
@@ -121,7 +122,7 @@ func benchmarkHandle(b *testing.B, op logical.Operation, path string, keyInHeade
 	d, _ := e.issue("r", nil)
 	var headers map[string][]string
 	if keyInHeader {
-		headers = map[string][]string{keyformat.VerifyHeader: {d["api_key"].(string)}}
+		headers = map[string][]string{wire.VerifyHeader: {d["api_key"].(string)}}
 	}
 	wire, err := pb.LogicalRequestToProtoRequest(&logical.Request{Operation: op, Path: path, Headers: headers, Data: data})
 	if err != nil {

@@ -14,12 +14,27 @@ import "sync"
 // dropped, or a revoked key would verify VALID from a stale copy until
 // evicted. So fill only adds a missing entry, and only if no entry was
 // dropped since the reader's storage read began (drops counts them).
+//
+// Evictions are not drops: when the cache is full every fill evicts, and if
+// an eviction blocked every fill in flight a full cache would stop filling
+// under load. But an evicted entry may be a writer's newer copy, so a fill
+// of the evicted key itself must still be refused: the last evictRing
+// evicted keys are remembered with their eviction number, and a fill is
+// refused if its key was evicted since its generation (or if more
+// evictions happened than the ring remembers).
 type storeCache[V any] struct {
-	mu    sync.RWMutex
-	max   int
-	recs  map[string]V
-	drops uint64
+	mu        sync.RWMutex
+	max       int
+	recs      map[string]V
+	drops     uint64
+	evictions uint64
+	evicted   [evictRing]string
 }
+
+const evictRing = 1024
+
+// cacheGen is what a reader takes before its storage read.
+type cacheGen struct{ drops, evictions uint64 }
 
 func newStoreCache[V any](max int) *storeCache[V] {
 	return &storeCache[V]{max: max, recs: make(map[string]V)}
@@ -58,31 +73,50 @@ func (c *storeCache[V]) through(id string, read func() (v V, found bool, err err
 
 // generation is taken before a storage read whose result may be cached
 // with fill.
-func (c *storeCache[V]) generation() uint64 {
+func (c *storeCache[V]) generation() cacheGen {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.drops
+	return cacheGen{c.drops, c.evictions}
 }
 
 // fill caches an entry read from storage, unless a writer cached a newer
 // copy or dropped one since generation gen was taken.
-func (c *storeCache[V]) fill(id string, r V, gen uint64) {
+func (c *storeCache[V]) fill(id string, r V, gen cacheGen) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.recs[id]; ok || c.drops != gen {
+	if _, ok := c.recs[id]; ok || c.drops != gen.drops || c.evictedSince(id, gen.evictions) {
 		return
 	}
 	c.insert(id, r)
 }
 
+// evictedSince reports whether id may have been evicted after eviction
+// number since. c.mu must be held.
+func (c *storeCache[V]) evictedSince(id string, since uint64) bool {
+	n := c.evictions - since
+	if n == 0 {
+		return false
+	}
+	if n > evictRing {
+		return true
+	}
+	for e := since + 1; e <= c.evictions; e++ {
+		if c.evicted[e%evictRing] == id {
+			return true
+		}
+	}
+	return false
+}
+
 // insert adds or replaces an entry, evicting an arbitrary other one when
-// full (an eviction counts as a drop: the evicted entry may be a writer's
-// newer copy). c.mu must be held for writing.
+// full (remembered in the eviction ring: the evicted entry may be a
+// writer's newer copy). c.mu must be held for writing.
 func (c *storeCache[V]) insert(id string, r V) {
 	if _, ok := c.recs[id]; !ok && len(c.recs) >= c.max {
 		for k := range c.recs {
 			delete(c.recs, k)
-			c.drops++
+			c.evictions++
+			c.evicted[c.evictions%evictRing] = k
 			break
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"filippo.io/edwards25519"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -152,5 +153,5 @@ func TestVerify_storedSmallOrderKeyNeverVerifies(t *testing.T) {
 	e.wantCode(map[string]any{
 		"api_key": d["api_key"], "scopes": "withdraw", "timestamp": ts, "method": "POST", "path": "/withdraw", "body": "{}",
 		"signature": forged,
-	}, codeBadSignature)
+	}, wire.CodeBadSignature)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -42,7 +43,7 @@ const (
 	// (unit tests' logical.TestBackendConfig leaves it empty).
 	feedEpochFallback = "00000000"
 
-	eventFlush = "flush"
+	eventFlush = wire.KindFlush
 )
 
 // feedEpoch is the short stable id of a mount that cursors carry, so a
@@ -428,13 +429,23 @@ func (b *backend) tidyEvents(ctx context.Context, s logical.Storage) (int, error
 func feedEventsData(evs []revocationEvent) []map[string]any {
 	out := make([]map[string]any, 0, len(evs))
 	for _, ev := range evs {
-		out = append(out, map[string]any{
+		m := map[string]any{
 			"seq":        ev.Seq,
 			"key_id":     ev.KeyID,
 			"kind":       ev.Kind,
 			"at":         formatEventTime(ev.At),
 			"expires_at": formatTime(ev.ExpiresAt),
-		})
+		}
+		if ev.Role != "" {
+			m["role"] = ev.Role
+		}
+		if ev.Environment != "" {
+			m["environment"] = ev.Environment
+		}
+		if !ev.Before.IsZero() {
+			m["revoked_before"] = formatEventTime(ev.Before)
+		}
+		out = append(out, m)
 	}
 	return out
 }

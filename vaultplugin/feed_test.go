@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -104,13 +105,13 @@ func TestFeed_revocationThatCommitsThenFailsIsSeenOnThisNode(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("r", map[string]any{"environment": "prod"})
 	k, _ := e.issue("r", nil)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid) // cached now
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid) // cached now
 	f := e.withFaults()
 	f.failNext(keyStoragePrefix, 1, true)
 	if resp, err := e.try(logical.DeleteOperation, "keys/"+k["key_id"].(string), nil); !failed(resp, err) {
 		t.Fatalf("the fault was not reported: %v", resp)
 	}
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
 }
 
 // Finding 1: a retried revocation of a key storage already shows revoked
@@ -125,7 +126,7 @@ func TestFeed_retriedRevocationWritesTheMissingEvent(t *testing.T) {
 	if resp, err := e.try(logical.DeleteOperation, "keys/"+k["key_id"].(string), nil); !failed(resp, err) {
 		t.Fatalf("the fault was not reported: %v", resp)
 	}
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
 	if evs, _, _ := e.feed(cursor); len(evs) != 0 {
 		t.Fatalf("an event that failed to write is in the feed: %v", evs)
 	}
@@ -143,8 +144,8 @@ func TestFeed_suspensionFlushedAfterACursorIsDelivered(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "anomaly_rate": 0.1})
 	k, _ := e.issue("r", nil)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeSuspended)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeSuspended)
 	e.clock.Add(10 * time.Second)
 	_, cursor, _ := e.feed("")
 	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
@@ -295,8 +296,8 @@ func TestFeed_suspensionEventFailureHealsWithoutDoublingUsage(t *testing.T) {
 	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "anomaly_rate": 0.1})
 	k, _ := e.issue("r", nil)
 	id := k["key_id"].(string)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeSuspended)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeSuspended)
 	f := e.withFaults()
 	f.failNext(revocationPrefix, 1, false)
 	if err := e.b.flushUsage(t.Context(), e.storage, 0); err == nil {

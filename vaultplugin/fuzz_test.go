@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -17,7 +18,7 @@ func FuzzSigningMessage(f *testing.F) {
 	f.Add(int64(99), "DELETE", "/a/b?c=d&e=f", "\x00\xff")
 	f.Fuzz(func(t *testing.T, ts int64, method, path, body string) {
 		tsStr := strconv.FormatInt(ts, 10)
-		msg := signingMessage(tsStr, method, path, body)
+		msg := wire.Message(tsStr, method, path, body)
 		if ts < 0 || !validMethod(method) || len(path) == 0 || path[0] != '/' {
 			return
 		}
@@ -68,7 +69,7 @@ func FuzzVerifyRequest(f *testing.F) {
 		if code == "" {
 			t.Fatal("no code")
 		}
-		if code == codeValid && apiKey != issuedKey {
+		if code == wire.CodeValid && apiKey != issuedKey {
 			t.Fatalf("VALID for a key never issued")
 		}
 	})

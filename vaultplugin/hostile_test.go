@@ -56,8 +56,8 @@ func TestHostileInput(t *testing.T) {
 		{upd, "roles/x", map[string]any{"environment": "prod", "rate_limit": 1e300}, "rate_limit", "between 0"},
 		{upd, "roles/x", map[string]any{"environment": "prod", "max_active_keys": 1 << 40}, "max_active_keys", "between 0"},
 		{upd, "roles/x", map[string]any{"environment": "prod", "recv_window": "-1s"}, "recv_window", "more than 0"},
-		{upd, "roles/x", map[string]any{"environment": "prod", "metadata": map[string]any{strings.Repeat("k", 65): "v"}}, "metadata", "key"},
-		{upd, "roles/x", map[string]any{"environment": "prod", "metadata": map[string]any{"k": mib}}, "metadata", "at most 512"},
+		{upd, "roles/x", map[string]any{"environment": "prod", "labels": map[string]any{strings.Repeat("k", 65): "v"}}, "labels", "key"},
+		{upd, "roles/x", map[string]any{"environment": "prod", "labels": map[string]any{"k": mib}}, "labels", "at most 512"},
 		{upd, "roles/x", map[string]any{"environment": "prod", "description": mib}, "description", "at most 1024"},
 		{upd, "roles/x", map[string]any{"environment": "prod", "evil": "1"}, "evil", "unknown field"},
 		// creds

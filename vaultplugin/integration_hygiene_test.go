@@ -17,7 +17,7 @@ import (
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -187,7 +187,7 @@ func TestIntegration_secretHygiene(t *testing.T) {
 
 	// Issue every key type, through read and write.
 	b := h.issue("bearer", "b", nil)
-	b2 := h.issue("bearer2", "b", map[string]any{"ttl": "30m", "scopes": "read", "name": "bot-1", "metadata": "team=quant"})
+	b2 := h.issue("bearer2", "b", map[string]any{"ttl": "30m", "scopes": "read", "name": "bot-1", "labels": "team=quant"})
 	hm := h.issue("hmac", "h", nil)
 	ed := h.issue("ed25519", "e", nil)
 	n := h.issue("cidr", "n", nil)
@@ -224,17 +224,17 @@ func TestIntegration_secretHygiene(t *testing.T) {
 	// verify: accepted, and refused for each reason a gateway meets.
 	h.verify("VALID", map[string]any{"api_key": key(b), "scopes": "read,trade", "environment": "prod"})
 	h.verify("VALID", map[string]any{"api_key": key(b2), "scopes": "read"})
-	h.verify("VALID", signed(hm, vaultplugin.SignHMAC(str(hm.Data["secret_key"]), msg)))
+	h.verify("VALID", signed(hm, wire.SignHMAC(str(hm.Data["secret_key"]), msg)))
 	h.verify("VALID", signed(ed, edSign(edPriv.(ed25519.PrivateKey))))
 	h.verify("VALID", signed(own, edSign(priv)))
 	h.verify("VALID", map[string]any{"api_key": key(n), "source_ip": "10.1.2.3"})
 	h.verify("ENVIRONMENT_MISMATCH", map[string]any{"api_key": key(d), "environment": "prod"})
 	h.verify("INSUFFICIENT_SCOPE", map[string]any{"api_key": key(b2), "scopes": "trade"})
 	h.verify("IP_NOT_ALLOWED", map[string]any{"api_key": key(n), "source_ip": "192.0.2.7"})
-	h.verify("BAD_SIGNATURE", signed(hm, vaultplugin.SignHMAC(str(hm.Data["secret_key"]), append(msg, ' '))))
+	h.verify("BAD_SIGNATURE", signed(hm, wire.SignHMAC(str(hm.Data["secret_key"]), append(msg, ' '))))
 	h.verify("BAD_SIGNATURE", signed(ed, edSign(priv)))
 	old := strconv.FormatInt(time.Now().Add(-time.Minute).UnixMilli(), 10)
-	stale := signed(hm, vaultplugin.SignHMAC(str(hm.Data["secret_key"]), []byte(old+"POST/v1/orders{\"qty\":1}")))
+	stale := signed(hm, wire.SignHMAC(str(hm.Data["secret_key"]), []byte(old+"POST/v1/orders{\"qty\":1}")))
 	stale["timestamp"] = old
 	h.verify("STALE_TIMESTAMP", stale)
 	// A real key with one checksum character changed still holds the
@@ -264,7 +264,7 @@ func TestIntegration_secretHygiene(t *testing.T) {
 	h.record("hmac successor", succ)
 	edSucc := h.ok(m("keys/"+id(ed)+"/rotate"), map[string]any{"grace": "0s"})
 	h.record("ed25519 successor", edSucc)
-	h.verify("VALID", signed(succ, vaultplugin.SignHMAC(str(succ.Data["secret_key"]), msg)))
+	h.verify("VALID", signed(succ, wire.SignHMAC(str(succ.Data["secret_key"]), msg)))
 
 	// Bad requests that carry a key in a field where none belongs: each is
 	// refused, and the refusal must not repeat the key.
@@ -279,7 +279,7 @@ func TestIntegration_secretHygiene(t *testing.T) {
 		{"write", m("creds/b"), map[string]any{"allowed_cidrs": k}},
 		{"write", m("creds/b"), map[string]any{"public_key": k}},
 		{"write", m("creds/e"), map[string]any{"public_key": sk}},
-		{"write", m("creds/b"), map[string]any{"metadata": k}},
+		{"write", m("creds/b"), map[string]any{"labels": k}},
 		{"write", m("roles/x"), map[string]any{"environment": k}},
 		{"write", m("roles/x"), map[string]any{"environment": "prod", "scopes": k}},
 		{"write", m("roles/x"), map[string]any{"environment": "prod", "allowed_cidrs": sk}},

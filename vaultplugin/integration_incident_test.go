@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -70,11 +70,11 @@ func TestIntegration_signingRotationIncident(t *testing.T) {
 		h := readJSON(t, srv, "read", mount+"/creds/h")
 		ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 		body := `{"asset":"BTC","amount":"0.5"}`
-		sig := vaultplugin.SignHMAC(h["secret_key"].(string), []byte(ts+"POST"+"/v1/withdraw"+body))
+		sig := wire.SignHMAC(h["secret_key"].(string), []byte(ts+"POST"+"/v1/withdraw"+body))
 		wantVerify(t, srv, mount, "VALID", append(signedArgs(h["api_key"].(string), "POST", "/v1/withdraw", body, sig, ts), "scopes=withdraw")...)
 		wantVerify(t, srv, mount, "BAD_SIGNATURE", signedArgs(h["api_key"].(string), "POST", "/v1/withdraw", body+" ", sig, ts)...)
 		old := strconv.FormatInt(time.Now().Add(-10*time.Second).UnixMilli(), 10)
-		oldSig := vaultplugin.SignHMAC(h["secret_key"].(string), []byte(old+"POST"+"/v1/withdraw"+body))
+		oldSig := wire.SignHMAC(h["secret_key"].(string), []byte(old+"POST"+"/v1/withdraw"+body))
 		wantVerify(t, srv, mount, "STALE_TIMESTAMP", signedArgs(h["api_key"].(string), "POST", "/v1/withdraw", body, oldSig, old)...)
 
 		ed := readJSON(t, srv, "read", mount+"/creds/ed")

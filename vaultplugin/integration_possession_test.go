@@ -68,17 +68,17 @@ func TestIntegration_smallOrderEd25519KeysRefused(t *testing.T) {
 func TestIntegration_credsRequestOnlyNarrowsAndAdds(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
-	e.vault("write", e.path("roles/tenant"), "environment=prod", "scopes=read", "metadata=customer_id=acme")
-	out := e.vaultFails("write", e.path("creds/tenant"), "metadata=customer_id=other")
-	if !strings.Contains(out, "metadata") || !strings.Contains(out, "customer_id") {
+	e.vault("write", e.path("roles/tenant"), "environment=prod", "scopes=read", "labels=customer_id=acme")
+	out := e.vaultFails("write", e.path("creds/tenant"), "labels=customer_id=other")
+	if !strings.Contains(out, "labels") || !strings.Contains(out, "customer_id") {
 		t.Fatalf("override refused without naming metadata and the key: %s", out)
 	}
-	k := e.vaultJSON("write", e.path("creds/tenant"), "metadata=team=quant")
-	if got, _ := json.Marshal(k.Data["metadata"]); string(got) != `{"customer_id":"acme","team":"quant"}` {
+	k := e.vaultJSON("write", e.path("creds/tenant"), "labels=team=quant")
+	if got, _ := json.Marshal(k.Data["labels"]); string(got) != `{"customer_id":"acme","team":"quant"}` {
 		t.Fatalf("metadata %s", got)
 	}
 	d := e.wantCode(k.Data["api_key"].(string), "VALID")
-	if got, _ := json.Marshal(d["metadata"]); string(got) != `{"customer_id":"acme","team":"quant"}` {
+	if got, _ := json.Marshal(d["labels"]); string(got) != `{"customer_id":"acme","team":"quant"}` {
 		t.Fatalf("verify metadata %s", got)
 	}
 

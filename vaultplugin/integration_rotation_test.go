@@ -17,17 +17,17 @@ import (
 func TestIntegration_rotationFollowsTheCurrentRole(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
-	e.vault("write", e.path("roles/trader"), "environment=prod", "scopes=read,trade", "metadata=customer=acme", "ttl=1h", "max_ttl=2h")
-	k := e.vaultJSON("write", e.path("creds/trader"), "metadata=team=gw").Data
+	e.vault("write", e.path("roles/trader"), "environment=prod", "scopes=read,trade", "labels=customer=acme", "ttl=1h", "max_ttl=2h")
+	k := e.vaultJSON("write", e.path("creds/trader"), "labels=team=gw").Data
 	id := k["key_id"].(string)
 
 	// Narrow the role: the successor loses trade, takes the role's labels.
-	e.vault("write", e.path("roles/trader"), "environment=prod", "scopes=read", "metadata=customer=acme2", "ttl=30m", "max_ttl=1h")
+	e.vault("write", e.path("roles/trader"), "environment=prod", "scopes=read", "labels=customer=acme2", "ttl=30m", "max_ttl=1h")
 	succ := e.vaultJSON("write", "-f", e.path("keys/"+id+"/rotate")).Data
 	if got := fmt.Sprint(succ["scopes"]); got != "[read]" {
 		t.Fatalf("successor scopes %s after the role was narrowed to read", got)
 	}
-	if got := fmt.Sprint(succ["metadata"]); got != "map[customer:acme2 team:gw]" {
+	if got := fmt.Sprint(succ["labels"]); got != "map[customer:acme2 team:gw]" {
 		t.Fatalf("successor labels %s", got)
 	}
 	succID, succKey := succ["key_id"].(string), succ["api_key"].(string)

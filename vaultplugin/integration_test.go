@@ -475,7 +475,25 @@ func TestIntegration_revokeAndExpire(t *testing.T) {
 			t.Fatalf("lease_duration %d, want at most 3", k.lease)
 		}
 		e.wantCode(k.apiKey, "VALID")
-		e.eventually(k.apiKey, 10*time.Second, "EXPIRED", "REVOKED")
+		e.eventually(k.apiKey, 10*time.Second, "EXPIRED")
+		// Vault's lease manager revokes the lease once it ends; that is
+		// the key expiring, not a revocation (issue 21 item 2): the key
+		// stays EXPIRED and its record says so, with no revocation.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if _, err := e.srv.CLI(t, "lease", "lookup", k.leaseID); err != nil {
+				break // the lease is gone: Vault has revoked it
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("Vault never revoked the ended lease")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		e.wantCode(k.apiKey, "EXPIRED")
+		rec := e.vaultJSON("read", e.path("keys/"+k.keyID)).Data
+		if rec["status"] != "expired" || rec["revoked_at"] != "" || rec["revoked_by"] != "" || rec["revoke_reason"] != "" {
+			t.Fatalf("keys/%s after its lease ended: status %v revoked_at %q revoked_by %q reason %q", k.keyID, rec["status"], rec["revoked_at"], rec["revoked_by"], rec["revoke_reason"])
+		}
 	})
 
 	t.Run("after_role_deleted", func(t *testing.T) {
@@ -508,7 +526,7 @@ func TestIntegration_storageRevealsNoKey(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
 	e.vault("write", e.path("config"), "scopes=read,trade")
-	e.vault("write", e.path("roles/b"), "environment=prod", "scopes=read", "metadata=team=desk")
+	e.vault("write", e.path("roles/b"), "environment=prod", "scopes=read", "labels=team=desk")
 	e.vault("write", e.path("roles/h"), "environment=prod", "key_type=hmac")
 	e.vault("write", e.path("roles/ed"), "environment=prod", "key_type=ed25519")
 	var keys []issued

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -20,12 +21,6 @@ const (
 	// without a record is ignored (it can only be left by an interrupted
 	// issue, which writes the index first).
 	keyIndexPrefix = "index/keys/"
-	// Earlier builds (none released) wrote two entries per key instead, one
-	// under each of these. Readers still take them in and tidy removes them:
-	// a mount upgraded in place needs no migration, and no key it holds can
-	// escape a bulk revocation.
-	legacyRoleIndexPrefix = "index/role/"
-	legacyEnvIndexPrefix  = "index/environment/"
 	// anomalyIndexPrefix lists keys with recorded anomalies, for monitor/anomalies.
 	anomalyIndexPrefix = "index/anomalies/"
 
@@ -51,7 +46,7 @@ type keyRecord struct {
 	Scopes       []string          `json:"scopes"`
 	KeyType      string            `json:"key_type"`
 	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
+	Labels       map[string]string `json:"metadata,omitempty"` // stored under its first name
 	RateLimit    float64           `json:"rate_limit,omitempty"`
 	RateBurst    int               `json:"rate_burst,omitempty"`
 	RecvWindow   time.Duration     `json:"recv_window,omitempty"`
@@ -79,9 +74,16 @@ type keyRecord struct {
 	Ended        bool   `json:"ended,omitempty"`
 	RevokedBy    string `json:"revoked_by,omitempty"`
 	RevokeReason string `json:"revoke_reason,omitempty"`
+	// RevokeJob names the bulk revocation job (revoke/jobs/<id>) that
+	// revoked the key, if one did.
+	RevokeJob string `json:"revoke_job,omitempty"`
 
 	RotatedFrom string `json:"rotated_from,omitempty"`
 	RotatedTo   string `json:"rotated_to,omitempty"`
+	// RotatedFromCreatedAt is when the key's lineage began (its
+	// predecessor's birth): a bulk revocation watermark counts a successor
+	// from then (bulk_watermark.go).
+	RotatedFromCreatedAt time.Time `json:"rotated_from_created_at,omitzero"`
 
 	LastUsedAt   time.Time `json:"last_used_at,omitzero"`
 	UseCount     uint64    `json:"use_count,omitempty"`
@@ -96,12 +98,11 @@ type keyRecord struct {
 	ResumedBy     string    `json:"resumed_by,omitempty"`
 	ResumeReason  string    `json:"resume_reason,omitempty"`
 
-	// pub is PublicKey parsed once when the record is loaded, so verify
-	// does not decode PEM per request.
-	pub ed25519.PublicKey
+	// pub and cidrs are PublicKey and AllowedCIDRs parsed once when the
+	// record is loaded, so verify parses neither per request.
+	pub   ed25519.PublicKey
+	cidrs []netip.Prefix
 }
-
-func (r *keyRecord) ed25519Key() ed25519.PublicKey { return r.pub }
 
 // decodeKeyRecord decodes a stored record and prepares derived fields.
 func decodeKeyRecord(e *logical.StorageEntry) (*keyRecord, error) {
@@ -116,6 +117,16 @@ func decodeKeyRecord(e *logical.StorageEntry) (*keyRecord, error) {
 func (r *keyRecord) prepare() {
 	if r.PublicKey != "" && r.pub == nil {
 		r.pub, _ = parseEd25519PublicKey(r.PublicKey)
+	}
+	if len(r.AllowedCIDRs) > 0 && r.cidrs == nil {
+		r.cidrs = make([]netip.Prefix, 0, len(r.AllowedCIDRs))
+		for _, c := range r.AllowedCIDRs {
+			// Stored blocks were checked on write; one that no longer
+			// parses allows nothing.
+			if p, err := netip.ParsePrefix(c); err == nil {
+				r.cidrs = append(r.cidrs, p)
+			}
+		}
 	}
 }
 
@@ -146,6 +157,32 @@ func (r *keyRecord) end() time.Time {
 
 func (r *keyRecord) live(now time.Time) bool { return r.status(now) == statusActive }
 
+// watchesAnomalies reports whether the key's policy looks for anomalies:
+// only then does verify take the anomaly tracker's lock.
+func (r *keyRecord) watchesAnomalies() bool {
+	return r.OnAnomaly != "" && r.OnAnomaly != anomalyNone
+}
+
+// keyStatus is a key's status now, suspension included: statusRevoked,
+// statusExpired, statusSuspended (with when) or statusActive. A suspension
+// is the stored one, or one this node decided and has not yet flushed; only
+// a key whose policy suspends can have the latter, so for any other key no
+// lock is taken.
+func (b *backend) keyStatus(r *keyRecord, now time.Time) (status string, suspendedAt time.Time) {
+	if st := r.status(now); st != statusActive {
+		return st, time.Time{}
+	}
+	if !r.SuspendedAt.IsZero() {
+		return statusSuspended, r.SuspendedAt
+	}
+	if r.OnAnomaly == anomalySuspend {
+		if at := b.anomalies.suspendedAt(r.KeyID); !at.IsZero() {
+			return statusSuspended, at
+		}
+	}
+	return statusActive, time.Time{}
+}
+
 // keyHash is the only form in which a bearer key is stored.
 func keyHash(pepper []byte, apiKey string) []byte {
 	m := hmac.New(sha256.New, pepper)
@@ -166,13 +203,27 @@ func (b *backend) getKey(ctx context.Context, s logical.Storage, keyID string) (
 		r, err := decodeKeyRecord(e)
 		return r, err == nil, err
 	})
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	// The cache holds records as stored; bulk revocations apply on top.
+	return b.watermarked(ctx, s, r)
 }
 
 // loadKey reads a record from storage, bypassing the cache, for
 // read-modify-write under the key's lock. The returned record is private to
-// the caller.
+// the caller. A bulk revocation that covers the key is applied (so writing
+// the record back records it).
 func (b *backend) loadKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
+	r, err := b.loadStoredKey(ctx, s, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return b.watermarked(ctx, s, r)
+}
+
+// loadStoredKey is loadKey without the watermarks: the record as stored.
+func (b *backend) loadStoredKey(ctx context.Context, s logical.Storage, keyID string) (*keyRecord, error) {
 	e, err := s.Get(ctx, keyStoragePrefix+keyID)
 	if err != nil || e == nil {
 		return nil, err
@@ -215,23 +266,17 @@ func (b *backend) writeIndex(ctx context.Context, s logical.Storage, r *keyRecor
 	return nil
 }
 
-// indexEntries are every index entry a key may have, the legacy ones
-// included: what tidy deletes.
+// indexEntries are every index entry a key may have: what tidy deletes.
 func indexEntries(r *keyRecord) []string {
 	return []string{
 		indexEntry(r.Role, r.Environment, r.KeyID),
-		legacyRoleIndexPrefix + r.Role + "/" + r.KeyID,
-		legacyEnvIndexPrefix + r.Environment + "/" + r.KeyID,
 		anomalyIndexPrefix + r.KeyID,
 	}
 }
 
 // roleKeyIDs lists the key_ids indexed under a role, sorted.
 func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, error) {
-	ids, err := s.List(ctx, legacyRoleIndexPrefix+role+"/")
-	if err != nil {
-		return nil, err
-	}
+	var ids []string
 	envs, err := s.List(ctx, keyIndexPrefix+role+"/")
 	if err != nil {
 		return nil, err
@@ -250,10 +295,7 @@ func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, 
 // environmentKeyIDs lists the key_ids indexed under an environment, sorted.
 // It lists once per role that ever had keys: roles are few, keys many.
 func environmentKeyIDs(ctx context.Context, s logical.Storage, env string) ([]string, error) {
-	ids, err := s.List(ctx, legacyEnvIndexPrefix+env+"/")
-	if err != nil {
-		return nil, err
-	}
+	var ids []string
 	roles, err := s.List(ctx, keyIndexPrefix)
 	if err != nil {
 		return nil, err

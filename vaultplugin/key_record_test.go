@@ -1,11 +1,11 @@
 package vaultplugin
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -52,56 +52,7 @@ func TestKeyIndex_roleMovedToAnotherEnvironment(t *testing.T) {
 	if got, _ := resp.Data["key_ids"].([]string); !slices.Equal(got, []string{old["key_id"].(string)}) {
 		t.Fatalf("revoke/environment/staging revoked %v, want only %s", got, old["key_id"])
 	}
-	e.wantCode(map[string]any{"api_key": cur["api_key"]}, codeValid)
-}
-
-// A mount upgraded from a version that wrote a role and an environment index
-// entry per key needs no migration: listings, max_active_keys and bulk
-// revocation take the old entries in, and tidy removes them.
-func TestKeyIndex_legacyEntriesAreReadAndTidied(t *testing.T) {
-	e := newTestEnv(t)
-	ctx := context.Background()
-	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "1h"})
-	e.role("r", map[string]any{"environment": "prod", "ttl": "1h"})
-	legacy, _ := e.issue("r", nil)
-	current, _ := e.issue("r", nil)
-	// Rewrite the first key's index the way earlier builds wrote it.
-	lid := legacy["key_id"].(string)
-	if err := e.storage.Delete(ctx, indexEntry("r", "prod", lid)); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{legacyRoleIndexPrefix + "r/" + lid, legacyEnvIndexPrefix + "prod/" + lid} {
-		if err := e.storage.Put(ctx, &logical.StorageEntry{Key: k, Value: []byte{}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	both := sortedCopy([]string{lid, current["key_id"].(string)})
-	for _, filter := range []map[string]any{{"role": "r"}, {"environment": "prod"}} {
-		got, _ := e.ok(logical.ListOperation, "keys/", filter).Data["keys"].([]string)
-		if !slices.Equal(sortedCopy(got), both) {
-			t.Fatalf("list %v: %v, want %v", filter, got, both)
-		}
-	}
-
-	// The legacy key still takes its max_active_keys slot.
-	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_active_keys": 2})
-	e.badRequest(logical.ReadOperation, "creds/r", nil, "max_active_keys", "already has 2 live keys")
-
-	resp := e.ok(logical.UpdateOperation, "revoke/role/r", map[string]any{})
-	if got, _ := resp.Data["key_ids"].([]string); !slices.Equal(sortedCopy(got), both) {
-		t.Fatalf("revoke/role/r revoked %v, want %v", got, both)
-	}
-	e.wantCode(map[string]any{"api_key": legacy["api_key"]}, codeRevoked)
-
-	e.clock.Add(2 * time.Hour)
-	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 2 {
-		t.Fatalf("tidy: %v", got)
-	}
-	for _, prefix := range []string{keyIndexPrefix, legacyRoleIndexPrefix, legacyEnvIndexPrefix} {
-		if left := e.storageList(t, prefix); len(left) > 0 {
-			t.Errorf("tidy left %s%v", prefix, left)
-		}
-	}
+	e.wantCode(map[string]any{"api_key": cur["api_key"]}, wire.CodeValid)
 }
 
 // A key whose end took effect when it was written stays ended for a reader

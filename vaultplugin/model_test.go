@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/sdk/helper/jsonutil"
@@ -461,7 +462,7 @@ func (m *model) addKey(resp *logical.Response, role, env string, now time.Time) 
 	m.byID[k.id] = k
 	m.fs.name(k.id, k.name)
 	// Just issued: it verifies (the record was written, and acknowledged).
-	if code, err := m.engineVerify(k, ""); code != codeValid {
+	if code, err := m.engineVerify(k, ""); code != wire.CodeValid {
 		m.violate("issue", "%s just issued (acknowledged) verifies %s (%v)", k.name, code, err)
 	}
 	return k
@@ -524,7 +525,7 @@ func (m *model) engineVerifyFaulty(k *modelKey, ip string) (string, error) {
 		return "ERROR", err
 	}
 	code, _ := resp.Data["code"].(string)
-	if code == codeSuspended && !k.resumeInDoubt && m.inflightResume != k {
+	if code == wire.CodeSuspended && !k.resumeInDoubt && m.inflightResume != k {
 		k.suspended = true
 	}
 	return code, nil
@@ -810,7 +811,7 @@ func (m *model) checkEngine() {
 			continue
 		}
 		code, err := m.engineVerify(k, "")
-		if code == codeValid {
+		if code == wire.CodeValid {
 			m.violate("engine: "+m.violationClass(why), "engine verifies %s (%s) VALID, acknowledged %s", k.name, k.id, why)
 		} else if err != nil {
 			m.violate("harness", "checking %s: %v", k.name, err)
@@ -838,7 +839,7 @@ func (m *model) interleaved(storageKey string) {
 	why := m.mustRefuse(k)
 	code, err := m.engineVerify(k, "")
 	m.logf("    interleaved verify %s during the write of %s: %s %s", k.name, m.fs.normalizeLocked(storageKey), code, errOrNil(err))
-	if why != "" && code == codeValid && !(why == "suspended" && m.inflightResume == k) {
+	if why != "" && code == wire.CodeValid && !(why == "suspended" && m.inflightResume == k) {
 		m.violate("engine (racing a write): "+m.violationClass(why), "engine verifies %s (%s) VALID during a write of %s, acknowledged %s",
 			k.name, k.id, m.fs.normalizeLocked(storageKey), why)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -24,13 +25,13 @@ func TestVerify_notFoundIsRememberedBriefly(t *testing.T) {
 	}
 	path := keyStoragePrefix + forged.KeyID
 	for range 5 {
-		e.wantCode(map[string]any{"api_key": forged.Raw()}, codeNotFound)
+		e.wantCode(map[string]any{"api_key": forged.Raw()}, wire.CodeNotFound)
 	}
 	if n := e.storage.readsOf(path); n != 1 {
 		t.Fatalf("5 verifies of a forged key read its record %d times, want 1", n)
 	}
 	e.clock.Add(notFoundTTL)
-	e.wantCode(map[string]any{"api_key": forged.Raw()}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": forged.Raw()}, wire.CodeNotFound)
 	if n := e.storage.readsOf(path); n != 2 {
 		t.Fatalf("after %s the record was read %d times, want 2", notFoundTTL, n)
 	}
@@ -39,8 +40,8 @@ func TestVerify_notFoundIsRememberedBriefly(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	k, _ := keyformat.Parse(d["api_key"].(string))
 	head := "ck_prod_" + k.KeyID + strings.Repeat("x", keyformat.SecretLen)
-	e.wantCode(map[string]any{"api_key": head + keyformat.Checksum(head)}, codeNotFound)
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": head + keyformat.Checksum(head)}, wire.CodeNotFound)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)
 }
 
 // An issued key_id is never shadowed: the very key that answered
@@ -55,17 +56,17 @@ func TestVerify_notFoundNeverShadowsAnIssuedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.wantCode(map[string]any{"api_key": next.Raw()}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": next.Raw()}, wire.CodeNotFound)
 	cryptotest.SetGlobalRandom(t, 15)
 	d, _ := e.issue("r", nil)
 	if d["api_key"] != next.Raw() {
 		t.Fatal("the seeded issue made another key; the test needs rethinking")
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)
 
 	// Another node learns of a record through Invalidate.
 	other, _ := keyformat.Generate("ck", "prod")
-	e.wantCode(map[string]any{"api_key": other.Raw()}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": other.Raw()}, wire.CodeNotFound)
 	if !e.b.notFound.has(other.KeyID, e.clock.Now()) {
 		t.Fatal("a NOT_FOUND id was not remembered")
 	}

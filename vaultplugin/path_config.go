@@ -85,7 +85,7 @@ func pathConfig(b *backend) []*framework.Path {
 			"retention": {
 				Type:        framework.TypeDurationSecond,
 				Default:     int(defaultRetention / time.Second),
-				Description: "How long records of revoked or expired keys are kept for audit before tidy drops them.",
+				Description: "How long records of revoked or expired keys are kept for audit, counted from each key's latest possible end (max_expires_at), before tidy drops them. At least 24h.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -272,6 +272,9 @@ func (b *backend) applyConfig(ctx context.Context, s logical.Storage, c, old *en
 			}
 			*f.dst = dur
 		}
+	}
+	if c.Retention < minRetention {
+		return badField("retention", "(%s) must be at least %s: records are evidence (who revoked a key, when, why) and are kept until the key's latest possible end (max_expires_at) plus the retention", c.Retention, minRetention)
 	}
 	if c.MaxTTL > 0 && c.DefaultTTL > c.MaxTTL {
 		return badField("default_ttl", "(%s) must not exceed max_ttl (%s)", c.DefaultTTL, c.MaxTTL)

@@ -15,6 +15,7 @@ import (
 
 	"filippo.io/edwards25519"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -52,11 +53,11 @@ func pathCreds(b *backend) []*framework.Path {
 			},
 			"name": {
 				Type:        framework.TypeString,
-				Description: "Label for the key (shown in listings and verify metadata), e.g. the customer or service using it.",
+				Description: "Label for the key (shown in listings and verify answers), e.g. the customer or service using it.",
 			},
-			"metadata": {
+			"labels": {
 				Type:        framework.TypeKVPairs,
-				Description: "Key-value pairs added to the role's metadata for this key. A request may add keys, never change the role's: a key the role sets may only be repeated with the role's value.",
+				Description: "Key-value pairs added to the role's labels for this key. A request may add keys, never change the role's: a key the role sets may only be repeated with the role's value.",
 			},
 			"public_key": {
 				Type:        framework.TypeString,
@@ -96,7 +97,7 @@ type keyTemplate struct {
 	scopes      []string
 	keyType     string
 	cidrs       []string
-	metadata    map[string]string
+	labels      map[string]string
 	rateLimit   float64
 	rateBurst   int
 	recvWindow  time.Duration
@@ -115,7 +116,7 @@ func templateFromRole(name string, r *role) keyTemplate {
 		scopes:      r.Scopes,
 		keyType:     r.KeyType,
 		cidrs:       r.AllowedCIDRs,
-		metadata:    r.Metadata,
+		labels:      r.Labels,
 		rateLimit:   r.RateLimit,
 		rateBurst:   r.RateBurst,
 		recvWindow:  r.RecvWindow,
@@ -214,30 +215,30 @@ func narrowTemplate(t *keyTemplate, d *framework.FieldData, cfg *engineConfig, s
 	}
 	if v, ok := d.GetOk("name"); ok {
 		name := v.(string)
-		if len(name) > maxNameLen*2 || strings.ContainsFunc(name, isControl) {
-			return badField("name", "must be at most %d printable characters", maxNameLen*2)
+		if !wire.ValidKeyName(name) {
+			return badField("name", "must be at most %d printable characters", wire.MaxKeyNameLen)
 		}
 		t.name = name
 	}
-	if v, ok := d.GetOk("metadata"); ok {
+	if v, ok := d.GetOk("labels"); ok {
 		extra := v.(map[string]string)
-		merged := make(map[string]string, len(t.metadata)+len(extra))
-		for k, v := range t.metadata {
+		merged := make(map[string]string, len(t.labels)+len(extra))
+		for k, v := range t.labels {
 			merged[k] = v
 		}
 		// A request adds labels, never changes the role's: a pipeline
 		// token could otherwise mint a key labelled as another tenant
 		// (customer_id=other). Repeating the role's value is fine.
 		for _, k := range slices.Sorted(maps.Keys(extra)) {
-			if have, set := t.metadata[k]; set && have != extra[k] {
-				return badField("metadata", "key %q is set by the role and a request may not change it (a request may only add keys)", printable(k))
+			if have, set := t.labels[k]; set && have != extra[k] {
+				return badField("labels", "key %q is set by the role and a request may not change it (a request may only add keys)", printable(k))
 			}
 			merged[k] = extra[k]
 		}
-		if err := validateMetadata("metadata", merged); err != nil {
+		if err := validateLabels("labels", merged); err != nil {
 			return err
 		}
-		t.metadata = merged
+		t.labels = merged
 	}
 	if v, ok := d.GetOk("public_key"); ok && v.(string) != "" {
 		if t.keyType != keyTypeEd25519 {
@@ -310,6 +311,9 @@ func (b *backend) issue(ctx context.Context, req *logical.Request, cfg *engineCo
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := b.stampIssue(ctx, req.Storage, rec, nil); err != nil {
+		return nil, nil, err
+	}
 	if err := b.storeNewKey(ctx, req.Storage, rec); err != nil {
 		return nil, nil, err
 	}
@@ -345,7 +349,7 @@ func (b *backend) newKey(req *logical.Request, cfg *engineConfig, t keyTemplate)
 		Scopes:            t.scopes,
 		KeyType:           t.keyType,
 		AllowedCIDRs:      t.cidrs,
-		Metadata:          t.metadata,
+		Labels:            t.labels,
 		RateLimit:         t.rateLimit,
 		RateBurst:         t.rateBurst,
 		RecvWindow:        t.recvWindow,
@@ -368,7 +372,7 @@ func (b *backend) newKey(req *logical.Request, cfg *engineConfig, t keyTemplate)
 		"scopes":        nonNil(t.scopes),
 		"key_type":      t.keyType,
 		"allowed_cidrs": nonNil(t.cidrs),
-		"metadata":      nonNilMap(t.metadata),
+		"labels":        nonNilMap(t.labels),
 		"expires_at":    formatTime(rec.ExpiresAt),
 	}
 	switch t.keyType {
@@ -424,7 +428,7 @@ func (b *backend) storeNewKey(ctx context.Context, s logical.Storage, rec *keyRe
 		return err
 	}
 	if err := b.putKey(ctx, s, rec); err != nil {
-		b.deleteNewKey(ctx, s, rec)
+		_ = b.deleteNewKey(ctx, s, rec) // best effort; it logs its own failure
 		return err
 	}
 	// The id may have answered NOT_FOUND a moment ago (a forged key's

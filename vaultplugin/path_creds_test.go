@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -16,7 +17,7 @@ var keyRE = regexp.MustCompile(`^` + keyformat.Pattern + `$`)
 
 func TestCreds_issuesLeasedWellFormedKey(t *testing.T) {
 	e := newTestEnv(t)
-	e.role("prod-trader", map[string]any{"environment": "prod", "scopes": "read,trade", "ttl": "1h", "max_ttl": "3h", "metadata": "customer=acme"})
+	e.role("prod-trader", map[string]any{"environment": "prod", "scopes": "read,trade", "ttl": "1h", "max_ttl": "3h", "labels": "customer=acme"})
 	data, secret := e.issue("prod-trader", nil)
 	apiKey := data["api_key"].(string)
 	if !keyRE.MatchString(apiKey) || !strings.HasPrefix(apiKey, "ck_prod_") {
@@ -35,8 +36,8 @@ func TestCreds_issuesLeasedWellFormedKey(t *testing.T) {
 	if data["expires_at"] != e.clock.Now().Add(time.Hour).Format(time.RFC3339) {
 		t.Fatalf("expires_at %v", data["expires_at"])
 	}
-	if asJSON(data["scopes"]) != `["read","trade"]` || asJSON(data["metadata"]) != `{"customer":"acme"}` {
-		t.Fatalf("scopes/metadata: %v %v", data["scopes"], data["metadata"])
+	if asJSON(data["scopes"]) != `["read","trade"]` || asJSON(data["labels"]) != `{"customer":"acme"}` {
+		t.Fatalf("scopes/metadata: %v %v", data["scopes"], data["labels"])
 	}
 	// Accountability: who and when.
 	rec := e.ok(logical.ReadOperation, "keys/"+k.KeyID, nil).Data
@@ -82,7 +83,7 @@ func TestCreds_ttlDefaultsAndBounds(t *testing.T) {
 func TestCreds_narrowingOnly(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("r", map[string]any{"environment": "prod", "scopes": "read,trade", "allowed_cidrs": "10.0.0.0/8"})
-	data, _ := e.issue("r", map[string]any{"scopes": "read", "allowed_cidrs": "10.1.0.0/16", "name": "bot-1", "metadata": "team=quant"})
+	data, _ := e.issue("r", map[string]any{"scopes": "read", "allowed_cidrs": "10.1.0.0/16", "name": "bot-1", "labels": "team=quant"})
 	if asJSON(data["scopes"]) != `["read"]` || asJSON(data["allowed_cidrs"]) != `["10.1.0.0/16"]` || data["name"] != "bot-1" {
 		t.Fatalf("narrowed key: %v", data)
 	}
@@ -186,7 +187,7 @@ func TestCreds_concurrentFirstIssuesShareOnePepper(t *testing.T) {
 		}
 		wg.Wait()
 		for i, k := range keys {
-			if got := e.verify(map[string]any{"api_key": k})["code"]; got != codeValid {
+			if got := e.verify(map[string]any{"api_key": k})["code"]; got != wire.CodeValid {
 				t.Fatalf("round %d: key of r%d verifies %v", round, i, got)
 			}
 		}
@@ -212,24 +213,24 @@ func TestCreds_roleWithoutScopesGrantsNone(t *testing.T) {
 	if asJSON(d["scopes"]) != `[]` {
 		t.Fatalf("a key of a role without scopes has scopes %v", d["scopes"])
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeInsufficientScope)
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, wire.CodeInsufficientScope)
 }
 
 // Finding 10: request metadata adds keys, never changes the role's.
 func TestCreds_requestMetadataMayNotOverrideTheRole(t *testing.T) {
 	e := newTestEnv(t)
-	e.role("tenant", map[string]any{"environment": "prod", "metadata": map[string]any{"customer_id": "acme", "tier": "gold"}})
+	e.role("tenant", map[string]any{"environment": "prod", "labels": map[string]any{"customer_id": "acme", "tier": "gold"}})
 	e.ok(logical.UpdateOperation, "config", map[string]any{"max_ttl": "48h"}) // the pepper exists: a refusal writes nothing
 	before := e.dump()
-	e.badRequest(logical.UpdateOperation, "creds/tenant", map[string]any{"metadata": "customer_id=other"}, "metadata", `key "customer_id" is set by the role`)
-	e.badRequest(logical.UpdateOperation, "creds/tenant", map[string]any{"metadata": map[string]any{"team": "quant", "tier": "free"}}, "metadata", `"tier"`)
+	e.badRequest(logical.UpdateOperation, "creds/tenant", map[string]any{"labels": "customer_id=other"}, "labels", `key "customer_id" is set by the role`)
+	e.badRequest(logical.UpdateOperation, "creds/tenant", map[string]any{"labels": map[string]any{"team": "quant", "tier": "free"}}, "labels", `"tier"`)
 	e.assertUnchanged(before)
 	// Repeating the role's value is fine, and new keys are added.
-	d, _ := e.issue("tenant", map[string]any{"metadata": map[string]any{"customer_id": "acme", "team": "quant"}})
-	if got := asJSON(d["metadata"]); got != `{"customer_id":"acme","team":"quant","tier":"gold"}` {
+	d, _ := e.issue("tenant", map[string]any{"labels": map[string]any{"customer_id": "acme", "team": "quant"}})
+	if got := asJSON(d["labels"]); got != `{"customer_id":"acme","team":"quant","tier":"gold"}` {
 		t.Fatalf("metadata %s", got)
 	}
-	if got := asJSON(e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)["metadata"]); got != `{"customer_id":"acme","team":"quant","tier":"gold"}` {
+	if got := asJSON(e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)["labels"]); got != `{"customer_id":"acme","team":"quant","tier":"gold"}` {
 		t.Fatalf("verify metadata %s", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -42,7 +43,7 @@ func (b *backend) pathInfoRead(context.Context, *logical.Request, *framework.Fie
 			"checksum":        "crc32-ieee-base62",
 		},
 		"key_types":    keyTypes,
-		"verify_codes": verifyCodes,
+		"verify_codes": wire.Codes,
 		"features":     features,
 	}}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -72,7 +73,7 @@ func TestKeys_usageCountedInMemoryAndFlushed(t *testing.T) {
 	e.role("p", map[string]any{"environment": "prod"})
 	d, _ := e.issue("p", nil)
 	for range 7 {
-		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "203.0.113.9"}, codeValid)
+		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "203.0.113.9"}, wire.CodeValid)
 	}
 	id := d["key_id"].(string)
 	rec := e.ok(logical.ReadOperation, "keys/"+id, nil).Data
@@ -95,7 +96,7 @@ func TestKeys_usageCountedInMemoryAndFlushed(t *testing.T) {
 		t.Fatalf("use_count after flush: %v", rec["use_count"])
 	}
 	// A clean shutdown flushes too.
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)
 	e.b.clean(t.Context())
 	if stored, _ = e.b.loadKey(t.Context(), e.storage, id); stored.UseCount != 8 {
 		t.Fatalf("clean did not flush: %d", stored.UseCount)
@@ -153,7 +154,7 @@ func TestKeys_usageFlushOutOfTimeWritesOldestFirst(t *testing.T) {
 	}
 	// Used newest first: ids[3] has waited longest.
 	for i := 3; i >= 0; i-- {
-		e.wantCode(map[string]any{"api_key": keys[i]}, codeValid)
+		e.wantCode(map[string]any{"api_key": keys[i]}, wire.CodeValid)
 		e.clock.Add(time.Second)
 	}
 	if err := e.b.flushUsage(t.Context(), &runsOutOfTime{Storage: e.storage, allowed: 2}, 0); err == nil {
@@ -187,13 +188,13 @@ func TestKeys_usageFlushWritesABatchOldestFirst(t *testing.T) {
 	}
 	// Used newest first: ids[4] has waited longest.
 	for i := 4; i >= 0; i-- {
-		e.wantCode(map[string]any{"api_key": keys[i]}, codeValid)
+		e.wantCode(map[string]any{"api_key": keys[i]}, wire.CodeValid)
 		e.clock.Add(time.Second)
 	}
 	sus, _ := e.issue("s", nil)
 	from := func(ip string) map[string]any { return map[string]any{"api_key": sus["api_key"], "source_ip": ip} }
-	e.wantCode(from("10.0.0.1"), codeValid)
-	e.wantCode(from("198.51.100.7"), codeSuspended)
+	e.wantCode(from("10.0.0.1"), wire.CodeValid)
+	e.wantCode(from("198.51.100.7"), wire.CodeSuspended)
 
 	stored := func(id string) uint64 {
 		t.Helper()
@@ -218,7 +219,7 @@ func TestKeys_usageFlushWritesABatchOldestFirst(t *testing.T) {
 		}
 	}
 	// A key used again keeps its place in the queue (its oldest use).
-	e.wantCode(map[string]any{"api_key": keys[0]}, codeValid)
+	e.wantCode(map[string]any{"api_key": keys[0]}, wire.CodeValid)
 	if err := e.b.flushUsage(t.Context(), e.storage, 2); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -16,9 +17,15 @@ const (
 	// maxFeedEvents bounds one reply; the verifier asks again from the cursor.
 	maxFeedEvents = 1000
 
-	eventRevoked   = "revoked"
-	eventRotated   = "rotated"
-	eventSuspended = "suspended"
+	// The kinds of event are the contract's.
+	eventRevoked   = wire.KindRevoked
+	eventRotated   = wire.KindRotated
+	eventSuspended = wire.KindSuspended
+	// Bulk revocations (bulk_job.go): key_id empty, role or environment
+	// named, revoked_before the watermark. A verifier that does not know
+	// the kind drops everything, as for any event naming no key.
+	eventRevokedRole        = wire.KindRevokedRole
+	eventRevokedEnvironment = wire.KindRevokedEnvironment
 )
 
 // revocationEvent tells local verifiers to stop trusting a cached key (or,
@@ -29,6 +36,10 @@ type revocationEvent struct {
 	Kind      string    `json:"kind"`
 	At        time.Time `json:"at"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Bulk revocation events only.
+	Role        string    `json:"role,omitempty"`
+	Environment string    `json:"environment,omitempty"`
+	Before      time.Time `json:"revoked_before,omitzero"`
 }
 
 func pathRevocations(b *backend) []*framework.Path {
@@ -57,8 +68,11 @@ func pathRevocations(b *backend) []*framework.Path {
 		HelpDescription: `Returns the events written since "since" and a cursor to pass next time.
 Events are numbered in the order they were written (1, 2, 3 ... with no
 holes); each is {seq, key_id, kind, at, expires_at}, kind one of revoked,
-rotated (expires_at: the end of its grace), suspended, or flush (key_id
-empty: drop every cached key). A reply holds at most 1000 events, contiguous
+rotated (expires_at: the end of its grace), suspended, flush (key_id
+empty: drop every cached key), revoked_role or revoked_environment (key_id
+empty, with role or environment and revoked_before: drop every cached key
+of that role or environment; a caller that does not know a kind drops
+every cached key). A reply holds at most 1000 events, contiguous
 from the cursor's seq + 1; ask again with its cursor for more. With no
 "since" it returns no events and the current cursor.
 

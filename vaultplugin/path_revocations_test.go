@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -23,8 +24,8 @@ func TestRevocations_feedCarriesRevokeRotateSuspend(t *testing.T) {
 	e.clock.Add(time.Second)
 	e.ok(logical.DeleteOperation, "keys/"+a["key_id"].(string), nil)
 	e.ok(logical.UpdateOperation, "keys/"+b["key_id"].(string)+"/rotate", map[string]any{"grace": "30s"})
-	e.wantCode(map[string]any{"api_key": c["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": c["api_key"]}, codeSuspended)
+	e.wantCode(map[string]any{"api_key": c["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": c["api_key"]}, wire.CodeSuspended)
 	// Before the flush the suspension is already in the feed, from memory,
 	// out of the sequence (seq 0).
 	early, _, _ := e.feed(cursor)

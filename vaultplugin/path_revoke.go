@@ -13,8 +13,23 @@ import (
 // whole disk (the scanner sends only the lines it found).
 const maxLeakedText = 4 << 20
 
+func bulkHelp(what, note string) string {
+	return `Incident playbook: revokes every live key of the ` + what + ` (` + note + `) in one
+storage write, a watermark: from the moment this answers, every key of the
+` + what + ` issued at or before revoked_before is refused by verify (REVOKED) and
+shown revoked by keys/<key_id> (revoked_at = revoked_before, revoked_by,
+revoke_reason, revoke_job), and one feed event (kind revoked_` + what + `) makes
+local verifiers drop the ` + what + `'s cached keys. Keys issued afterwards are
+unaffected. A job then writes each key's record and feed event in the
+background, in pages, resuming after a restart or failover: the reply names
+it (job_id, status_path revoke/jobs/<job_id>) with its progress (state,
+done, left, revoked, skipped, errors); a job done within the request also
+lists key_ids. The keys' Vault leases are left to end or be revoked (their
+revocation then finds the key revoked).`
+}
+
 func pathRevoke(b *backend) []*framework.Path {
-	return []*framework.Path{
+	return append(pathBulkJobs(b), []*framework.Path{
 		{
 			Pattern: "revoke/role/" + framework.MatchAllRegex("role"),
 			DisplayAttrs: &framework.DisplayAttributes{
@@ -33,7 +48,7 @@ func pathRevoke(b *backend) []*framework.Path {
 				},
 			},
 			HelpSynopsis:    "Revoke every live key issued from a role.",
-			HelpDescription: "Incident playbook: revokes at once every live key of the role, also when the role itself was deleted, and reports how many. Each revocation records who, when and the reason given.",
+			HelpDescription: bulkHelp("role", "also when the role itself was deleted"),
 		},
 		{
 			Pattern: "revoke/environment/" + framework.MatchAllRegex("environment"),
@@ -53,7 +68,7 @@ func pathRevoke(b *backend) []*framework.Path {
 				},
 			},
 			HelpSynopsis:    "Revoke every live key of an environment.",
-			HelpDescription: "Incident playbook: revokes at once every live key of the environment and reports how many. Each revocation records who, when and the reason given.",
+			HelpDescription: bulkHelp("environment", "across every role"),
 		},
 		{
 			Pattern: "revoke/leaked",
@@ -79,7 +94,7 @@ key_id). Replies with the key_ids revoked and counts of keys unknown,
 already revoked, and look-alikes with a bad checksum. Never echoes key
 material.`,
 		},
-	}
+	}...)
 }
 
 func (b *backend) pathRevokeRole(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -87,7 +102,11 @@ func (b *backend) pathRevokeRole(ctx context.Context, req *logical.Request, d *f
 	if err := validateName("role", role); err != nil {
 		return respond(err)
 	}
-	return b.revokeIndexed(ctx, req, d, "role "+role, func() ([]string, error) { return roleKeyIDs(ctx, req.Storage, role) })
+	reason, err := reasonFrom(d)
+	if err != nil {
+		return respond(err)
+	}
+	return b.startBulk(ctx, req, scopeRole, role, reason)
 }
 
 func (b *backend) pathRevokeEnvironment(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -95,55 +114,11 @@ func (b *backend) pathRevokeEnvironment(ctx context.Context, req *logical.Reques
 	if err := validateEnvironment("environment", env, nil); err != nil {
 		return respond(err)
 	}
-	return b.revokeIndexed(ctx, req, d, "environment "+env, func() ([]string, error) { return environmentKeyIDs(ctx, req.Storage, env) })
-}
-
-func (b *backend) revokeIndexed(ctx context.Context, req *logical.Request, d *framework.FieldData, what string, list func() ([]string, error)) (*logical.Response, error) {
 	reason, err := reasonFrom(d)
 	if err != nil {
 		return respond(err)
 	}
-	if reason == "" {
-		reason = "bulk revocation of " + what
-	}
-	ids, err := list()
-	if err != nil {
-		return nil, err
-	}
-	by := requester(req)
-	revoked := []string{}
-	// A rotation racing the revocation may index its successor after the
-	// list above was taken. The successor has its predecessor's role and
-	// environment, and the predecessor was live when the revocation began,
-	// so the successor must not survive it: follow rotated_to from every
-	// listed key (revokeKeyNoting reads it under the key's lock, after any
-	// such rotation has finished; a later rotation is refused). Keys issued
-	// by creds after the list began are concurrent with the revocation and
-	// may survive it, as if issued just after it.
-	seen := make(map[string]bool, len(ids))
-	for len(ids) > 0 {
-		id := ids[0]
-		ids = ids[1:]
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		ok, successor, err := b.revokeKeyNoting(ctx, req.Storage, id, by, reason, false)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			revoked = append(revoked, id)
-		}
-		if successor != "" && !seen[successor] {
-			ids = append(ids, successor)
-		}
-	}
-	b.Logger().Info("bulk revocation", "scope", what, "revoked", len(revoked), "by", by)
-	return &logical.Response{Data: map[string]any{
-		"revoked": len(revoked),
-		"key_ids": revoked,
-	}}, nil
+	return b.startBulk(ctx, req, scopeEnv, env, reason)
 }
 
 func (b *backend) pathRevokeLeaked(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -22,9 +23,9 @@ func TestRevoke_byRoleAndEnvironment(t *testing.T) {
 	if got["revoked"] != 2 {
 		t.Fatalf("revoke/role: %v", got)
 	}
-	e.wantCode(map[string]any{"api_key": pb["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": pb2["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": pa["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": pb["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": pb2["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": pa["api_key"]}, wire.CodeValid)
 	rec := e.ok(logical.ReadOperation, "keys/"+pb["key_id"].(string), nil).Data
 	if rec["revoke_reason"] != "incident 42" || rec["revoked_by"] == "" {
 		t.Fatalf("bulk revocation not recorded: %v", rec)
@@ -34,8 +35,8 @@ func TestRevoke_byRoleAndEnvironment(t *testing.T) {
 	if got["revoked"] != 1 || asJSON(got["key_ids"]) != asJSON([]string{pa["key_id"].(string)}) {
 		t.Fatalf("revoke/environment counts only live keys: %v", got)
 	}
-	e.wantCode(map[string]any{"api_key": pa["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": da["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": pa["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": da["api_key"]}, wire.CodeValid)
 
 	// Works after the role is gone.
 	e.ok(logical.DeleteOperation, "roles/dev-a", nil)
@@ -74,8 +75,8 @@ func TestRevoke_leakedText(t *testing.T) {
 			t.Fatal("revoke/leaked echoed key material")
 		}
 	}
-	e.wantCode(map[string]any{"api_key": live1["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": live2["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": live1["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": live2["api_key"]}, wire.CodeRevoked)
 	if r := e.ok(logical.ReadOperation, "keys/"+live1["key_id"].(string), nil).Data; r["revoke_reason"] != "pasted in chat" {
 		t.Fatalf("reason: %v", r["revoke_reason"])
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/jsonutil"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -47,7 +48,7 @@ type role struct {
 	RateBurst     int               `json:"rate_burst"`
 	MaxActiveKeys int               `json:"max_active_keys"`
 	RecvWindow    time.Duration     `json:"recv_window"`
-	Metadata      map[string]string `json:"metadata"`
+	Labels        map[string]string `json:"metadata"` // stored under its first name
 	Description   string            `json:"description"`
 	OnAnomaly     string            `json:"on_anomaly"`
 	AnomalyRate   float64           `json:"anomaly_rate"`
@@ -103,7 +104,7 @@ func roleFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeString,
 			Description: "How far a signed request's timestamp may be from now: milliseconds (5000) or a duration (5s). Default 5000, max 60000.",
 		},
-		"metadata": {
+		"labels": {
 			Type:        framework.TypeKVPairs,
 			Description: "Key-value pairs copied onto every key of the role and returned by verify (e.g. customer=acme).",
 		},
@@ -244,7 +245,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 }
 
 func (r *role) toResponse(name string) map[string]any {
-	md := r.Metadata
+	md := r.Labels
 	if md == nil {
 		md = map[string]string{}
 	}
@@ -260,7 +261,7 @@ func (r *role) toResponse(name string) map[string]any {
 		"rate_burst":      r.RateBurst,
 		"max_active_keys": r.MaxActiveKeys,
 		"recv_window":     r.RecvWindow.Milliseconds(),
-		"metadata":        md,
+		"labels":          md,
 		"description":     r.Description,
 		"on_anomaly":      r.OnAnomaly,
 		"anomaly_rate":    r.AnomalyRate,
@@ -416,17 +417,17 @@ func applyRole(r *role, d *framework.FieldData, cfg *engineConfig) error {
 		}
 		r.RecvWindow = w
 	}
-	if v, ok := d.GetOk("metadata"); ok {
+	if v, ok := d.GetOk("labels"); ok {
 		md := v.(map[string]string)
-		if err := validateMetadata("metadata", md); err != nil {
+		if err := validateLabels("labels", md); err != nil {
 			return err
 		}
-		r.Metadata = md
+		r.Labels = md
 	}
 	if v, ok := d.GetOk("description"); ok {
 		desc := v.(string)
-		if len(desc) > maxDescriptionLen {
-			return badField("description", "must be at most %d characters", maxDescriptionLen)
+		if len(desc) > wire.MaxDescriptionLen {
+			return badField("description", "must be at most %d characters", wire.MaxDescriptionLen)
 		}
 		r.Description = desc
 	}

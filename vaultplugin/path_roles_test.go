@@ -14,7 +14,7 @@ func TestRoles_crud(t *testing.T) {
 	e.role("prod-trader", map[string]any{
 		"environment": "prod", "scopes": "trade,read", "ttl": "1h", "max_ttl": "24h",
 		"allowed_cidrs": "10.0.0.0/8,192.168.1.7", "rate_limit": 5.5, "rate_burst": 10,
-		"max_active_keys": 3, "recv_window": "2500", "metadata": map[string]any{"tier": "gold"},
+		"max_active_keys": 3, "recv_window": "2500", "labels": map[string]any{"tier": "gold"},
 		"description": "prod trading bots",
 	})
 	got := e.ok(logical.ReadOperation, "roles/prod-trader", nil).Data
@@ -22,7 +22,7 @@ func TestRoles_crud(t *testing.T) {
 		"name": "prod-trader", "environment": "prod", "scopes": []string{"read", "trade"},
 		"key_type": "bearer", "ttl": int64(3600), "max_ttl": int64(86400),
 		"allowed_cidrs": []string{"10.0.0.0/8", "192.168.1.7/32"}, "rate_limit": 5.5, "rate_burst": 10,
-		"max_active_keys": 3, "recv_window": int64(2500), "metadata": map[string]string{"tier": "gold"},
+		"max_active_keys": 3, "recv_window": int64(2500), "labels": map[string]string{"tier": "gold"},
 		"description": "prod trading bots",
 	}
 	for k, v := range want {
@@ -71,8 +71,8 @@ func TestRoles_validation(t *testing.T) {
 		{"recv window too big", "roles/r", map[string]any{"environment": "prod", "recv_window": "60001"}, "recv_window", "at most 60000"},
 		{"recv window garbage", "roles/r", map[string]any{"environment": "prod", "recv_window": "soon"}, "recv_window", "milliseconds"},
 		{"recv window zero", "roles/r", map[string]any{"environment": "prod", "recv_window": "0"}, "recv_window", "more than 0"},
-		{"metadata control chars", "roles/r", map[string]any{"environment": "prod", "metadata": map[string]any{"k": "a\x1b[31m"}}, "metadata", "control characters"},
-		{"metadata bad key", "roles/r", map[string]any{"environment": "prod", "metadata": map[string]any{"bad key": "v"}}, "metadata", "key"},
+		{"metadata control chars", "roles/r", map[string]any{"environment": "prod", "labels": map[string]any{"k": "a\x1b[31m"}}, "labels", "control characters"},
+		{"metadata bad key", "roles/r", map[string]any{"environment": "prod", "labels": map[string]any{"bad key": "v"}}, "labels", "key"},
 		{"bearer with signed scope", "roles/r", map[string]any{"environment": "prod", "scopes": "withdraw"}, "scopes", "key_type must be hmac or ed25519"},
 		{"bad name", "roles/bad name!", map[string]any{"environment": "prod"}, "name", "letters, digits"},
 		{"traversal name", "roles/../config", map[string]any{"environment": "prod"}, "name", "letters, digits"},

@@ -3,12 +3,14 @@ package vaultplugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -123,14 +125,15 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 		return respond(badField("key_id", "no key %s in this mount", keyID))
 	}
 	now := b.now()
-	if st := old.status(now); st != statusActive {
-		return respond(badField("key_id", "key %s is %s; issue a new key from its role instead", keyID, st))
-	}
 	// A suspended key is refused too (stored, or decided on this node and
 	// not yet flushed): its successor would carry the key's use on, from
 	// whoever holds it, past the suspension.
-	if _, pending := b.anomalies.peek(keyID); !old.SuspendedAt.IsZero() || !pending.IsZero() {
+	switch st, _ := b.keyStatus(old, now); st {
+	case statusActive:
+	case statusSuspended:
 		return respond(badField("key_id", "key %s is suspended for anomalous use; resume it (keys/%s/resume) before rotating it", keyID, keyID))
+	default:
+		return respond(badField("key_id", "key %s is %s; issue a new key from its role instead", keyID, st))
 	}
 	// A key has at most one successor: a second rotation during the grace
 	// period would fork the lineage and, since a key in its grace no longer
@@ -170,6 +173,9 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	resp, succ, err := b.newKey(req, cfg, t)
 	if err != nil {
 		return respond(err)
+	}
+	if err := b.stampIssue(ctx, req.Storage, succ, old); err != nil {
+		return nil, err
 	}
 
 	// The successor is written before the old key names it. Until the old
@@ -254,8 +260,9 @@ func rotationTemplate(old *keyRecord, r *role, cfg *engineConfig) (keyTemplate, 
 	if r.Environment != old.Environment {
 		return keyTemplate{}, badField("key_id", "role %q now issues keys for environment %q and key %s is of %q: a rotation never moves a key to another environment; issue a new key from the role", old.Role, r.Environment, old.KeyID, old.Environment)
 	}
-	if err := validateEnvironment("key_id", r.Environment, cfg.Environments); err != nil {
-		return keyTemplate{}, badField("key_id", "key %s cannot be rotated: its environment %s", old.KeyID, err.(*fieldError).rule)
+	var fe *fieldError
+	if err := validateEnvironment("key_id", r.Environment, cfg.Environments); errors.As(err, &fe) {
+		return keyTemplate{}, badField("key_id", "key %s cannot be rotated: its environment %s", old.KeyID, fe.rule)
 	}
 	t := templateFromRole(old.Role, r)
 	t.name = old.Name
@@ -277,8 +284,8 @@ func rotationTemplate(old *keyRecord, r *role, cfg *engineConfig) (keyTemplate, 
 	}
 	// Labels: the role's, plus the old key's own additions, which never
 	// override the role's.
-	labels := maps.Clone(r.Metadata)
-	for k, v := range old.Metadata {
+	labels := maps.Clone(r.Labels)
+	for k, v := range old.Labels {
 		if _, set := labels[k]; !set {
 			if labels == nil {
 				labels = map[string]string{}
@@ -286,10 +293,10 @@ func rotationTemplate(old *keyRecord, r *role, cfg *engineConfig) (keyTemplate, 
 			labels[k] = v
 		}
 	}
-	if len(labels) > maxMetadataPairs {
-		return keyTemplate{}, badField("key_id", "key %s's labels and its role's together exceed %d entries; issue a new key from the role", old.KeyID, maxMetadataPairs)
+	if len(labels) > wire.MaxLabels {
+		return keyTemplate{}, badField("key_id", "key %s's labels and its role's together exceed %d entries; issue a new key from the role", old.KeyID, wire.MaxLabels)
 	}
-	t.metadata = labels
+	t.labels = labels
 	return t, nil
 }
 

@@ -5,27 +5,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func TestRotate_graceOverlapThenOnlySuccessor(t *testing.T) {
 	e := newTestEnv(t)
-	e.role("r", map[string]any{"environment": "prod", "scopes": "read", "ttl": "1h", "metadata": "customer=acme"})
+	e.role("r", map[string]any{"environment": "prod", "scopes": "read", "ttl": "1h", "labels": "customer=acme"})
 	old, _ := e.issue("r", map[string]any{"name": "gw"})
 	resp := e.ok(logical.UpdateOperation, "keys/"+old["key_id"].(string)+"/rotate", map[string]any{"grace": "2s"})
 	if resp.Secret == nil {
 		t.Fatal("rotate must return the successor as a leased secret")
 	}
 	succ := resp.Data
-	if succ["previous_key_id"] != old["key_id"] || succ["name"] != "gw" || asJSON(succ["metadata"]) != `{"customer":"acme"}` || asJSON(succ["scopes"]) != `["read"]` {
+	if succ["previous_key_id"] != old["key_id"] || succ["name"] != "gw" || asJSON(succ["labels"]) != `{"customer":"acme"}` || asJSON(succ["scopes"]) != `["read"]` {
 		t.Fatalf("successor does not copy its predecessor: %v", succ)
 	}
-	e.wantCode(map[string]any{"api_key": old["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": old["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": succ["api_key"]}, wire.CodeValid)
 	e.clock.Add(2 * time.Second)
-	e.wantCode(map[string]any{"api_key": old["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": old["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": succ["api_key"]}, wire.CodeValid)
 
 	rec := e.ok(logical.ReadOperation, "keys/"+old["key_id"].(string), nil).Data
 	if rec["rotated_to"] != succ["key_id"] {
@@ -38,7 +39,7 @@ func TestRotate_defaultGraceRevokesNowAndGraceNeverExtends(t *testing.T) {
 	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
 	old, _ := e.issue("r", nil)
 	e.ok(logical.UpdateOperation, "keys/"+old["key_id"].(string)+"/rotate", nil)
-	e.wantCode(map[string]any{"api_key": old["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": old["api_key"]}, wire.CodeRevoked)
 	e.badRequest(logical.UpdateOperation, "keys/"+old["key_id"].(string)+"/rotate", nil, "key_id", "is revoked")
 
 	other, _ := e.issue("r", nil)
@@ -77,10 +78,10 @@ func (e *testEnv) rotate(keyID string, data map[string]any) map[string]any {
 func TestRotate_followsTheRolesCurrentPolicy(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("r", map[string]any{"environment": "prod", "scopes": "read,trade", "allowed_cidrs": "10.0.0.0/8",
-		"metadata": "customer=acme", "ttl": "1h", "max_ttl": "2h"})
-	old, _ := e.issue("r", map[string]any{"scopes": "read,trade", "allowed_cidrs": "10.1.0.0/16", "metadata": "team=gw", "name": "gw"})
+		"labels": "customer=acme", "ttl": "1h", "max_ttl": "2h"})
+	old, _ := e.issue("r", map[string]any{"scopes": "read,trade", "allowed_cidrs": "10.1.0.0/16", "labels": "team=gw", "name": "gw"})
 	e.role("r", map[string]any{"environment": "prod", "scopes": "read,withdraw", "allowed_cidrs": "10.0.0.0/8",
-		"metadata": "customer=acme2", "ttl": "30m", "max_ttl": "1h"})
+		"labels": "customer=acme2", "ttl": "30m", "max_ttl": "1h"})
 	succ := e.rotate(old["key_id"].(string), nil)
 	if asJSON(succ["scopes"]) != `["read"]` {
 		t.Fatalf("successor scopes %v: want the role's current scopes the old key had", succ["scopes"])
@@ -88,8 +89,8 @@ func TestRotate_followsTheRolesCurrentPolicy(t *testing.T) {
 	if asJSON(succ["allowed_cidrs"]) != `["10.1.0.0/16"]` || succ["name"] != "gw" {
 		t.Fatalf("successor lost the old key's narrowing: %v", succ)
 	}
-	if asJSON(succ["metadata"]) != `{"customer":"acme2","team":"gw"}` {
-		t.Fatalf("successor labels %v: want the role's plus the key's own", succ["metadata"])
+	if asJSON(succ["labels"]) != `{"customer":"acme2","team":"gw"}` {
+		t.Fatalf("successor labels %v: want the role's plus the key's own", succ["labels"])
 	}
 	if want := formatTime(e.clock.Now().Add(30 * time.Minute)); succ["expires_at"] != want {
 		t.Fatalf("successor expires_at %v, want the role's ttl from now (%s)", succ["expires_at"], want)
@@ -101,7 +102,7 @@ func TestRotate_followsTheRolesCurrentPolicy(t *testing.T) {
 	// Narrowed CIDRs no longer inside the role's: the role's apply.
 	e.role("r", map[string]any{"environment": "prod", "scopes": "read", "allowed_cidrs": "192.168.0.0/16", "ttl": "30m", "max_ttl": "1h"})
 	succ2 := e.rotate(succ["key_id"].(string), nil)
-	if asJSON(succ2["allowed_cidrs"]) != `["192.168.0.0/16"]` || asJSON(succ2["metadata"]) != `{"customer":"acme2","team":"gw"}` {
+	if asJSON(succ2["allowed_cidrs"]) != `["192.168.0.0/16"]` || asJSON(succ2["labels"]) != `{"customer":"acme2","team":"gw"}` {
 		t.Fatalf("second successor: %v", succ2)
 	}
 	// A role that grants none of the key's scopes any more: refused.
@@ -135,7 +136,7 @@ func TestRotate_keyOfADeletedRoleIsRefused(t *testing.T) {
 	before := e.dump()
 	e.badRequest(logical.UpdateOperation, "keys/"+k["key_id"].(string)+"/rotate", nil, "key_id", `"r", no longer exists`)
 	e.assertUnchanged(before)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
 }
 
 // Issue 22 item 2: a suspended key cannot be rotated into a fresh one.
@@ -144,8 +145,8 @@ func TestRotate_suspendedKeyIsRefused(t *testing.T) {
 	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "anomaly_rate": 0.1})
 	k, _ := e.issue("r", nil)
 	id := k["key_id"].(string)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeSuspended)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeSuspended)
 	// Suspended on this node, not yet flushed.
 	e.badRequest(logical.UpdateOperation, "keys/"+id+"/rotate", nil, "key_id", "is suspended")
 	if err := e.b.flushUsage(t.Context(), e.storage, 0); err != nil {
@@ -201,7 +202,7 @@ func TestRotate_failedOldKeyWriteLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("failed rotations left records %v and WAL entries %v", records, wal)
 	}
 	f.failNext("", 0, false)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
 	e.issue("r", nil) // the second slot is still free
 }
 
@@ -214,8 +215,8 @@ func TestRotate_oldKeyWriteThatCommitsThenFailsFinishes(t *testing.T) {
 	f := e.withFaults()
 	f.failNext(keyStoragePrefix+id, 1, true)
 	succ := e.rotate(id, nil)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": succ["api_key"]}, wire.CodeValid)
 	if _, wal := e.storedKeys(); len(wal) != 0 {
 		t.Fatalf("WAL entries left: %v", wal)
 	}
@@ -274,7 +275,7 @@ func TestRotate_rollbackKeepsAFinishedRotation(t *testing.T) {
 	if _, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.RollbackOperation, Storage: e.storage, Data: map[string]any{"immediate": true}}); err != nil {
 		t.Fatal(err)
 	}
-	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": succ["api_key"]}, wire.CodeValid)
 	if _, wal := e.storedKeys(); len(wal) != 0 {
 		t.Fatalf("WAL entries left: %v", wal)
 	}
@@ -295,8 +296,8 @@ func TestRotate_failedFeedEventUndoesTheRotation(t *testing.T) {
 	if records, wal := e.storedKeys(); len(records) != 1 || len(wal) != 0 {
 		t.Fatalf("records %v wal %v", records, wal)
 	}
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
 	succ := e.rotate(id, nil)
-	e.wantCode(map[string]any{"api_key": k["api_key"]}, codeRevoked)
-	e.wantCode(map[string]any{"api_key": succ["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
+	e.wantCode(map[string]any{"api_key": succ["api_key"]}, wire.CodeValid)
 }

@@ -15,6 +15,9 @@ const (
 	tidyPage = 500
 	// tidyInterval is how often periodic runs tidy on the active node.
 	tidyInterval = time.Hour
+	// minRetention is the least config retention accepted: a record
+	// outlives its feed event (kept feedRetention) and a day of questions.
+	minRetention = 24 * time.Hour
 )
 
 func pathTidy(b *backend) []*framework.Path {
@@ -31,8 +34,9 @@ func pathTidy(b *backend) []*framework.Path {
 			},
 		},
 		HelpSynopsis: "Remove old key records.",
-		HelpDescription: `Drops the records (and index entries) of keys revoked or expired longer
-than config "retention" ago (default 30 days), and any in-memory state they
+		HelpDescription: `Drops the records (and index entries) of keys whose latest possible end
+(max_expires_at, or a later revocation or expiry) is longer than config
+"retention" ago (default 30 days, at least 24h), and any in-memory state they
 left, and revocations feed events older than the feed keeps (24h; the
 newest event is always kept, so event numbers are never reused). Runs in
 pages; also runs hourly on the active node. Replies with how many records
@@ -73,7 +77,8 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage) (scanned, removed
 	if err != nil {
 		return 0, 0, err
 	}
-	cutoff := b.now().Add(-cfg.Retention)
+	// A retention stored by an earlier build may be below the minimum.
+	cutoff := b.now().Add(-max(cfg.Retention, minRetention))
 	for start := 0; start < len(ids); start += tidyPage {
 		if err := ctx.Err(); err != nil {
 			return scanned, removed, err
@@ -99,6 +104,17 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage) (scanned, removed
 	return scanned, removed, nil
 }
 
+// keepUntil is the key's latest possible end, from which the retention
+// counts: its end, or max_expires_at when that is later (a lease holding the
+// api_key may run that long), so no record goes while a key it describes
+// could still be presented.
+func (r *keyRecord) keepUntil() time.Time {
+	if r.MaxExpiresAt.After(r.end()) {
+		return r.MaxExpiresAt
+	}
+	return r.end()
+}
+
 func (b *backend) tidyOne(ctx context.Context, s logical.Storage, id string, cutoff time.Time) (bool, error) {
 	lock := locksutil.LockForKey(b.keyLocks, id)
 	lock.Lock()
@@ -107,7 +123,7 @@ func (b *backend) tidyOne(ctx context.Context, s logical.Storage, id string, cut
 	if err != nil || rec == nil {
 		return false, err
 	}
-	if rec.live(b.now()) || !rec.end().Before(cutoff) {
+	if rec.live(b.now()) || !rec.keepUntil().Before(cutoff) {
 		return false, nil
 	}
 	// Indexes go after the record: a crash in between leaves only index

@@ -6,28 +6,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func TestTidy_dropsOnlyRecordsPastRetention(t *testing.T) {
 	e := newTestEnv(t)
 	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "24h"})
-	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "47h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "2h"})
+	e.role("long", map[string]any{"environment": "prod", "ttl": "40h", "max_ttl": "40h"})
 	revoked, _ := e.issue("r", nil)
 	expired, _ := e.issue("r", nil)
-	live, _ := e.issue("r", map[string]any{"ttl": "40h"})
+	live, _ := e.issue("long", nil)
 	e.ok(logical.DeleteOperation, "keys/"+revoked["key_id"].(string), nil)
 
-	e.clock.Add(23 * time.Hour) // revoked 23h ago, expired 22h ago
+	// Both could have lived until max_expires_at (2h): kept until 26h.
+	e.clock.Add(25 * time.Hour)
 	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 0 || got["scanned"] != 3 {
 		t.Fatalf("tidy inside retention: %v", got)
 	}
-	e.clock.Add(90 * time.Minute) // revoked 24.5h ago, expired 23.5h ago
-	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 1 {
-		t.Fatalf("tidy: %v", got)
-	}
-	e.clock.Add(time.Hour)
-	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 1 {
+	e.clock.Add(90 * time.Minute)
+	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 2 {
 		t.Fatalf("tidy: %v", got)
 	}
 	for k := range e.dump() {
@@ -37,23 +36,56 @@ func TestTidy_dropsOnlyRecordsPastRetention(t *testing.T) {
 			}
 		}
 	}
-	e.wantCode(map[string]any{"api_key": live["api_key"]}, codeValid)
-	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": live["api_key"]}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": revoked["api_key"]}, wire.CodeNotFound)
 	// Revoking a tidied key's lease is still a success.
 	if resp := e.leaseOp(logical.RevokeOperation, &logical.Secret{InternalData: map[string]any{"key_id": revoked["key_id"], "secret_type": secretAPIKeyType}}); resp != nil && resp.IsError() {
 		t.Fatal(resp.Error())
 	}
 }
 
+// Issue 22 item 7: retention cannot erase evidence. A retention below the
+// minimum is refused, and a key revoked a second ago whose lease (holding the
+// api_key) has an hour left keeps its record, and its REVOKED answer, for at
+// least its latest possible end plus the minimum.
+func TestTidy_retentionCannotEraseEvidence(t *testing.T) {
+	e := newTestEnv(t)
+	for _, r := range []string{"0", "1s", "23h59m"} {
+		e.badRequest(logical.UpdateOperation, "config", map[string]any{"retention": r}, "retention", "at least 24h")
+	}
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "24h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1h", "max_ttl": "1h"})
+	k, _ := e.issue("r", nil)
+	e.ok(logical.DeleteOperation, "keys/"+k["key_id"].(string), map[string]any{"reason": "evidence"})
+	// A retention an earlier build stored below the minimum is raised to it.
+	cfg, err := e.b.getConfig(context.Background(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Retention = 0
+	for _, after := range []time.Duration{time.Second, time.Hour, 23 * time.Hour} {
+		e.clock.Add(after)
+		e.ok(logical.UpdateOperation, "tidy", nil)
+		e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
+		if rec := e.ok(logical.ReadOperation, "keys/"+k["key_id"].(string), nil).Data; rec["revoke_reason"] != "evidence" {
+			t.Fatalf("record after %s: %v", after, rec)
+		}
+	}
+	e.clock.Add(2 * time.Hour) // past max_expires_at (1h) + 24h
+	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["removed"] != 1 {
+		t.Fatalf("tidy past the retention: %v", got)
+	}
+}
+
 func TestTidy_pagesThroughManyRecords(t *testing.T) {
 	e := newTestEnv(t)
-	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "1h"})
-	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "24h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1m", "max_ttl": "1m"})
 	n := tidyPage*2 + 17
 	for range n {
 		e.issue("r", nil)
 	}
-	e.clock.Add(2 * time.Hour)
+	e.clock.Add(25 * time.Hour)
 	scanned, removed, err := e.b.tidy(context.Background(), e.storage)
 	if err != nil || scanned != n || removed != n {
 		t.Fatalf("tidy scanned %d removed %d (%v), want %d", scanned, removed, err, n)
@@ -65,8 +97,8 @@ func TestTidy_pagesThroughManyRecords(t *testing.T) {
 
 func TestTidy_periodicRunsHourly(t *testing.T) {
 	e := newTestEnv(t)
-	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "1m"})
-	e.role("r", map[string]any{"environment": "prod", "ttl": "1m"})
+	e.ok(logical.UpdateOperation, "config", map[string]any{"retention": "24h"})
+	e.role("r", map[string]any{"environment": "prod", "ttl": "1m", "max_ttl": "1m"})
 	e.issue("r", nil)
 	run := func() { _ = e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}) }
 	run() // first run tidies (nothing old yet) and sets the clock
@@ -75,7 +107,7 @@ func TestTidy_periodicRunsHourly(t *testing.T) {
 	if n := len(e.ok(logical.ListOperation, "keys/", nil).Data["keys"].([]string)); n != 1 {
 		t.Fatal("periodic tidied before the interval")
 	}
-	e.clock.Add(tidyInterval)
+	e.clock.Add(24 * time.Hour)
 	run()
 	if resp := e.ok(logical.ListOperation, "keys/", nil); resp.Data["keys"] != nil && len(resp.Data["keys"].([]string)) != 0 {
 		t.Fatalf("periodic did not tidy: %v", resp.Data["keys"])

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -71,7 +73,7 @@ func usageTicket(k *ticketKey, keyID string, now time.Time) string {
 	}
 	var raw [ticketRawLen]byte
 	n := copy(raw[:keyformat.KeyIDLen], keyID)
-	binary.BigEndian.PutUint64(raw[n:], uint64(now.Add(usageTicketTTL).Unix()))
+	binary.BigEndian.PutUint64(raw[n:], uint64(now.Add(usageTicketTTL).Unix())) // #nosec G115 -- a time after 1970: the Unix seconds are positive
 	k.mac(raw[:n+8], raw[:n+8])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
@@ -228,9 +230,7 @@ func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *
 func parseUsageReport(m map[string]any) (usageReport, error) {
 	var u usageReport
 	for k := range m {
-		switch k {
-		case "key_id", "count", "last_used_at", "counted_since", "source_ip", "ticket":
-		default:
+		if !slices.Contains(wire.UsageReportFields, k) {
 			return u, fmt.Errorf("unknown field %q", printable(k))
 		}
 	}

@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // ticketFor verifies key through the engine and returns its usage_ticket.
 func (e *testEnv) ticketFor(apiKey any) string {
 	e.t.Helper()
-	got := e.wantCode(map[string]any{"api_key": apiKey}, codeValid)
+	got := e.wantCode(map[string]any{"api_key": apiKey}, wire.CodeValid)
 	tk, _ := got["usage_ticket"].(string)
 	if tk == "" {
 		e.t.Fatalf("a VALID answer carries no usage_ticket: %v", got)
@@ -43,7 +44,7 @@ func TestUsage_reportsJoinCountsAndBadBatchChangesNothing(t *testing.T) {
 	if acc, rej, _ := e.report(map[string]any{"key_id": id, "count": 41, "last_used_at": at, "source_ip": "10.9.9.9", "ticket": tk}); acc != 1 || rej != 0 {
 		t.Fatalf("accepted %d rejected %d", acc, rej)
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid) // use 43
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid) // use 43
 	if got := e.ok(logical.ReadOperation, "keys/"+id, nil).Data; got["use_count"] != uint64(43) {
 		t.Fatalf("use_count %v, want 43", got["use_count"])
 	}
@@ -80,7 +81,7 @@ func TestUsage_ticketBindsReportsToPossession(t *testing.T) {
 	doomed, _ := e.issue("r", nil)
 	myTicket := e.ticketFor(mine["api_key"])
 	doomedTicket := e.ticketFor(doomed["api_key"])
-	e.wantCode(map[string]any{"api_key": victim["api_key"], "source_ip": "192.0.2.10"}, codeValid)
+	e.wantCode(map[string]any{"api_key": victim["api_key"], "source_ip": "192.0.2.10"}, wire.CodeValid)
 	if err := e.b.flushUsage(context.Background(), e.storage, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestUsage_ticketBindsReportsToPossession(t *testing.T) {
 		t.Fatalf("victim's usage changed: before %v/%v after %v/%v", victimBefore["use_count"], victimBefore["source_ips"], victimAfter["use_count"], victimAfter["source_ips"])
 	}
 	// The victim's real next request is not news.
-	e.wantCode(map[string]any{"api_key": victim["api_key"], "source_ip": "192.0.2.10"}, codeValid)
+	e.wantCode(map[string]any{"api_key": victim["api_key"], "source_ip": "192.0.2.10"}, wire.CodeValid)
 
 	// My own ticket works for my key, until it expires.
 	if acc, rej, _ := e.report(entry(mine["key_id"].(string), myTicket)); acc != 1 || rej != 0 {

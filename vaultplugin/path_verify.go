@@ -10,31 +10,10 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
-
-// Verify codes, the contract API gateways switch on.
-const (
-	codeValid               = "VALID"
-	codeMalformed           = "MALFORMED"
-	codeNotFound            = "NOT_FOUND"
-	codeRevoked             = "REVOKED"
-	codeExpired             = "EXPIRED"
-	codeEnvironmentMismatch = "ENVIRONMENT_MISMATCH"
-	codeInsufficientScope   = "INSUFFICIENT_SCOPE"
-	codeIPNotAllowed        = "IP_NOT_ALLOWED"
-	codeRateLimited         = "RATE_LIMITED"
-	codeBadSignature        = "BAD_SIGNATURE"
-	codeStaleTimestamp      = "STALE_TIMESTAMP"
-	codeSuspended           = "SUSPENDED"
-)
-
-var verifyCodes = []string{
-	codeValid, codeMalformed, codeNotFound, codeRevoked, codeExpired,
-	codeEnvironmentMismatch, codeInsufficientScope, codeIPNotAllowed,
-	codeRateLimited, codeBadSignature, codeStaleTimestamp, codeSuspended,
-}
 
 func pathVerify(b *backend) []*framework.Path {
 	return []*framework.Path{{
@@ -45,26 +24,25 @@ func pathVerify(b *backend) []*framework.Path {
 			OperationSuffix: "api-key",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"api_key":     {Type: framework.TypeString, Description: "The key the client presented."},
-			"scopes":      {Type: framework.TypeCommaStringSlice, Description: "Scopes the request needs; all must be granted."},
-			"environment": {Type: framework.TypeString, Description: "Environment the calling service serves; a key of another environment is refused."},
-			"source_ip":   {Type: framework.TypeString, Description: "Client address, checked against the key's allowed_cidrs."},
-			"signature":   {Type: framework.TypeString, Description: "Signed keys: hex HMAC-SHA256 (hmac) or base64 Ed25519 signature (ed25519) of timestamp+method+path+body."},
-			"timestamp":   {Type: framework.TypeString, Description: "Signed keys: the request's timestamp in milliseconds since the epoch."},
-			"method":      {Type: framework.TypeString, Description: "Signed keys: the HTTP method (upper-cased before signing)."},
-			"path":        {Type: framework.TypeString, Description: "Signed keys: the request path with its query string."},
-			"body":        {Type: framework.TypeString, Description: "Signed keys: the raw request body (empty for none)."},
+			wire.FieldAPIKey:      {Type: framework.TypeString, Description: "The key the client presented."},
+			wire.FieldScopes:      {Type: framework.TypeCommaStringSlice, Description: "Scopes the request needs; all must be granted."},
+			wire.FieldEnvironment: {Type: framework.TypeString, Description: "Environment the calling service serves; a key of another environment is refused."},
+			wire.FieldSourceIP:    {Type: framework.TypeString, Description: "Client address, checked against the key's allowed_cidrs."},
+			wire.FieldSignature:   {Type: framework.TypeString, Description: "Signed keys: hex HMAC-SHA256 (hmac) or base64 Ed25519 signature (ed25519) of timestamp+method+path+body."},
+			wire.FieldTimestamp:   {Type: framework.TypeString, Description: "Signed keys: the request's timestamp in milliseconds since the epoch."},
+			wire.FieldMethod:      {Type: framework.TypeString, Description: "Signed keys: the HTTP method (upper-cased before signing)."},
+			wire.FieldPath:        {Type: framework.TypeString, Description: "Signed keys: the request path with its query string."},
+			wire.FieldBody:        {Type: framework.TypeString, Description: "Signed keys: the raw request body (empty for none)."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			// A read takes the key from a header and every other field
 			// from the query string. Before every write Vault asks a
 			// plugin whether the target exists, and for a JSON body asks
 			// its type once more (rate-limit quotas): two round trips a
-			// read does not make. make bench measures a read about a
-			// third cheaper.
+			// read does not make (docs/performance.md has the figures).
 			logical.ReadOperation: &framework.PathOperation{
 				Callback: strict(b.pathVerifyRead),
-				Summary:  "Check a key sent in the " + keyformat.VerifyHeader + " header (the mount must pass it through).",
+				Summary:  "Check a key sent in the " + wire.VerifyHeader + " header (the mount must pass it through).",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb:   "verify",
 					OperationSuffix: "api-key-from-header",
@@ -85,7 +63,7 @@ func pathVerify(b *backend) []*framework.Path {
 checksum; no storage read), NOT_FOUND, REVOKED, EXPIRED, ENVIRONMENT_MISMATCH,
 INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, RATE_LIMITED (with retry_after_ms),
 BAD_SIGNATURE, STALE_TIMESTAMP or SUSPENDED; plus the key's key_id, role,
-environment, scopes, expires_at and metadata once the key is authenticated.
+environment, scopes, expires_at and labels once the key is authenticated.
 A VALID answer also carries usage_ticket: a local verifier that answers
 later requests from its cache sends it with its usage reports (see usage);
 it is good for that key on this mount for 15 minutes.
@@ -93,66 +71,50 @@ Verify never writes storage: usage is counted in memory and flushed
 periodically.
 
 Write (POST) sends every field in the body. Read (GET) is the cheaper call
-for gateways: the key goes in the ` + keyformat.VerifyHeader + ` header and the other
+for gateways: the key goes in the ` + wire.VerifyHeader + ` header and the other
 fields in the query string (scopes as a comma-separated list). The mount must
 pass that header through to the engine:
-  vault secrets tune -passthrough-request-headers=` + keyformat.VerifyHeader + ` <mount>
+  vault secrets tune -passthrough-request-headers=` + wire.VerifyHeader + ` <mount>
 (the cryptokeys_secrets_engine resource enables mounts that way). The key
 itself is refused in a query string, where URLs end up in logs.`,
 	}}
 }
 
-type verifyInput struct {
-	apiKey, environment, sourceIP string
-	scopes                        []string
-	signature, timestamp          string
-	method, path, body            string
-}
-
-// verifyInputFrom reads a verify's fields; the key comes from the body of
+// verifyRequestFrom reads a verify's fields; the key comes from the body of
 // a write or the header of a read.
-func verifyInputFrom(d *framework.FieldData, apiKey string) verifyInput {
-	return verifyInput{
-		apiKey:      apiKey,
-		scopes:      d.Get("scopes").([]string),
-		environment: d.Get("environment").(string),
-		sourceIP:    d.Get("source_ip").(string),
-		signature:   d.Get("signature").(string),
-		timestamp:   d.Get("timestamp").(string),
-		method:      d.Get("method").(string),
-		path:        d.Get("path").(string),
-		body:        d.Get("body").(string),
+func verifyRequestFrom(d *framework.FieldData, apiKey string) wire.VerifyRequest {
+	return wire.VerifyRequest{
+		APIKey:      apiKey,
+		Scopes:      d.Get(wire.FieldScopes).([]string),
+		Environment: d.Get(wire.FieldEnvironment).(string),
+		SourceIP:    d.Get(wire.FieldSourceIP).(string),
+		Signature:   d.Get(wire.FieldSignature).(string),
+		Timestamp:   d.Get(wire.FieldTimestamp).(string),
+		Method:      d.Get(wire.FieldMethod).(string),
+		Path:        d.Get(wire.FieldPath).(string),
+		Body:        d.Get(wire.FieldBody).(string),
 	}
 }
 
-type verifyResult struct {
-	code         string
-	message      string
-	rec          *keyRecord
-	retryAfterMs int64
-	// ticket is the usage_ticket of a VALID answer (see path_usage.go).
-	ticket string
-}
-
 func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if _, ok := d.Raw["api_key"]; ok {
-		return respond(badField("api_key", "must not be sent in a query string, which proxies and access logs keep; send it in the %s header, or write (POST) verify", keyformat.VerifyHeader))
+	if _, ok := d.Raw[wire.FieldAPIKey]; ok {
+		return respond(badField(wire.FieldAPIKey, "must not be sent in a query string, which proxies and access logs keep; send it in the %s header, or write (POST) verify", wire.VerifyHeader))
 	}
 	key, err := keyFromHeader(req.Headers)
 	if err != nil {
 		return respond(err)
 	}
-	return b.answerVerify(ctx, req, verifyInputFrom(d, key))
+	return b.answerVerify(ctx, req, verifyRequestFrom(d, key))
 }
 
-// keyFromHeader finds the one keyformat.VerifyHeader among the headers
-// Vault passed through. Vault keeps the sender's spelling of header names,
-// and audits request headers only when told to
+// keyFromHeader finds the one wire.VerifyHeader among the headers Vault
+// passed through. Vault keeps the sender's spelling of header names, and
+// audits request headers only when told to
 // (sys/config/auditing/request-headers).
 func keyFromHeader(headers map[string][]string) (string, error) {
 	var values []string
 	for name, v := range headers {
-		if strings.EqualFold(name, keyformat.VerifyHeader) {
+		if strings.EqualFold(name, wire.VerifyHeader) {
 			values = append(values, v...)
 		}
 	}
@@ -160,73 +122,84 @@ func keyFromHeader(headers map[string][]string) (string, error) {
 	case 1:
 		return values[0], nil
 	case 0:
-		return "", badField("api_key", "is required in the %s header; if it was sent, this mount does not pass it through (vault secrets tune -passthrough-request-headers=%s <mount>)", keyformat.VerifyHeader, keyformat.VerifyHeader)
+		return "", badField(wire.FieldAPIKey, "is required in the %s header; if it was sent, this mount does not pass it through (vault secrets tune -passthrough-request-headers=%s <mount>)", wire.VerifyHeader, wire.VerifyHeader)
 	default:
-		return "", badField("api_key", "send one %s header, not %d", keyformat.VerifyHeader, len(values))
+		return "", badField(wire.FieldAPIKey, "send one %s header, not %d", wire.VerifyHeader, len(values))
 	}
 }
 
 func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.answerVerify(ctx, req, verifyInputFrom(d, d.Get("api_key").(string)))
+	return b.answerVerify(ctx, req, verifyRequestFrom(d, d.Get(wire.FieldAPIKey).(string)))
 }
 
-func (b *backend) answerVerify(ctx context.Context, req *logical.Request, in verifyInput) (*logical.Response, error) {
-	res, err := b.verify(ctx, req.Storage, in)
+func (b *backend) answerVerify(ctx context.Context, req *logical.Request, in wire.VerifyRequest) (*logical.Response, error) {
+	v, err := b.verify(ctx, req.Storage, in)
 	if err != nil {
 		return nil, err
 	}
-	data := map[string]any{
-		"valid":   res.code == codeValid,
-		"code":    res.code,
-		"message": res.message,
+	res := v.VerifyResponse
+	if v.rec != nil {
+		k := verifiedKey(v.rec)
+		res.VerifiedKey = &k
 	}
-	if r := res.rec; r != nil {
-		data["key_id"] = r.KeyID
-		data["name"] = r.Name
-		data["role"] = r.Role
-		data["environment"] = r.Environment
-		data["scopes"] = nonNil(r.Scopes)
-		data["key_type"] = r.KeyType
-		data["expires_at"] = formatTime(r.end())
-		data["metadata"] = nonNilMap(r.Metadata)
-		// What a local verifier needs to enforce the same policy itself.
-		data["allowed_cidrs"] = nonNil(r.AllowedCIDRs)
-		data["rate_limit"] = r.RateLimit
-		data["rate_burst"] = r.RateBurst
-	}
-	if res.ticket != "" {
-		data["usage_ticket"] = res.ticket
-	}
-	if res.retryAfterMs > 0 {
-		data["retry_after_ms"] = res.retryAfterMs
-	}
-	return &logical.Response{Data: data}, nil
+	return &logical.Response{Data: res.Data()}, nil
 }
 
-// verify decides a request. It reads at most one storage entry (on a cache
-// miss) and writes none.
-func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput) (verifyResult, error) {
-	key, err := keyformat.Parse(in.apiKey)
+// verdict is verify's decision: the answer, and the key's record once the
+// key is authenticated, from which answerVerify fills the answer's
+// VerifiedKey (deciding needs only the record).
+type verdict struct {
+	wire.VerifyResponse
+	rec *keyRecord
+}
+
+// verifiedKey is what verify tells of an authenticated key.
+func verifiedKey(r *keyRecord) wire.VerifiedKey {
+	return wire.VerifiedKey{
+		KeyID:        r.KeyID,
+		Name:         r.Name,
+		Role:         r.Role,
+		Environment:  r.Environment,
+		Scopes:       r.Scopes,
+		KeyType:      r.KeyType,
+		ExpiresAt:    formatTime(r.end()),
+		Labels:       r.Labels,
+		AllowedCIDRs: r.AllowedCIDRs,
+		RateLimit:    r.RateLimit,
+		RateBurst:    r.RateBurst,
+	}
+}
+
+var notFound = verdict{VerifyResponse: wire.VerifyResponse{Code: wire.CodeNotFound, Message: "no such key in this mount"}}
+
+// verify decides a request, top to bottom: the key's shape, then its
+// record, then the record's status, then what this request asks of it.
+// It writes no storage. It reads the config (from memory once read) and at
+// most one key record (on a cache miss).
+func (b *backend) verify(ctx context.Context, s logical.Storage, in wire.VerifyRequest) (verdict, error) {
+	// Shape and checksum, without I/O.
+	key, err := keyformat.Parse(in.APIKey)
 	if err != nil {
-		return verifyResult{code: codeMalformed, message: "not a well-formed key: " + err.Error()}, nil
+		return verdict{VerifyResponse: wire.VerifyResponse{Code: wire.CodeMalformed, Message: "not a well-formed key: " + err.Error()}}, nil
 	}
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
-		return verifyResult{}, err
+		return verdict{}, err
 	}
-	notFound := verifyResult{code: codeNotFound, message: "no such key in this mount"}
 	if key.Prefix != cfg.KeyPrefix || len(cfg.Pepper) == 0 {
 		return notFound, nil
 	}
+
+	// The record. A key_id that had no record a moment ago costs no
+	// storage read.
 	now := b.now()
-	// A key_id that had no record a moment ago costs no storage read.
 	if b.notFound.has(key.KeyID, now) {
 		return notFound, nil
 	}
 	gen := b.notFound.generation()
 	rec, err := b.getKey(ctx, s, key.KeyID)
 	if err != nil {
-		return verifyResult{}, err
+		return verdict{}, err
 	}
 	if rec == nil {
 		b.notFound.add(key.KeyID, now, gen)
@@ -235,62 +208,76 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in verifyInput)
 	// A key_id that exists with a different secret is indistinguishable
 	// from one that does not: both are NOT_FOUND. (Its id is not added
 	// to b.notFound: that would shadow the real key.)
-	if !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.apiKey)) {
+	if !hmac.Equal(rec.Hash, keyHash(cfg.Pepper, in.APIKey)) {
 		return notFound, nil
 	}
-	refuse := func(code, msg string) (verifyResult, error) {
-		return verifyResult{code: code, message: msg, rec: rec}, nil
+
+	// From here on the key is authenticated: every answer says whose it is.
+	refuse := func(code, msg string) (verdict, error) {
+		return verdict{VerifyResponse: wire.VerifyResponse{Code: code, Message: msg}, rec: rec}, nil
 	}
-	switch rec.status(now) {
+
+	// The key's status: revoked, expired, suspended or active.
+	switch st, at := b.keyStatus(rec, now); st {
 	case statusRevoked:
-		return refuse(codeRevoked, "key was revoked at "+formatTime(rec.RevokedAt)+": "+rec.RevokeReason)
+		return refuse(wire.CodeRevoked, "key was revoked at "+formatTime(rec.RevokedAt)+": "+rec.RevokeReason)
 	case statusExpired:
-		return refuse(codeExpired, "key expired at "+formatTime(rec.ExpiresAt))
+		return refuse(wire.CodeExpired, "key expired at "+formatTime(rec.ExpiresAt))
+	case statusSuspended:
+		return refuse(wire.CodeSuspended, suspendedMessage(rec.KeyID, at))
 	}
-	if !rec.SuspendedAt.IsZero() {
-		return refuse(codeSuspended, "key was suspended at "+formatTime(rec.SuspendedAt)+" for anomalous use; write keys/"+rec.KeyID+"/resume to lift it")
+
+	// What this request asks of the key.
+	if in.Environment != "" && in.Environment != rec.Environment {
+		return refuse(wire.CodeEnvironmentMismatch, "key belongs to environment "+rec.Environment+", not "+printable(in.Environment))
 	}
-	if in.environment != "" && in.environment != rec.Environment {
-		return refuse(codeEnvironmentMismatch, "key belongs to environment "+rec.Environment+", not "+printable(in.environment))
+	if len(rec.cidrs) > 0 && !ipAllowed(in.SourceIP, rec.cidrs) {
+		return refuse(wire.CodeIPNotAllowed, "source_ip is not in the key's allowed_cidrs")
 	}
-	if len(rec.AllowedCIDRs) > 0 && !ipAllowed(in.sourceIP, rec.AllowedCIDRs) {
-		return refuse(codeIPNotAllowed, "source_ip is not in the key's allowed_cidrs")
-	}
-	signed := false
-	if rec.KeyType != keyTypeBearer {
+	signed := rec.KeyType != keyTypeBearer
+	if signed {
 		if code, msg := checkSignature(rec, in, now); code != "" {
 			return refuse(code, msg)
 		}
-		signed = true
 	}
-	for _, sc := range in.scopes {
+	for _, sc := range in.Scopes {
 		if !slices.Contains(rec.Scopes, sc) {
-			return refuse(codeInsufficientScope, "key lacks scope "+printable(sc))
+			return refuse(wire.CodeInsufficientScope, "key lacks scope "+printable(sc))
 		}
 		if !signed && slices.Contains(cfg.SignedScopes, sc) {
-			return refuse(codeInsufficientScope, "scope "+sc+" needs a signed request")
+			return refuse(wire.CodeInsufficientScope, "scope "+sc+" needs a signed request")
 		}
 	}
-	if b.anomalies.observe(rec, now, in.sourceIP, b.logAnomaly) {
-		return refuse(codeSuspended, "key is suspended for anomalous use; write keys/"+rec.KeyID+"/resume to lift it")
+
+	// The request is allowed; count it against the key's limits.
+	if rec.watchesAnomalies() && b.anomalies.observe(rec, now, in.SourceIP, b.logAnomaly) {
+		return refuse(wire.CodeSuspended, suspendedMessage(rec.KeyID, now))
 	}
 	if ok, retry := b.limiter.allow(rec, now); !ok {
-		res, _ := refuse(codeRateLimited, "rate limit exceeded")
-		res.retryAfterMs = max(1, retry.Milliseconds())
+		res, _ := refuse(wire.CodeRateLimited, "rate limit exceeded")
+		res.RetryAfterMs = max(1, retry.Milliseconds())
 		return res, nil
 	}
-	b.usage.record(rec.KeyID, now, in.sourceIP)
-	return verifyResult{code: codeValid, rec: rec, ticket: usageTicket(cfg.ticketKey, rec.KeyID, now)}, nil
+	b.usage.record(rec.KeyID, now, in.SourceIP)
+	return verdict{VerifyResponse: wire.VerifyResponse{
+		Valid:       true,
+		Code:        wire.CodeValid,
+		UsageTicket: usageTicket(cfg.ticketKey, rec.KeyID, now),
+	}, rec: rec}, nil
 }
 
-func ipAllowed(sourceIP string, cidrs []string) bool {
+func suspendedMessage(keyID string, at time.Time) string {
+	return "key was suspended at " + formatTime(at) + " for anomalous use; write keys/" + keyID + "/resume to lift it"
+}
+
+func ipAllowed(sourceIP string, cidrs []netip.Prefix) bool {
 	a, err := netip.ParseAddr(sourceIP)
 	if err != nil {
 		return false
 	}
 	a = a.Unmap()
-	for _, c := range cidrs {
-		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(a) {
+	for _, p := range cidrs {
+		if p.Contains(a) {
 			return true
 		}
 	}
@@ -299,21 +286,21 @@ func ipAllowed(sourceIP string, cidrs []string) bool {
 
 // checkSignature applies the replay window, then the signature. It returns
 // an empty code when the request is properly signed.
-func checkSignature(rec *keyRecord, in verifyInput, now time.Time) (code, msg string) {
-	if in.signature == "" || in.timestamp == "" {
-		return codeBadSignature, "a " + rec.KeyType + " key must sign its requests (signature and timestamp are required)"
+func checkSignature(rec *keyRecord, in wire.VerifyRequest, now time.Time) (code, msg string) {
+	if in.Signature == "" || in.Timestamp == "" {
+		return wire.CodeBadSignature, "a " + rec.KeyType + " key must sign its requests (signature and timestamp are required)"
 	}
-	ts, err := strconv.ParseInt(in.timestamp, 10, 64)
-	if err != nil || ts < 0 || strconv.FormatInt(ts, 10) != in.timestamp {
-		return codeBadSignature, "timestamp must be milliseconds since the epoch, in plain decimal"
+	ts, err := strconv.ParseInt(in.Timestamp, 10, 64)
+	if err != nil || ts < 0 || strconv.FormatInt(ts, 10) != in.Timestamp {
+		return wire.CodeBadSignature, "timestamp must be milliseconds since the epoch, in plain decimal"
 	}
 	// The message is a plain concatenation; fixing the shape of each part
 	// keeps the timestamp/method/path boundaries unambiguous.
-	if !validMethod(in.method) {
-		return codeBadSignature, "method must be an HTTP method (letters only)"
+	if !validMethod(in.Method) {
+		return wire.CodeBadSignature, "method must be an HTTP method (letters only)"
 	}
-	if !strings.HasPrefix(in.path, "/") {
-		return codeBadSignature, "path must start with /"
+	if !strings.HasPrefix(in.Path, "/") {
+		return wire.CodeBadSignature, "path must start with /"
 	}
 	window := rec.RecvWindow
 	if window <= 0 {
@@ -321,10 +308,10 @@ func checkSignature(rec *keyRecord, in verifyInput, now time.Time) (code, msg st
 	}
 	skew := now.Sub(time.UnixMilli(ts))
 	if skew > window || skew < -window {
-		return codeStaleTimestamp, "timestamp is outside the key's recv_window of " + window.String()
+		return wire.CodeStaleTimestamp, "timestamp is outside the key's recv_window of " + window.String()
 	}
-	if !signatureValid(rec, signingMessage(in.timestamp, in.method, in.path, in.body), in.signature) {
-		return codeBadSignature, "signature does not match the request"
+	if !signatureValid(rec, wire.Message(in.Timestamp, in.Method, in.Path, in.Body), in.Signature) {
+		return wire.CodeBadSignature, "signature does not match the request"
 	}
 	return "", ""
 }

@@ -14,33 +14,34 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func TestVerify_bearerCodes(t *testing.T) {
 	e := newTestEnv(t)
-	e.role("prod", map[string]any{"environment": "prod", "scopes": "read,trade", "ttl": "1h", "allowed_cidrs": "10.0.0.0/8", "metadata": "customer=acme"})
+	e.role("prod", map[string]any{"environment": "prod", "scopes": "read,trade", "ttl": "1h", "allowed_cidrs": "10.0.0.0/8", "labels": "customer=acme"})
 	d, _ := e.issue("prod", nil)
 	key := d["api_key"].(string)
 	ok := map[string]any{"api_key": key, "source_ip": "10.1.2.3"}
 
-	got := e.wantCode(ok, codeValid)
+	got := e.wantCode(ok, wire.CodeValid)
 	if got["key_id"] != d["key_id"] || got["role"] != "prod" || got["environment"] != "prod" ||
-		asJSON(got["scopes"]) != `["read","trade"]` || asJSON(got["metadata"]) != `{"customer":"acme"}` || got["expires_at"] != d["expires_at"] {
+		asJSON(got["scopes"]) != `["read","trade"]` || asJSON(got["labels"]) != `{"customer":"acme"}` || got["expires_at"] != d["expires_at"] {
 		t.Fatalf("VALID answer lacks the key's facts: %v", got)
 	}
-	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "scopes": "read,trade", "environment": "prod"}, codeValid)
-	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "scopes": "withdraw"}, codeInsufficientScope)
-	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "environment": "staging"}, codeEnvironmentMismatch)
-	e.wantCode(map[string]any{"api_key": key, "source_ip": "192.168.0.1"}, codeIPNotAllowed)
-	e.wantCode(map[string]any{"api_key": key}, codeIPNotAllowed)
-	e.wantCode(map[string]any{"api_key": key, "source_ip": "::ffff:10.0.0.1"}, codeValid)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "scopes": "read,trade", "environment": "prod"}, wire.CodeValid)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "scopes": "withdraw"}, wire.CodeInsufficientScope)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "10.1.2.3", "environment": "staging"}, wire.CodeEnvironmentMismatch)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "192.168.0.1"}, wire.CodeIPNotAllowed)
+	e.wantCode(map[string]any{"api_key": key}, wire.CodeIPNotAllowed)
+	e.wantCode(map[string]any{"api_key": key, "source_ip": "::ffff:10.0.0.1"}, wire.CodeValid)
 
 	// MALFORMED: shape, checksum, empty, oversized.
 	bad := []byte(key)
 	bad[len(bad)-1] ^= 1
 	for _, k := range []string{"", "hello", key + "x", string(bad), strings.Repeat("a", 1<<16), strings.ToUpper(key)} {
-		got := e.wantCode(map[string]any{"api_key": k}, codeMalformed)
+		got := e.wantCode(map[string]any{"api_key": k}, wire.CodeMalformed)
 		if got["key_id"] != nil {
 			t.Fatalf("MALFORMED answer reveals a key_id: %v", got)
 		}
@@ -48,19 +49,19 @@ func TestVerify_bearerCodes(t *testing.T) {
 	// NOT_FOUND: right key_id, wrong secret (valid checksum); unknown key_id; other mount's prefix.
 	parsed, _ := keyformat.Parse(key)
 	forged := forgeKey(t, "ck", "prod", parsed.KeyID)
-	got = e.wantCode(map[string]any{"api_key": forged}, codeNotFound)
+	got = e.wantCode(map[string]any{"api_key": forged}, wire.CodeNotFound)
 	if got["role"] != nil {
 		t.Fatalf("NOT_FOUND reveals the record: %v", got)
 	}
-	e.wantCode(map[string]any{"api_key": forgeKey(t, "ck", "prod", "")}, codeNotFound)
-	e.wantCode(map[string]any{"api_key": forgeKey(t, "zz", "prod", parsed.KeyID)}, codeNotFound)
+	e.wantCode(map[string]any{"api_key": forgeKey(t, "ck", "prod", "")}, wire.CodeNotFound)
+	e.wantCode(map[string]any{"api_key": forgeKey(t, "zz", "prod", parsed.KeyID)}, wire.CodeNotFound)
 
 	// REVOKED, then EXPIRED on another key (before any lease revocation).
 	e.ok(logical.DeleteOperation, "keys/"+parsed.KeyID, map[string]any{"reason": "test"})
-	e.wantCode(ok, codeRevoked)
+	e.wantCode(ok, wire.CodeRevoked)
 	d2, _ := e.issue("prod", nil)
 	e.clock.Add(time.Hour)
-	e.wantCode(map[string]any{"api_key": d2["api_key"], "source_ip": "10.0.0.1"}, codeExpired)
+	e.wantCode(map[string]any{"api_key": d2["api_key"], "source_ip": "10.0.0.1"}, wire.CodeExpired)
 }
 
 // forgeKey builds a well-formed key with a valid checksum that the engine
@@ -89,8 +90,8 @@ func TestVerify_writesNoStorage(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	puts, _, dels := e.storage.counts()
 	for range 100 {
-		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "10.0.0.1"}, codeValid)
-		e.wantCode(map[string]any{"api_key": "ck_prod_garbage"}, codeMalformed)
+		e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "10.0.0.1"}, wire.CodeValid)
+		e.wantCode(map[string]any{"api_key": "ck_prod_garbage"}, wire.CodeMalformed)
 	}
 	puts2, _, dels2 := e.storage.counts()
 	if puts2 != puts || dels2 != dels {
@@ -103,7 +104,7 @@ func TestVerify_malformedReadsNoStorage(t *testing.T) {
 	e.ok(logical.UpdateOperation, "config", map[string]any{"scopes": "read"})
 	_, gets, _ := e.storage.counts()
 	for range 10 {
-		e.wantCode(map[string]any{"api_key": "ck_prod_" + strings.Repeat("A", 50)}, codeMalformed)
+		e.wantCode(map[string]any{"api_key": "ck_prod_" + strings.Repeat("A", 50)}, wire.CodeMalformed)
 	}
 	if _, gets2, _ := e.storage.counts(); gets2 != gets {
 		t.Fatalf("MALFORMED read storage %d times", gets2-gets)
@@ -116,15 +117,15 @@ func TestVerify_rateLimited(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	req := map[string]any{"api_key": d["api_key"]}
 	for range 3 {
-		e.wantCode(req, codeValid)
+		e.wantCode(req, wire.CodeValid)
 	}
-	got := e.wantCode(req, codeRateLimited)
+	got := e.wantCode(req, wire.CodeRateLimited)
 	if ms, _ := got["retry_after_ms"].(int64); ms < 400 || ms > 500 {
 		t.Fatalf("retry_after_ms = %v, want about 500 at 2 req/s", got["retry_after_ms"])
 	}
 	e.clock.Add(500 * time.Millisecond)
-	e.wantCode(req, codeValid)
-	e.wantCode(req, codeRateLimited)
+	e.wantCode(req, wire.CodeValid)
+	e.wantCode(req, wire.CodeRateLimited)
 }
 
 func TestVerify_hmacSignedRequests(t *testing.T) {
@@ -138,26 +139,26 @@ func TestVerify_hmacSignedRequests(t *testing.T) {
 		tsStr := strconv.FormatInt(ts.UnixMilli(), 10)
 		return map[string]any{
 			"api_key": d["api_key"], "timestamp": tsStr, "method": method, "path": path, "body": body,
-			"signature": SignHMAC(secret, signingMessage(tsStr, method, path, body)), "scopes": "withdraw",
+			"signature": wire.SignHMAC(secret, wire.Message(tsStr, method, path, body)), "scopes": "withdraw",
 		}
 	}
-	e.wantCode(signed(now, "POST", "/withdraw?asset=BTC", `{"amount":"1"}`), codeValid)
-	e.wantCode(signed(now.Add(-4*time.Second), "GET", "/balance", ""), codeValid)
+	e.wantCode(signed(now, "POST", "/withdraw?asset=BTC", `{"amount":"1"}`), wire.CodeValid)
+	e.wantCode(signed(now.Add(-4*time.Second), "GET", "/balance", ""), wire.CodeValid)
 	tampered := signed(now, "POST", "/withdraw", `{"amount":"1"}`)
 	tampered["body"] = `{"amount":"100"}`
-	e.wantCode(tampered, codeBadSignature)
+	e.wantCode(tampered, wire.CodeBadSignature)
 	tampered = signed(now, "POST", "/withdraw", "")
 	tampered["path"] = "/withdraw?to=attacker"
-	e.wantCode(tampered, codeBadSignature)
+	e.wantCode(tampered, wire.CodeBadSignature)
 	tampered = signed(now, "POST", "/withdraw", "")
 	tampered["method"] = "GET"
-	e.wantCode(tampered, codeBadSignature)
-	e.wantCode(signed(now.Add(-6*time.Second), "POST", "/withdraw", ""), codeStaleTimestamp) // replayed
-	e.wantCode(signed(now.Add(6*time.Second), "POST", "/withdraw", ""), codeStaleTimestamp)  // from the future
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeBadSignature)                    // unsigned
+	e.wantCode(tampered, wire.CodeBadSignature)
+	e.wantCode(signed(now.Add(-6*time.Second), "POST", "/withdraw", ""), wire.CodeStaleTimestamp) // replayed
+	e.wantCode(signed(now.Add(6*time.Second), "POST", "/withdraw", ""), wire.CodeStaleTimestamp)  // from the future
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeBadSignature)                    // unsigned
 	noTS := signed(now, "GET", "/", "")
 	noTS["timestamp"] = "yesterday"
-	e.wantCode(noTS, codeBadSignature)
+	e.wantCode(noTS, wire.CodeBadSignature)
 }
 
 func TestVerify_ed25519GeneratedAndBringYourOwn(t *testing.T) {
@@ -174,10 +175,10 @@ func TestVerify_ed25519GeneratedAndBringYourOwn(t *testing.T) {
 		ts := strconv.FormatInt(e.clock.Now().UnixMilli(), 10)
 		return map[string]any{
 			"api_key": apiKey, "timestamp": ts, "method": "POST", "path": "/order", "body": "{}", "scopes": "trade",
-			"signature": base64.StdEncoding.EncodeToString(ed25519.Sign(k, signingMessage(ts, "POST", "/order", "{}"))),
+			"signature": base64.StdEncoding.EncodeToString(ed25519.Sign(k, wire.Message(ts, "POST", "/order", "{}"))),
 		}
 	}
-	e.wantCode(sign(priv.(ed25519.PrivateKey), d["api_key"].(string)), codeValid)
+	e.wantCode(sign(priv.(ed25519.PrivateKey), d["api_key"].(string)), wire.CodeValid)
 
 	// Bring your own: the engine never sees the private key.
 	pub, own, _ := ed25519.GenerateKey(rand.Reader)
@@ -187,9 +188,9 @@ func TestVerify_ed25519GeneratedAndBringYourOwn(t *testing.T) {
 	if _, has := d2["private_key"]; has {
 		t.Fatal("engine returned a private key for a bring-your-own public key")
 	}
-	e.wantCode(sign(own, d2["api_key"].(string)), codeValid)
+	e.wantCode(sign(own, d2["api_key"].(string)), wire.CodeValid)
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
-	e.wantCode(sign(other, d2["api_key"].(string)), codeBadSignature)
+	e.wantCode(sign(other, d2["api_key"].(string)), wire.CodeBadSignature)
 	e.badRequest(logical.UpdateOperation, "creds/ed", map[string]any{"public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}, "public_key", "SubjectPublicKeyInfo")
 }
 
@@ -232,13 +233,13 @@ func TestVerify_readTakesTheKeyFromTheHeader(t *testing.T) {
 		query map[string]any
 		code  string
 	}{
-		{key, map[string]any{"source_ip": "10.0.0.1", "scopes": "read,trade", "environment": "prod"}, codeValid},
-		{key, map[string]any{"source_ip": "10.0.0.1", "scopes": "withdraw"}, codeInsufficientScope},
-		{key, map[string]any{"source_ip": "10.0.0.1", "environment": "staging"}, codeEnvironmentMismatch},
-		{key, map[string]any{"source_ip": "192.0.2.1"}, codeIPNotAllowed},
-		{key[:len(key)-1], nil, codeMalformed},
-		{"", nil, codeMalformed},
-		{revoked["api_key"].(string), map[string]any{"source_ip": "10.0.0.1"}, codeRevoked},
+		{key, map[string]any{"source_ip": "10.0.0.1", "scopes": "read,trade", "environment": "prod"}, wire.CodeValid},
+		{key, map[string]any{"source_ip": "10.0.0.1", "scopes": "withdraw"}, wire.CodeInsufficientScope},
+		{key, map[string]any{"source_ip": "10.0.0.1", "environment": "staging"}, wire.CodeEnvironmentMismatch},
+		{key, map[string]any{"source_ip": "192.0.2.1"}, wire.CodeIPNotAllowed},
+		{key[:len(key)-1], nil, wire.CodeMalformed},
+		{"", nil, wire.CodeMalformed},
+		{revoked["api_key"].(string), map[string]any{"source_ip": "10.0.0.1"}, wire.CodeRevoked},
 	} {
 		for _, name := range []string{"X-Cryptokeys-Api-Key", "x-cryptokeys-api-key"} {
 			resp := e.verifyRead(map[string][]string{name: {c.key}, "User-Agent": {"gateway"}}, c.query)
@@ -269,11 +270,11 @@ func TestVerify_readRefusesAKeyOutsideOneHeader(t *testing.T) {
 		query   map[string]any
 		rule    string
 	}{
-		{"key in the query string", map[string][]string{keyformat.VerifyHeader: {key}}, map[string]any{"api_key": key}, "must not be sent in a query string"},
-		{"no header (mount not tuned)", nil, map[string]any{"scopes": "read"}, "-passthrough-request-headers=" + keyformat.VerifyHeader},
-		{"two values", map[string][]string{keyformat.VerifyHeader: {key, key}}, nil, "send one " + keyformat.VerifyHeader + " header, not 2"},
-		{"two spellings", map[string][]string{keyformat.VerifyHeader: {key}, "x-cryptokeys-api-key": {key}}, nil, "not 2"},
-		{"unknown field", map[string][]string{keyformat.VerifyHeader: {key}}, map[string]any{"scope": "read"}, "unknown field"},
+		{"key in the query string", map[string][]string{wire.VerifyHeader: {key}}, map[string]any{"api_key": key}, "must not be sent in a query string"},
+		{"no header (mount not tuned)", nil, map[string]any{"scopes": "read"}, "-passthrough-request-headers=" + wire.VerifyHeader},
+		{"two values", map[string][]string{wire.VerifyHeader: {key, key}}, nil, "send one " + wire.VerifyHeader + " header, not 2"},
+		{"two spellings", map[string][]string{wire.VerifyHeader: {key}, "x-cryptokeys-api-key": {key}}, nil, "not 2"},
+		{"unknown field", map[string][]string{wire.VerifyHeader: {key}}, map[string]any{"scope": "read"}, "unknown field"},
 	} {
 		resp := e.verifyRead(c.headers, c.query)
 		if resp == nil || !resp.IsError() {
@@ -298,7 +299,7 @@ func TestVerify_readWritesNoStorage(t *testing.T) {
 	d, _ := e.issue("r", nil)
 	puts, _, dels := e.storage.counts()
 	for range 100 {
-		if resp := e.verifyRead(map[string][]string{keyformat.VerifyHeader: {d["api_key"].(string)}}, nil); resp.Data["code"] != codeValid {
+		if resp := e.verifyRead(map[string][]string{wire.VerifyHeader: {d["api_key"].(string)}}, nil); resp.Data["code"] != wire.CodeValid {
 			t.Fatalf("verify read: %v", resp.Data)
 		}
 	}

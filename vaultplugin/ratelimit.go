@@ -36,13 +36,14 @@ func (l *rateLimiters) allow(rec *keyRecord, now time.Time) (bool, time.Duration
 		l.m[rec.KeyID] = lim
 	}
 	l.mu.Unlock()
-	if lim.AllowN(now, 1) {
-		return true, 0
-	}
+	// One reservation: taken when a token is there, handed back (and its
+	// wait reported) when not.
 	r := lim.ReserveN(now, 1)
-	delay := r.DelayFrom(now)
-	r.CancelAt(now)
-	return false, delay
+	if delay := r.DelayFrom(now); delay > 0 {
+		r.CancelAt(now)
+		return false, delay
+	}
+	return true, 0
 }
 
 func (l *rateLimiters) drop(keyID string) {

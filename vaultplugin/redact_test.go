@@ -7,6 +7,7 @@ import (
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -42,13 +43,13 @@ func TestRedaction_keyInWrongFieldsNeverEchoed(t *testing.T) {
 
 	check("framework duration error", errText(e.do(logical.ReadOperation, "creds/p", map[string]any{"ttl": k})))
 	check("engine validation error", errText(e.do(logical.UpdateOperation, "roles/x", map[string]any{"environment": "prod", "allowed_cidrs": k})))
-	check("ENVIRONMENT_MISMATCH message", e.wantCode(map[string]any{"api_key": k, "environment": k}, codeEnvironmentMismatch)["message"].(string))
-	check("INSUFFICIENT_SCOPE message", e.wantCode(map[string]any{"api_key": k, "scopes": []string{k}}, codeInsufficientScope)["message"].(string))
+	check("ENVIRONMENT_MISMATCH message", e.wantCode(map[string]any{"api_key": k, "environment": k}, wire.CodeEnvironmentMismatch)["message"].(string))
+	check("INSUFFICIENT_SCOPE message", e.wantCode(map[string]any{"api_key": k, "scopes": []string{k}}, wire.CodeInsufficientScope)["message"].(string))
 
 	// A reason is stored with the key: the key pasted into it is not.
 	id := d["key_id"].(string)
 	e.ok(logical.DeleteOperation, "keys/"+id, map[string]any{"reason": "found " + k + " in a paste"})
-	check("REVOKED message", e.wantCode(map[string]any{"api_key": k}, codeRevoked)["message"].(string))
+	check("REVOKED message", e.wantCode(map[string]any{"api_key": k}, wire.CodeRevoked)["message"].(string))
 	check("stored revoke_reason", e.ok(logical.ReadOperation, "keys/"+id, nil).Data["revoke_reason"].(string))
 	for key, v := range e.dump() {
 		if strings.Contains(v, secret) {

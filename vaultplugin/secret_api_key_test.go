@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -35,9 +36,9 @@ func TestSecret_renewUpToMaxTTL(t *testing.T) {
 	if resp.IsError() || resp.Secret.TTL != 8*time.Minute {
 		t.Fatalf("renew near max_ttl should be capped to 8m, got %v", resp.Secret.TTL)
 	}
-	e.wantCode(key, codeValid)
+	e.wantCode(key, wire.CodeValid)
 	e.clock.Add(8 * time.Minute) // at max_ttl
-	e.wantCode(key, codeExpired)
+	e.wantCode(key, wire.CodeExpired)
 	if resp := e.leaseOp(logical.RenewOperation, s); !resp.IsError() {
 		t.Fatalf("renew past max_ttl succeeded: %v", resp.Secret)
 	}
@@ -51,7 +52,7 @@ func TestSecret_revokeIsIdempotentAndNeedsOnlyLeaseData(t *testing.T) {
 	if resp := e.leaseOp(logical.RevokeOperation, s); resp != nil && resp.IsError() {
 		t.Fatalf("revoke: %v", resp.Error())
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeRevoked)
 	rec := e.ok(logical.ReadOperation, "keys/"+d["key_id"].(string), nil).Data
 	if rec["status"] != "revoked" || rec["revoke_reason"] != "lease revoked" || rec["revoked_at"] == "" {
 		t.Fatalf("revocation not recorded: %v", rec)
@@ -82,7 +83,7 @@ func TestSecret_leaseEndingAfterExpiryIsRecordedAsExpiry(t *testing.T) {
 	if rec["status"] != statusExpired || rec["revoked_at"] != "" || rec["revoke_reason"] != "" || rec["revoked_by"] != "" {
 		t.Fatalf("expiry recorded as %v (revoked_at %v, reason %v, by %v)", rec["status"], rec["revoked_at"], rec["revoke_reason"], rec["revoked_by"])
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeExpired)
 }
 
 // Issue 21 item 3: a lease revocation records the requester when Vault
@@ -114,13 +115,13 @@ func TestSecret_leaseEndingJustBeforeTheKeyIsExpiry(t *testing.T) {
 	if rec["status"] != "expired" || rec["revoked_at"] != "" {
 		t.Fatalf("recorded as %v (revoked_at %v), want expired", rec["status"], rec["revoked_at"])
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeExpired)
 
 	// Well before its end, the same lease revocation is a revocation.
 	d2, s2 := e.issue("r", nil)
 	e.clock.Add(5 * time.Second)
 	e.leaseOp(logical.RevokeOperation, s2)
-	e.wantCode(map[string]any{"api_key": d2["api_key"]}, codeRevoked)
+	e.wantCode(map[string]any{"api_key": d2["api_key"]}, wire.CodeRevoked)
 }
 
 // Issue 22 item 4: a renew after the mount's max_lease_ttl was lowered gets
@@ -148,5 +149,5 @@ func TestSecret_renewAfterAMountTuneNeverOutlivesTheLease(t *testing.T) {
 		t.Fatalf("record max_expires_at %s past the mount's maximum", rec.MaxExpiresAt)
 	}
 	e.clock.Add(45 * time.Second)
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeExpired)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeExpired)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -78,19 +79,19 @@ func TestVerify_signedScopeRefusedToBearerKey(t *testing.T) {
 	e := newTestEnv(t)
 	e.role("legacy", map[string]any{"environment": "prod", "scopes": "read,withdraw"})
 	d, _ := e.issue("legacy", nil)
-	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, codeValid)
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, wire.CodeValid)
 	e.role("legacy", map[string]any{"scopes": "read"})
 	e.ok(logical.UpdateOperation, "config", map[string]any{"signed_scopes": "withdraw"})
-	got := e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, codeInsufficientScope)
+	got := e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "withdraw"}, wire.CodeInsufficientScope)
 	if !strings.Contains(got["message"].(string), "signed") {
 		t.Fatalf("message should say why: %v", got["message"])
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, codeValid)
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": "read"}, wire.CodeValid)
 	succ := e.ok(logical.UpdateOperation, "keys/"+d["key_id"].(string)+"/rotate", nil).Data
 	if asJSON(succ["scopes"]) != `["read"]` {
 		t.Fatalf("successor scopes %v, want only read", succ["scopes"])
 	}
-	e.wantCode(map[string]any{"api_key": succ["api_key"], "scopes": "withdraw"}, codeInsufficientScope)
+	e.wantCode(map[string]any{"api_key": succ["api_key"], "scopes": "withdraw"}, wire.CodeInsufficientScope)
 }
 
 // slowRoleStorage delays role writes, widening the window between a role

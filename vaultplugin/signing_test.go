@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"testing"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // Published test vectors (docs/guides/signing-requests.md). The expected
@@ -25,12 +27,12 @@ const (
 )
 
 func TestSigning_hmacVectors(t *testing.T) {
-	post := signingMessage(vectorTimestamp, "post", vectorPath, vectorBody)
-	if got := SignHMAC(vectorHMACSecret, post); got != vectorHMACPost {
+	post := wire.Message(vectorTimestamp, "post", vectorPath, vectorBody)
+	if got := wire.SignHMAC(vectorHMACSecret, post); got != vectorHMACPost {
 		t.Fatalf("POST vector: %s", got)
 	}
-	get := signingMessage(vectorTimestamp, "GET", "/api/v3/account", "")
-	if got := SignHMAC(vectorHMACSecret, get); got != vectorHMACGet {
+	get := wire.Message(vectorTimestamp, "GET", "/api/v3/account", "")
+	if got := wire.SignHMAC(vectorHMACSecret, get); got != vectorHMACGet {
 		t.Fatalf("GET vector: %s", got)
 	}
 	rec := &keyRecord{KeyType: keyTypeHMAC, SecretKey: []byte(vectorHMACSecret)}
@@ -38,10 +40,10 @@ func TestSigning_hmacVectors(t *testing.T) {
 		t.Fatal("engine refuses the published vector")
 	}
 	for name, msg := range map[string][]byte{
-		"changed body":   signingMessage(vectorTimestamp, "POST", vectorPath, `{"side":"SELL","qty":"0.01"}`),
-		"changed path":   signingMessage(vectorTimestamp, "POST", "/api/v3/order?symbol=ETHUSDT", vectorBody),
-		"changed method": signingMessage(vectorTimestamp, "PUT", vectorPath, vectorBody),
-		"changed time":   signingMessage("1700000000001", "POST", vectorPath, vectorBody),
+		"changed body":   wire.Message(vectorTimestamp, "POST", vectorPath, `{"side":"SELL","qty":"0.01"}`),
+		"changed path":   wire.Message(vectorTimestamp, "POST", "/api/v3/order?symbol=ETHUSDT", vectorBody),
+		"changed method": wire.Message(vectorTimestamp, "PUT", vectorPath, vectorBody),
+		"changed time":   wire.Message("1700000000001", "POST", vectorPath, vectorBody),
 	} {
 		if signatureValid(rec, msg, vectorHMACPost) {
 			t.Errorf("%s: signature still accepted", name)
@@ -58,7 +60,7 @@ func TestSigning_ed25519Vectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := signingMessage(vectorTimestamp, "POST", vectorPath, vectorBody)
+	msg := wire.Message(vectorTimestamp, "POST", vectorPath, vectorBody)
 	if got := base64.StdEncoding.EncodeToString(ed25519.Sign(k.(ed25519.PrivateKey), msg)); got != vectorEd25519Post {
 		t.Fatalf("ed25519 vector: %s", got)
 	}
@@ -67,7 +69,7 @@ func TestSigning_ed25519Vectors(t *testing.T) {
 	if !signatureValid(rec, msg, vectorEd25519Post) {
 		t.Fatal("engine refuses the published ed25519 vector")
 	}
-	if signatureValid(rec, signingMessage(vectorTimestamp, "POST", vectorPath, vectorBody+" "), vectorEd25519Post) {
+	if signatureValid(rec, wire.Message(vectorTimestamp, "POST", vectorPath, vectorBody+" "), vectorEd25519Post) {
 		t.Fatal("signature over another body accepted")
 	}
 	if signatureValid(rec, msg, "not base64!") {

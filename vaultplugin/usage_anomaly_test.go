@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -17,7 +18,7 @@ func TestUsage_reportedNewSourceSuspends(t *testing.T) {
 	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "flag_new_source": true})
 	d, _ := e.issue("r", nil)
 	id := d["key_id"].(string)
-	got := e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "192.0.2.10"}, codeValid) // the baseline
+	got := e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "192.0.2.10"}, wire.CodeValid) // the baseline
 	tk := got["usage_ticket"].(string)
 	now := func() string { return e.clock.Now().Format(time.RFC3339) }
 	entry := func(ip string, n int) map[string]any {
@@ -33,7 +34,7 @@ func TestUsage_reportedNewSourceSuspends(t *testing.T) {
 	if acc, _, _ := e.report(entry("203.0.113.66", 3)); acc != 1 {
 		t.Fatal("report refused")
 	}
-	e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "192.0.2.10"}, codeSuspended)
+	e.wantCode(map[string]any{"api_key": d["api_key"], "source_ip": "192.0.2.10"}, wire.CodeSuspended)
 	feed := e.ok(logical.ReadOperation, "revocations", nil).Data["events"].([]map[string]any)
 	if !hasEvent(feed, id, eventSuspended) {
 		t.Fatalf("the feed does not carry the suspension: %v", feed)
@@ -66,19 +67,19 @@ func TestUsage_reportedRateAnomaly(t *testing.T) {
 	tk := e.ticketFor(d["api_key"])
 	// 600 uses over a minute is 10/s: not above.
 	e.report(entry(id, tk, 600, time.Minute))
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)
 	e.clock.Add(11 * time.Second) // a new window
 	// Two reporters, 10 s each, in one window: 60 + 60 over 10 s is 12/s.
 	e.report(entry(id, tk, 60, 10*time.Second))
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)
 	e.report(entry(id, tk, 60, 10*time.Second))
-	e.wantCode(map[string]any{"api_key": d["api_key"]}, codeSuspended)
+	e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeSuspended)
 
 	f, _ := e.issue("f", nil)
 	fid := f["key_id"].(string)
 	ftk := e.ticketFor(f["api_key"])
 	e.report(entry(fid, ftk, 500, 0)) // no span given in effect: 10 s, 50/s
-	e.wantCode(map[string]any{"api_key": f["api_key"]}, codeValid)
+	e.wantCode(map[string]any{"api_key": f["api_key"]}, wire.CodeValid)
 	if as := e.ok(logical.ReadOperation, "keys/"+fid, nil).Data["anomalies"].([]map[string]any); len(as) != 1 || as[0]["kind"] != anomalyKindRate {
 		t.Fatalf("anomalies %v", as)
 	}

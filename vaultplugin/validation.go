@@ -2,38 +2,24 @@ package vaultplugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Limits on user input. They keep storage entries and responses small and
-// make hostile input fail early with a clear message.
-const (
-	maxNameLen        = 64
-	maxScopes         = 64
-	maxCIDRs          = 64
-	maxMetadataPairs  = 32
-	maxMetadataKeyLen = 64
-	maxMetadataValLen = 512
-	maxDescriptionLen = 1024
-)
-
-var (
-	// nameRE is the body of framework.GenericNameRegex, anchored, so that a
-	// bad name gets a 400 that says why instead of an "unsupported path".
-	nameRE  = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
-	scopeRE = regexp.MustCompile(`^[a-z][a-z0-9_.:-]{0,63}$`)
-	metaRE  = regexp.MustCompile(`^[A-Za-z0-9_.:/-]+$`)
-)
+// maxReasonLen bounds a revocation's or resumption's reason. The other
+// limits on user input are the contract's (wire.MaxNameLen ...): they keep
+// storage entries and responses small and make hostile input fail early
+// with a clear message, and the provider checks them at plan time.
+const maxReasonLen = 512
 
 // fieldError is a 400 that names the field and the rule it broke.
 type fieldError struct {
@@ -48,7 +34,7 @@ func badField(field, format string, args ...any) *fieldError {
 
 // respond turns a fieldError into a 400 response and passes other errors on.
 func respond(err error) (*logical.Response, error) {
-	if fe, ok := err.(*fieldError); ok {
+	if fe := (*fieldError)(nil); errors.As(err, &fe) {
 		return logical.ErrorResponse(fe.Error()), nil
 	}
 	return nil, err
@@ -91,10 +77,10 @@ func validateName(field, name string) error {
 	switch {
 	case name == "":
 		return badField(field, "is required")
-	case len(name) > maxNameLen:
-		return badField(field, "must be at most %d characters", maxNameLen)
-	case !nameRE.MatchString(name):
-		return badField(field, "must be letters, digits, '_', '-' or '.', starting and ending with a letter or digit")
+	case len(name) > wire.MaxNameLen:
+		return badField(field, "must be at most %d characters", wire.MaxNameLen)
+	case !wire.ValidName(name):
+		return badField(field, wire.NameRule)
 	}
 	return nil
 }
@@ -105,13 +91,13 @@ func validateName(field, name string) error {
 // catalog is only ever the mount's. A role's scopes are a grant, where
 // empty means none; narrowing against them is narrowScopes' job.
 func validateScopes(field string, scopes, catalog []string) ([]string, error) {
-	if len(scopes) > maxScopes {
-		return nil, badField(field, "at most %d scopes", maxScopes)
+	if len(scopes) > wire.MaxScopes {
+		return nil, badField(field, "at most %d scopes", wire.MaxScopes)
 	}
 	out := make([]string, 0, len(scopes))
 	for _, s := range scopes {
-		if !scopeRE.MatchString(s) {
-			return nil, badField(field, "scope %q must match %s", printable(s), scopeRE.String())
+		if !wire.ValidScope(s) {
+			return nil, badField(field, "scope %q "+wire.ScopeRule, printable(s))
 		}
 		if len(catalog) > 0 && !slices.Contains(catalog, s) {
 			return nil, badField(field, "scope %q is not in the mount's scope catalog (config scopes: %s)", s, strings.Join(catalog, ", "))
@@ -123,8 +109,8 @@ func validateScopes(field string, scopes, catalog []string) ([]string, error) {
 }
 
 func validateCIDRs(field string, cidrs []string) ([]string, error) {
-	if len(cidrs) > maxCIDRs {
-		return nil, badField(field, "at most %d CIDR blocks", maxCIDRs)
+	if len(cidrs) > wire.MaxCIDRs {
+		return nil, badField(field, "at most %d CIDR blocks", wire.MaxCIDRs)
 	}
 	out := make([]string, 0, len(cidrs))
 	for _, c := range cidrs {
@@ -143,19 +129,19 @@ func validateCIDRs(field string, cidrs []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-func validateMetadata(field string, md map[string]string) error {
-	if len(md) > maxMetadataPairs {
-		return badField(field, "at most %d entries", maxMetadataPairs)
+func validateLabels(field string, labels map[string]string) error {
+	if len(labels) > wire.MaxLabels {
+		return badField(field, "at most %d entries", wire.MaxLabels)
 	}
-	for k, v := range md {
-		if len(k) == 0 || len(k) > maxMetadataKeyLen || !metaRE.MatchString(k) {
-			return badField(field, "key %q must be 1-%d characters of letters, digits, '_', '.', ':', '/', '-'", printable(k), maxMetadataKeyLen)
+	for k, v := range labels {
+		if !wire.ValidLabelKey(k) {
+			return badField(field, "key %q "+wire.LabelKeyRule, printable(k))
 		}
-		if len(v) > maxMetadataValLen {
-			return badField(field, "value of %q must be at most %d characters", k, maxMetadataValLen)
+		if len(v) > wire.MaxLabelValueLen {
+			return badField(field, "value of %q must be at most %d characters", k, wire.MaxLabelValueLen)
 		}
-		if strings.ContainsFunc(v, isControl) {
-			return badField(field, "value of %q must not contain control characters", k)
+		if wire.HasControl(v) {
+			return badField(field, "value of %q "+wire.ControlRule, k)
 		}
 	}
 	return nil
@@ -165,16 +151,14 @@ func validateEnvironment(field, env string, allowed []string) error {
 	if env == "" {
 		return badField(field, "is required")
 	}
-	if !keyformat.ValidEnvironment(env) {
-		return badField(field, "%q must match [a-z][a-z0-9]{0,15}", printable(env))
+	if !wire.ValidEnvironment(env) {
+		return badField(field, "%q "+wire.EnvironmentRule, printable(env))
 	}
 	if len(allowed) > 0 && !slices.Contains(allowed, env) {
 		return badField(field, "%q is not an allowed environment of this mount (config environments: %s)", env, strings.Join(allowed, ", "))
 	}
 	return nil
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // printable shortens and escapes user input echoed in a message, so a
 // megabyte of garbage or a terminal escape never reaches a log verbatim,
@@ -228,8 +212,6 @@ func cidrsWithin(field string, narrow, wide []string) error {
 	return nil
 }
 
-const maxReasonLen = 512
-
 // reasonFrom reads a request's optional reason: trimmed and checked, with
 // anything that could be key material removed, since a reason is stored
 // with the key and shown on reads and in verify's REVOKED message (an
@@ -246,8 +228,8 @@ func validateReason(reason string) error {
 	if len(reason) > maxReasonLen {
 		return badField("reason", "must be at most %d characters", maxReasonLen)
 	}
-	if strings.ContainsFunc(reason, isControl) {
-		return badField("reason", "must not contain control characters")
+	if wire.HasControl(reason) {
+		return badField("reason", wire.ControlRule)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"golang.org/x/time/rate"
 )
 
@@ -67,7 +68,7 @@ func (e *entry) matches(k keyformat.Key, h [32]byte) bool {
 
 func (e *entry) result() Result {
 	r := e.res
-	r.Valid, r.Code, r.Message = true, "VALID", ""
+	r.Valid, r.Code, r.Message = true, wire.CodeValid, ""
 	return r
 }
 
@@ -215,6 +216,20 @@ func (c *cache) dropIf(keyID string, h [32]byte) {
 		c.drops++
 		delete(c.byID, keyID)
 		c.retire(keyID, e)
+	}
+	c.mu.Unlock()
+}
+
+// dropWhere forgets every entry f selects; it counts as a drop (a reply in
+// flight for such a key must not be cached).
+func (c *cache) dropWhere(f func(e *entry) bool) {
+	c.mu.Lock()
+	c.drops++
+	for id, e := range c.byID {
+		if f(e) {
+			delete(c.byID, id)
+			c.retire(id, e)
+		}
 	}
 	c.mu.Unlock()
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // The revocations feed.
@@ -17,8 +19,9 @@ import (
 // cannot be sure it saw every event since its cursor: on reset, on a gap
 // (the first sequenced event is not cursor seq+1, a hole between events,
 // or a reply cursor that is not the last event's seq), when the epoch or
-// the cursor format changes, and on a flush event (or any event naming no
-// key). An engine of the older format (a cursor without a '.', events
+// the cursor format changes, on a flush event, and on any event of a kind
+// it does not know. A bulk revocation event (revoked_role,
+// revoked_environment) drops every cached key of that role or environment. An engine of the older format (a cursor without a '.', events
 // without seq) is followed as before: reset drops everything, each event
 // drops its key.
 const (
@@ -27,8 +30,39 @@ const (
 	feedPage = 1000
 	// maxFeedPages bounds the pages one poll reads to catch up.
 	maxFeedPages = 20
-	eventFlush   = "flush"
 )
+
+// perKeyKinds are the kinds that name the one key they concern.
+var perKeyKinds = map[string]bool{wire.KindRevoked: true, wire.KindRotated: true, wire.KindSuspended: true}
+
+// apply applies one event to the cache. A kind this verifier does not know
+// drops everything (so does any event that names no key and is not a bulk
+// revocation naming its role or environment): a newer engine's event can
+// only make fewer keys valid.
+func (v *Verifier) apply(m map[string]any) {
+	kind, _ := m["kind"].(string)
+	id, _ := m["key_id"].(string)
+	switch {
+	case perKeyKinds[kind] && id != "":
+		v.cache.drop(id)
+	case kind == wire.KindRevokedRole && id == "":
+		if role, _ := m["role"].(string); role != "" {
+			v.logger.Info("bulk revocation of a role: dropping its cached keys", "role", role)
+			v.cache.dropWhere(func(e *entry) bool { return e.res.Role == role })
+			return
+		}
+		v.cache.clear()
+	case kind == wire.KindRevokedEnvironment && id == "":
+		if env, _ := m["environment"].(string); env != "" {
+			v.logger.Info("bulk revocation of an environment: dropping its cached keys", "environment", env)
+			v.cache.dropWhere(func(e *entry) bool { return e.res.Environment == env || e.environment == env })
+			return
+		}
+		v.cache.clear()
+	default:
+		v.cache.clear()
+	}
+}
 
 // feedCursor is a parsed cursor; seq is false for a legacy or empty one.
 type feedCursor struct {
@@ -75,7 +109,7 @@ func (v *Verifier) poll(ctx context.Context) error {
 func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 	var query map[string][]string
 	if v.cursor != "" {
-		query = map[string][]string{"since": {v.cursor}}
+		query = map[string][]string{wire.FeedSince: {v.cursor}}
 	}
 	secret, err := v.cfg.Client.Logical().ReadWithDataWithContext(ctx, v.cfg.Mount+"/revocations", query)
 	if err != nil {
@@ -104,12 +138,7 @@ func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 		if n, _ := eventSeq(m["seq"]); n > 0 {
 			sequenced++
 		}
-		id, _ := m["key_id"].(string)
-		if kind, _ := m["kind"].(string); kind == eventFlush || id == "" {
-			v.cache.clear()
-			continue
-		}
-		v.cache.drop(id)
+		v.apply(m)
 	}
 	if next != "" {
 		v.cursor = next

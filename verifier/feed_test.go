@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
 
 // A verifier that cannot be sure it saw every feed event since its cursor
@@ -258,5 +260,52 @@ func TestVerify_engineRefusalDropsTheCachedEntry(t *testing.T) {
 	}
 	if !r.isCached(t, Request{APIKey: other}) {
 		t.Fatal("another key left the cache")
+	}
+}
+
+// A bulk revocation event drops every cached key of its role or
+// environment, and only those; an event of a kind this verifier does not
+// know drops everything.
+func TestFeed_bulkRevocationDropsItsRoleOrEnvironment(t *testing.T) {
+	bulk := func(kind, field, name string) map[string]any {
+		e := ev(6, "", kind)
+		e[field] = name
+		e["revoked_before"] = "2030-01-01T00:00:00Z"
+		return e
+	}
+	for name, tc := range map[string]struct {
+		event        map[string]any
+		dropR, dropS bool
+	}{
+		"role r":             {bulk("revoked_role", "role", "r"), true, false},
+		"role s":             {bulk("revoked_role", "role", "s"), false, true},
+		"role unnamed":       {ev(6, "", "revoked_role"), true, true},
+		"environment prod":   {bulk("revoked_environment", "environment", "prod"), true, true},
+		"environment dev":    {bulk("revoked_environment", "environment", "dev"), false, false},
+		"unknown kind":       {ev(6, "OtherKey0001", "revoked_tenant"), true, true},
+		"unknown kind no id": {ev(6, "", "revoked_tenant"), true, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, "ab12cd34.5", nil)
+			ofR, _ := r.key(t, "t1")
+			k, err := keyformat.Generate("ck", "prod")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ofS := k.Raw()
+			answer := r.valid(k.KeyID, "t2")
+			answer["role"] = "s"
+			r.eng.answer(ofS, answer)
+			r.cached(t, Request{APIKey: ofR})
+			r.cached(t, Request{APIKey: ofS})
+			r.eng.queue(feedReply("ab12cd34.6", false, tc.event))
+			r.poll(t)
+			if got := !r.isCached(t, Request{APIKey: ofR}); got != tc.dropR {
+				t.Errorf("key of role r dropped: %v, want %v", got, tc.dropR)
+			}
+			if got := !r.isCached(t, Request{APIKey: ofS}); got != tc.dropS {
+				t.Errorf("key of role s dropped: %v, want %v", got, tc.dropS)
+			}
+		})
 	}
 }

@@ -32,25 +32,22 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/time/rate"
 )
 
-// Codes the verifier adds to the engine's.
-const (
-	// CodeUnavailable: the engine or its revocation feed could not be
-	// reached for longer than MaxStaleness; the verifier fails closed.
-	CodeUnavailable = "UNAVAILABLE"
-)
+// CodeUnavailable is the code the verifier adds to the engine's: the
+// engine or its revocation feed could not be reached for longer than
+// MaxStaleness, and the verifier fails closed.
+const CodeUnavailable = wire.CodeUnavailable
 
 // ErrStale is returned with CodeUnavailable.
 var ErrStale = errors.New("verifier: revocation feed is stale; failing closed")
@@ -63,8 +60,8 @@ type Config struct {
 	// Mount is the engine's mount path. Default "cryptokeys".
 	Mount string
 	// VerifyByRead asks the engine on a cache miss with a read, the key in
-	// the X-Cryptokeys-Api-Key header, instead of a write: about a third
-	// cheaper for Vault and the engine, because for a write Vault makes two
+	// the X-Cryptokeys-Api-Key header, instead of a write: cheaper for
+	// Vault and the engine (docs/performance.md), because for a write Vault makes two
 	// more round trips to the plugin (an existence check, and a second
 	// Type() call for a JSON body). The mount must pass that header
 	// through (cryptokeys_secrets_engine mounts do). Signed requests are
@@ -113,8 +110,8 @@ type Request struct {
 	Signature, Timestamp, Method, Path, Body string
 }
 
-// Result is the verdict. Code is one of the engine's verify codes or
-// CodeUnavailable.
+// Result is the verdict. Code is one of the engine's verify codes
+// (wire.Codes) or CodeUnavailable.
 type Result struct {
 	Valid       bool
 	Code        string
@@ -124,7 +121,7 @@ type Result struct {
 	Environment string
 	Scopes      []string
 	ExpiresAt   time.Time
-	Metadata    map[string]string
+	Labels      map[string]string
 	RetryAfter  time.Duration
 	// Cached is true when the answer came from the local cache.
 	Cached bool
@@ -291,10 +288,10 @@ func (v *Verifier) Close(ctx context.Context) error {
 func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	key, err := keyformat.Parse(req.APIKey)
 	if err != nil {
-		return Result{Code: "MALFORMED", Message: err.Error()}, nil
+		return Result{Code: wire.CodeMalformed, Message: err.Error()}, nil
 	}
 	if v.cfg.Environment != "" && key.Environment != v.cfg.Environment {
-		return Result{Code: "ENVIRONMENT_MISMATCH", Message: "key belongs to another environment"}, nil
+		return Result{Code: wire.CodeEnvironmentMismatch, Message: "key belongs to another environment"}, nil
 	}
 	now := v.cfg.Now()
 	if v.stale(now) {
@@ -341,14 +338,14 @@ func (v *Verifier) fromCache(key keyformat.Key, req Request, now time.Time) (Res
 	res := e.result()
 	res.Cached = true
 	if len(e.cidrs) > 0 && !allowed(req.SourceIP, e.cidrs) {
-		res.Valid, res.Code, res.Message = false, "IP_NOT_ALLOWED", "source_ip is not in the key's allowed_cidrs"
+		res.Valid, res.Code, res.Message = false, wire.CodeIPNotAllowed, "source_ip is not in the key's allowed_cidrs"
 		return res, true
 	}
 	if e.limiter != nil {
 		if r := e.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
 			res.RetryAfter = r.DelayFrom(now)
 			r.CancelAt(now)
-			res.Valid, res.Code, res.Message = false, "RATE_LIMITED", "rate limit exceeded"
+			res.Valid, res.Code, res.Message = false, wire.CodeRateLimited, "rate limit exceeded"
 			return res, true
 		}
 	}
@@ -360,50 +357,46 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 	h := secretHash(key)
 	mono := v.cfg.monotonic()
 	if v.notFound.has(key.KeyID, key.Prefix, key.Environment, h, mono) {
-		return Result{Code: "NOT_FOUND", Message: "no such key in this mount", Cached: true}, nil
+		return Result{Code: wire.CodeNotFound, Message: "no such key in this mount", Cached: true}, nil
 	}
 	// RATE_LIMITED, not NOT_FOUND: a real key not yet cached, sent from an
 	// address an attacker shares (NAT, a proxy that hides clients), must be
 	// told to retry, never that it does not exist.
 	if over, wait := v.sources.exhausted(req.SourceIP, now); over {
-		return Result{Code: "RATE_LIMITED", Message: "too many unknown keys from this source; retry later", RetryAfter: wait}, nil
+		return Result{Code: wire.CodeRateLimited, Message: "too many unknown keys from this source; retry later", RetryAfter: wait}, nil
 	}
 	// Taken before the request: a VALID reply is cached only if the feed
 	// dropped nothing while it was in flight.
 	gen := v.cache.generation()
-	body := map[string]any{"api_key": req.APIKey}
-	if len(req.Scopes) > 0 {
-		body["scopes"] = req.Scopes
-	}
-	for k, val := range map[string]string{
-		"environment": v.cfg.Environment, "source_ip": req.SourceIP, "signature": req.Signature,
-		"timestamp": req.Timestamp, "method": req.Method, "path": req.Path, "body": req.Body,
-	} {
-		if val != "" {
-			body[k] = val
-		}
+	vr := wire.VerifyRequest{
+		APIKey: req.APIKey, Scopes: req.Scopes, Environment: v.cfg.Environment, SourceIP: req.SourceIP,
+		Signature: req.Signature, Timestamp: req.Timestamp, Method: req.Method, Path: req.Path, Body: req.Body,
 	}
 	var secret *api.Secret
 	var err error
 	if v.cfg.VerifyByRead && req.Signature == "" {
-		secret, err = v.cfg.Client.Logical().ReadWithRequest(ctx, api.NewLogicalReadRequest(v.cfg.Mount+"/verify", verifyQuery(body), http.Header{keyformat.VerifyHeader: {req.APIKey}}))
+		secret, err = v.cfg.Client.Logical().ReadWithRequest(ctx, api.NewLogicalReadRequest(v.cfg.Mount+"/verify", vr.Query(), http.Header{wire.VerifyHeader: {req.APIKey}}))
 	} else {
-		secret, err = v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/verify", body)
+		secret, err = v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/verify", vr.Data())
 	}
-	if err != nil || secret == nil {
-		if err == nil {
-			err = errors.New("empty reply")
-		}
+	if err == nil && secret == nil {
+		err = errors.New("empty reply")
+	}
+	var reply wire.VerifyResponse
+	if err == nil {
+		reply, err = wire.Decode[wire.VerifyResponse](secret.Data)
+	}
+	if err != nil {
 		return Result{Code: CodeUnavailable, Message: "engine unreachable"}, fmt.Errorf("verifier: asking the engine: %w", err)
 	}
-	res, facts := parseVerdict(secret.Data)
+	res, facts := verdictOf(reply)
 	switch res.Code {
-	case "NOT_FOUND":
+	case wire.CodeNotFound:
 		// Only this answer is remembered as NOT_FOUND, for this very key.
 		v.notFound.put(key.KeyID, key.Prefix, key.Environment, h, mono)
 		v.sources.spend(req.SourceIP, now)
 		v.cache.dropIf(key.KeyID, h)
-	case "REVOKED", "EXPIRED", "SUSPENDED":
+	case wire.CodeRevoked, wire.CodeExpired, wire.CodeSuspended:
 		v.notFound.forget(key.KeyID)
 		v.cache.dropIf(key.KeyID, h)
 	default:
@@ -416,23 +409,6 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 		v.cache.put(key.KeyID, e, gen, now)
 	}
 	return res, nil
-}
-
-// verifyQuery is a verify body as the query string of a verify read: every
-// field but the key, scopes comma-separated.
-func verifyQuery(body map[string]any) url.Values {
-	q := url.Values{}
-	for k, val := range body {
-		switch val := val.(type) {
-		case string:
-			if k != "api_key" {
-				q.Set(k, val)
-			}
-		case []string:
-			q.Set(k, strings.Join(val, ","))
-		}
-	}
-	return q
 }
 
 // maxReportBatch bounds the entries of one usage report (the engine takes
@@ -466,22 +442,22 @@ func (v *Verifier) ReportUsage(ctx context.Context) error {
 	var errs []error
 	for len(ids) > 0 {
 		var batch []string
-		var reports []map[string]any
+		report := wire.UsageRequest{}
 		for len(ids) > 0 {
 			entries := usageEntries(ids[0], pending[ids[0]])
-			if len(reports) > 0 && len(reports)+len(entries) > maxReportBatch {
+			if len(report.Reports) > 0 && len(report.Reports)+len(entries) > maxReportBatch {
 				break
 			}
 			batch, ids = append(batch, ids[0]), ids[1:]
-			reports = append(reports, entries...)
+			report.Reports = append(report.Reports, entries...)
 		}
-		secret, err := v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/usage", map[string]any{"reports": reports})
+		secret, err := v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/usage", report.Data())
 		var re *api.ResponseError
 		switch {
 		case errors.As(err, &re) && re.StatusCode == http.StatusBadRequest:
 			// Counts and status only: entries carry tickets.
-			v.logger.Warn("usage report refused by the engine as a bad request; dropping it", "entries", len(reports), "status", re.StatusCode)
-			errs = append(errs, fmt.Errorf("verifier: usage report of %d entries refused (400); dropped", len(reports)))
+			v.logger.Warn("usage report refused by the engine as a bad request; dropping it", "entries", len(report.Reports), "status", re.StatusCode)
+			errs = append(errs, fmt.Errorf("verifier: usage report of %d entries refused (400); dropped", len(report.Reports)))
 		case err != nil:
 			// Keep the counts of this and every unsent batch for the next
 			// attempt.
@@ -493,8 +469,8 @@ func (v *Verifier) ReportUsage(ctx context.Context) error {
 			return errors.Join(append(errs, err)...)
 		default:
 			if secret != nil {
-				if n := number(secret.Data["rejected"]); n > 0 {
-					v.logger.Warn("usage report entries rejected by the engine (ticket expired or key not live)", "rejected", int64(n), "entries", len(reports))
+				if r, _ := wire.Decode[wire.UsageReply](secret.Data); r.Rejected > 0 {
+					v.logger.Warn("usage report entries rejected by the engine (ticket expired or key not live)", "rejected", r.Rejected, "entries", len(report.Reports))
 				}
 			}
 		}
@@ -506,7 +482,7 @@ func (v *Verifier) ReportUsage(ctx context.Context) error {
 // (the engine takes the newest last_used_at as the key's last source),
 // then one use for each other source, newest first, at most maxReportSources in
 // all and never more entries than uses.
-func usageEntries(id string, u *usageCount) []map[string]any {
+func usageEntries(id string, u *usageCount) []wire.UsageReport {
 	type src struct {
 		ip string
 		at int64
@@ -517,21 +493,16 @@ func usageEntries(id string, u *usageCount) []map[string]any {
 	}
 	slices.SortFunc(others, func(a, b src) int { return cmp.Compare(b.at, a.at) })
 	others = others[:min(len(others), maxReportSources-1, int(min(u.count-1, uint64(maxReportSources))))]
-	entry := func(n uint64, at time.Time, ip string) map[string]any {
-		r := map[string]any{"key_id": id, "count": n, "last_used_at": at.UTC().Format(time.RFC3339Nano)}
-		if ip != "" {
-			r["source_ip"] = ip
-		}
+	// Empty fields are left out (wire.UsageRequest.Data): an engine that
+	// issues no tickets also refuses the ticket field.
+	entry := func(n uint64, at time.Time, ip string) wire.UsageReport {
+		r := wire.UsageReport{KeyID: id, Count: n, LastUsedAt: at.UTC().Format(time.RFC3339Nano), SourceIP: ip, Ticket: u.ticket}
 		if !u.since.IsZero() && !u.since.After(at) {
-			r["counted_since"] = u.since.UTC().Format(time.RFC3339Nano)
-		}
-		// An engine that issues no tickets also refuses the field.
-		if u.ticket != "" {
-			r["ticket"] = u.ticket
+			r.CountedSince = u.since.UTC().Format(time.RFC3339Nano)
 		}
 		return r
 	}
-	out := []map[string]any{entry(u.count-uint64(len(others)), u.last, u.sourceIP)}
+	out := []wire.UsageReport{entry(u.count-uint64(len(others)), u.last, u.sourceIP)}
 	for _, o := range others {
 		at := time.Unix(0, o.at)
 		if at.After(u.last) {
@@ -632,63 +603,31 @@ type facts struct {
 	ticket    string
 }
 
-func parseVerdict(d map[string]any) (Result, facts) {
-	var r Result
+// verdictOf is the engine's answer as a Result, and what the cache needs.
+func verdictOf(d wire.VerifyResponse) (Result, facts) {
+	r := Result{Valid: d.Valid, Code: d.Code, Message: d.Message}
 	var f facts
-	r.Valid, _ = d["valid"].(bool)
-	r.Code, _ = d["code"].(string)
-	r.Message, _ = d["message"].(string)
-	r.KeyID, _ = d["key_id"].(string)
-	r.Role, _ = d["role"].(string)
-	r.Environment, _ = d["environment"].(string)
-	r.Scopes = stringList(d["scopes"])
-	if s, _ := d["expires_at"].(string); s != "" {
-		r.ExpiresAt, _ = time.Parse(time.RFC3339, s)
+	if d.RetryAfterMs > 0 {
+		r.RetryAfter = time.Duration(d.RetryAfterMs) * time.Millisecond
 	}
-	if md, ok := d["metadata"].(map[string]any); ok {
-		r.Metadata = make(map[string]string, len(md))
-		for k, val := range md {
-			r.Metadata[k], _ = val.(string)
-		}
+	f.ticket = d.UsageTicket
+	k := d.VerifiedKey
+	if k == nil {
+		return r, f
 	}
-	if ms := number(d["retry_after_ms"]); ms > 0 {
-		r.RetryAfter = time.Duration(ms) * time.Millisecond
+	r.KeyID, r.Role, r.Environment = k.KeyID, k.Role, k.Environment
+	r.Scopes = wire.NonNil(k.Scopes)
+	if k.ExpiresAt != "" {
+		r.ExpiresAt, _ = time.Parse(time.RFC3339, k.ExpiresAt)
 	}
-	for _, c := range stringList(d["allowed_cidrs"]) {
+	r.Labels = k.Labels
+	for _, c := range k.AllowedCIDRs {
 		if p, err := netip.ParsePrefix(c); err == nil {
 			f.cidrs = append(f.cidrs, p)
 		}
 	}
-	f.rateLimit = number(d["rate_limit"])
-	f.rateBurst = int(number(d["rate_burst"]))
-	f.ticket, _ = d["usage_ticket"].(string)
+	f.rateLimit, f.rateBurst = k.RateLimit, k.RateBurst
 	return r, f
-}
-
-func stringList(v any) []string {
-	l, _ := v.([]any)
-	out := make([]string, 0, len(l))
-	for _, x := range l {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func number(v any) float64 {
-	switch n := v.(type) {
-	case float64:
-		return n
-	case int:
-		return float64(n)
-	case int64:
-		return float64(n)
-	case interface{ Float64() (float64, error) }: // json.Number
-		f, _ := n.Float64()
-		return f
-	}
-	return 0
 }
 
 func newEntry(r Result, f facts, approved []string, cachedUntil time.Time) *entry {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -248,7 +248,7 @@ path %q { capabilities = ["update"] }`, mount+"/verify", capability, mount+"/rev
 		ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 		signed := verifier.Request{
 			APIKey: hmacData.Data["api_key"].(string), Timestamp: ts, Method: "GET", Path: "/v1/ticker",
-			Signature: vaultplugin.SignHMAC(hmacData.Data["secret_key"].(string), []byte(ts+"GET/v1/ticker")),
+			Signature: wire.SignHMAC(hmacData.Data["secret_key"].(string), []byte(ts+"GET/v1/ticker")),
 		}
 		if res, err := byRead("update").Verify(t.Context(), signed); err != nil || !res.Valid {
 			t.Fatalf("signed request with VerifyByRead: %s %v (want it asked by write)", res.Code, err)

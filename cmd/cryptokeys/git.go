@@ -73,6 +73,7 @@ func (s *scanner) scanGit(ctx context.Context, dir string) {
 	}
 	werr := cmd.Wait()
 	s.lookalikes += collect.lookalikes
+	s.binary += collect.binary
 	for _, p := range order {
 		f := oldest[p]
 		s.report(f.where, f.line, f.key)
@@ -133,6 +134,11 @@ func parseGitLog(r io.Reader, s *scanner) error {
 			commit, file, inMessage, msgLine = line[1:], "", true, 0
 		case strings.HasPrefix(line, "diff --git "):
 			file = ""
+		case strings.HasPrefix(line, "Binary files ") && strings.HasSuffix(line, " differ"):
+			// git shows no lines of a binary change; a deletion adds nothing.
+			if added := binaryPath(line); added != "" {
+				s.skip(&s.binary, commit+":"+added, "binary")
+			}
 		case strings.HasPrefix(line, "+++ "):
 			file = diffPath(line[4:])
 		case strings.HasPrefix(line, "@@ "):
@@ -176,6 +182,17 @@ func diffPath(s string) string {
 		s = strings.TrimSuffix(s, "\t")
 	}
 	return strings.TrimPrefix(s, "b/")
+}
+
+// binaryPath returns the new path of "Binary files A and B differ", or ""
+// when B is /dev/null (the file was deleted).
+func binaryPath(line string) string {
+	pair := strings.TrimSuffix(strings.TrimPrefix(line, "Binary files "), " differ")
+	i := strings.LastIndex(pair, " and ")
+	if i < 0 {
+		return ""
+	}
+	return diffPath(pair[i+len(" and "):])
 }
 
 // parseHunkHeader reads "@@ -a[,b] +c[,d] @@": it returns the count of old

@@ -1,7 +1,7 @@
 // Command cryptokeys finds leaked cryptokeys API keys in files and git
 // history, and can revoke them on the Vault that issued them.
 //
-//	cryptokeys scan [--git] [--revoke] [--mount cryptokeys] [--reason TEXT] PATH...
+//	cryptokeys scan [--git] [--revoke] [--mount cryptokeys] [--prefix ck] [--reason TEXT] [--fail-on-skipped] PATH...
 //	cryptokeys gateway -config FILE [-listen ADDR]
 //	cryptokeys -version
 package main
@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -53,7 +55,12 @@ Scan prints one line per key whose checksum holds, as
 The secret part of a key is never printed. Look-alikes whose checksum fails
 are counted on stderr, not reported.
 
-Exit status: 0 no keys found, 1 keys found, 2 usage or I/O error, or --revoke failed.
+Files not scanned (over --max-size, or binary) are named on stderr and
+counted; --fail-on-skipped makes them fail the run. --revoke sends only the
+keys of the mount's key_prefix, and warns when TLS verification is off.
+
+Exit status: 0 no keys found, 1 keys found, 2 usage or I/O error, --revoke
+failed, or (with --fail-on-skipped) a file was skipped.
 `
 
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -79,12 +86,14 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 }
 
 type scanFlags struct {
-	git     bool
-	revoke  bool
-	mount   string
-	reason  string
-	maxSize int64
-	paths   []string
+	git           bool
+	revoke        bool
+	failOnSkipped bool
+	mount         string
+	prefix        string
+	reason        string
+	maxSize       int64
+	paths         []string
 }
 
 // parseScanFlags allows flags after paths (`scan . --git`), which the flag
@@ -96,8 +105,10 @@ func parseScanFlags(args []string, stderr io.Writer) (scanFlags, error) {
 	fs.BoolVar(&f.git, "git", false, "scan the whole history (all refs and the reflog) of the git repository at each PATH instead of its files")
 	fs.BoolVar(&f.revoke, "revoke", false, "send the keys found to <mount>/revoke/leaked on the Vault named by VAULT_ADDR and VAULT_TOKEN")
 	fs.StringVar(&f.mount, "mount", "cryptokeys", "mount path of the cryptokeys secrets engine (with --revoke)")
+	fs.StringVar(&f.prefix, "prefix", "", "with --revoke, send only keys of this key_prefix (default: the mount's, read from <mount>/config)")
 	fs.StringVar(&f.reason, "reason", "found by cryptokeys scan", "revocation reason recorded by Vault (with --revoke)")
 	fs.Int64Var(&f.maxSize, "max-size", defaultMaxSize, "skip files larger than this many bytes (reported on stderr)")
+	fs.BoolVar(&f.failOnSkipped, "fail-on-skipped", false, "exit 2 when a file was skipped (over --max-size, or binary), since it was not scanned")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage, "\nFlags:\n")
 		fs.PrintDefaults()
@@ -129,6 +140,9 @@ func parseScanFlags(args []string, stderr io.Writer) (scanFlags, error) {
 	}
 	if f.maxSize <= 0 {
 		return f, errors.New("--max-size must be positive")
+	}
+	if f.prefix != "" && !keyformat.ValidPrefix(f.prefix) {
+		return f, fmt.Errorf("--prefix %q must match [a-z][a-z0-9]{1,7}", f.prefix)
 	}
 	return f, nil
 }
@@ -166,15 +180,26 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if s.errors > 0 {
 		code = exitError
 	}
+	if n := s.skipped(); n > 0 {
+		if f.failOnSkipped {
+			fmt.Fprintf(stderr, "cryptokeys scan: failing: %d file(s) were not scanned (--fail-on-skipped)\n", n)
+			code = exitError
+		} else {
+			fmt.Fprintf(stderr, "cryptokeys scan: %d file(s) were not scanned; --fail-on-skipped makes that fail the run\n", n)
+		}
+	}
 	if f.revoke && ctx.Err() == nil {
 		if len(s.keys) == 0 {
 			fmt.Fprintln(stderr, "cryptokeys scan: no keys found, nothing to revoke")
 			return code
 		}
-		res, err := revokeLeaked(ctx, getenv, f.mount, f.reason, s.keys, stderr)
+		res, err := revokeLeaked(ctx, getenv, f.mount, f.prefix, f.reason, s.keys, stderr)
 		if err != nil {
 			fmt.Fprintln(stderr, "cryptokeys scan: revoke:", err)
 			return exitError
+		}
+		if res.sent == 0 {
+			return code
 		}
 		fmt.Fprintf(stdout, "%s/revoke/leaked: revoked_count=%d unknown_count=%d already_revoked_count=%d\n",
 			f.mount, res.revoked, res.unknown, res.alreadyRevoked)

@@ -94,7 +94,7 @@ func TestScanTree(t *testing.T) {
 	nearMisses := []string{
 		"CK_prod_" + nearBody,                            // upper-case prefix
 		"ck_prod_" + nearBody[1:],                        // body 49
-		"ck_prod_" + nearBody + "x",                      // body 51
+		"ck_prod_x" + nearBody,                           // body 51 (a key glued to letters on the right is found: leakforms)
 		"ck_abcdefghijklmnopq_" + nearBody,               // environment too long
 		"ck_prod_" + nearBody[:20] + "-" + nearBody[21:], // not base62
 		"x_" + nearBody,                                  // one-letter prefix, no environment
@@ -228,5 +228,54 @@ func TestRevokeNothingFound(t *testing.T) {
 	stdout, stderr, code := runCLI(t, nil, "scan", "--revoke", t.TempDir())
 	if code != exitClean || stdout != "" || !strings.Contains(stderr, "nothing to revoke") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestScanSkippedReported: files not scanned (over --max-size, binary; in
+// a tree and in git history) are named on stderr and counted, and
+// --fail-on-skipped turns them into exit 2, even when keys were found.
+func TestScanSkippedReported(t *testing.T) {
+	dir := t.TempDir()
+	k, hidden := genKey(t, "ck", "prod"), genKey(t, "ck", "prod")
+	writeFile(t, filepath.Join(dir, "ok.txt"), k.Raw()+"\n")
+	writeFile(t, filepath.Join(dir, "big.log"), strings.Repeat("x", 300)+hidden.Raw()+"\n")
+	writeFile(t, filepath.Join(dir, "blob.bin"), "\x00\x01"+hidden.Raw())
+
+	stdout, stderr, code := runCLI(t, nil, "scan", "--max-size", "200", dir)
+	if code != exitFindings || len(lines(stdout)) != 1 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, s := range []string{
+		filepath.Join(dir, "big.log") + ": skipped, 359 bytes is over --max-size",
+		filepath.Join(dir, "blob.bin") + ": skipped, binary",
+		"1 file(s) over --max-size skipped; 1 binary file(s) skipped",
+		"2 file(s) were not scanned; --fail-on-skipped makes that fail the run",
+	} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, stderr)
+		}
+	}
+	stdout, stderr, code = runCLI(t, nil, "scan", "--max-size", "200", "--fail-on-skipped", dir)
+	if code != exitError || len(lines(stdout)) != 1 || !strings.Contains(stderr, "failing: 2 file(s) were not scanned (--fail-on-skipped)") {
+		t.Fatalf("--fail-on-skipped: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// Nothing skipped: the flag changes nothing.
+	if _, stderr, code := runCLI(t, nil, "scan", "--fail-on-skipped", filepath.Join(dir, "ok.txt")); code != exitFindings || strings.Contains(stderr, "skipped") {
+		t.Fatalf("nothing skipped: exit %d\n%s", code, stderr)
+	}
+
+	// In history, git shows no lines of a binary file: said, by commit.
+	repo := t.TempDir()
+	writeFile(t, filepath.Join(repo, "blob.bin"), "\x00\x01"+hidden.Raw())
+	writeFile(t, filepath.Join(repo, "notes.txt"), "nothing\n")
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"commit", "-q", "-m", "add"}, {"rm", "-q", "blob.bin"}, {"commit", "-q", "-m", "rm"}} {
+		git(t, repo, args...)
+	}
+	stdout, stderr, code = runCLI(t, nil, "scan", "--git", repo)
+	if code != exitClean || stdout != "" || strings.Count(stderr, ":blob.bin: skipped, binary") != 1 || !strings.Contains(stderr, "1 binary file(s) skipped") {
+		t.Fatalf("--git: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if _, _, code = runCLI(t, nil, "scan", "--git", "--fail-on-skipped", repo); code != exitError {
+		t.Fatalf("--git --fail-on-skipped: exit %d", code)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/certerr"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -24,8 +25,8 @@ import (
 const revokeChunk = 1 << 20
 
 type revokeResult struct {
-	revoked, unknown, alreadyRevoked int
-	revokedIDs                       []string
+	sent, revoked, unknown, alreadyRevoked int
+	revokedIDs                             []string
 }
 
 // vaultClient builds a client from the Vault CLI's environment variables,
@@ -60,6 +61,9 @@ func vaultClient(getenv func(string) string, stderr io.Writer) (*api.Client, err
 		if skip, err = strconv.ParseBool(v); err != nil {
 			return nil, fmt.Errorf("VAULT_SKIP_VERIFY: %v", err)
 		}
+	}
+	if skip && u.Scheme == "https" {
+		fmt.Fprintf(stderr, "cryptokeys scan: warning: VAULT_SKIP_VERIFY is set: the TLS certificate of %s is not verified, so the keys may go to whoever answers there\n", addr)
 	}
 	if err := cfg.ConfigureTLS(&api.TLSConfig{
 		CACert:        getenv("VAULT_CACERT"),
@@ -115,12 +119,39 @@ func isLoopback(host string) bool {
 // engine's counts. Only whole keys are sent, one per line: the engine needs
 // the secret to prove a leak, and nothing else from the scanned files should
 // leave the machine.
-func revokeLeaked(ctx context.Context, getenv func(string) string, mount, reason string, keys []string, stderr io.Writer) (revokeResult, error) {
+//
+// Only keys of the mount's key_prefix are sent (prefix, or else the mount's
+// config says which): keys of other mounts or other Vaults would only be
+// refused there, and should not leave the machine for a server that does
+// not own them. The key_ids of those held back are named on stderr.
+func revokeLeaked(ctx context.Context, getenv func(string) string, mount, prefix, reason string, keys []string, stderr io.Writer) (revokeResult, error) {
 	var res revokeResult
 	c, err := vaultClient(getenv, stderr)
 	if err != nil {
 		return res, err
 	}
+	if prefix == "" {
+		if prefix, err = mountPrefix(ctx, c, mount); err != nil {
+			return res, err
+		}
+	}
+	var mine, other []string
+	for _, k := range keys {
+		if p, err := keyformat.Parse(k); err == nil && p.Prefix == prefix {
+			mine = append(mine, k)
+		} else if err == nil {
+			other = append(other, p.KeyID)
+		}
+	}
+	if len(other) > 0 {
+		fmt.Fprintf(stderr, "cryptokeys scan: %d key(s) not sent to %s: their prefix is not the mount's %q (key_id %s)\n", len(other), mount, prefix, strings.Join(other, ", "))
+	}
+	if len(mine) == 0 {
+		fmt.Fprintf(stderr, "cryptokeys scan: no key with the prefix %q of %s found, nothing to revoke\n", prefix, mount)
+		return res, nil
+	}
+	keys = mine
+	res.sent = len(keys)
 	for len(keys) > 0 {
 		var text strings.Builder
 		n := 0
@@ -160,6 +191,27 @@ func revokeLeaked(ctx context.Context, getenv func(string) string, mount, reason
 		}
 	}
 	return res, nil
+}
+
+// mountPrefix reads the key_prefix of the engine at mount from its config.
+// (info tells only the engine's default prefix, not the mount's.)
+func mountPrefix(ctx context.Context, c *api.Client, mount string) (string, error) {
+	sec, err := c.Logical().ReadWithContext(ctx, mount+"/config")
+	if err != nil {
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+			return "", fmt.Errorf("reading %s/config to learn the mount's key_prefix: permission denied (grant the token read on %s/config, or pass --prefix)", mount, mount)
+		}
+		return "", fmt.Errorf("reading %s/config to learn the mount's key_prefix: %w", mount, withTLSHint(err))
+	}
+	var p string
+	if sec != nil {
+		p, _ = sec.Data["key_prefix"].(string)
+	}
+	if !keyformat.ValidPrefix(p) {
+		return "", fmt.Errorf("%s/config has no valid key_prefix: is a cryptokeys engine mounted there? (--mount)", mount)
+	}
+	return p, nil
 }
 
 // withTLSHint says how to fix a certificate that could not be verified.

@@ -121,3 +121,64 @@ func TestScanRevokeOnVault(t *testing.T) {
 		t.Fatalf("second run: exit %d\n%s", code, stdout)
 	}
 }
+
+// TestScanRevokeOnlyMountPrefix: --revoke sends only keys of the prefix
+// the target mount issues (read from its config, or given as --prefix);
+// keys of other prefixes stay on the machine and are named by key_id.
+func TestScanRevokeOnlyMountPrefix(t *testing.T) {
+	srv := vaulttest.Start(t)
+	mount := strings.Trim(srv.Mount(t), "/")
+	c := srv.Client
+	for path, data := range map[string]map[string]any{
+		mount + "/config":       {"key_prefix": "acme"},
+		mount + "/roles/prefix": {"environment": "prod"},
+		"sys/policy/leak-only":  {"policy": `path "` + mount + `/revoke/leaked" { capabilities = ["update"] }`},
+	} {
+		if _, err := c.Logical().Write(path, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := issueKey(t, c, mount, "prefix")
+	if !strings.HasPrefix(mine.apiKey, "acme_prod_") {
+		t.Fatalf("test setup: key_prefix not applied")
+	}
+	other1, other2 := genKey(t, "ck", "prod"), genKey(t, "other", "prod")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "leak.txt"), "a "+other1.Raw()+"\nb "+mine.apiKey+"\nc "+other2.Raw()+"\n")
+	secrets := []string{mine.apiKey, other1.Raw(), other2.Raw()}
+
+	env := map[string]string{"VAULT_ADDR": srv.Addr, "VAULT_TOKEN": srv.Token}
+	stdout, stderr, code := runCLI(t, env, "scan", "--revoke", "--mount", mount, dir)
+	assertNoSecrets(t, stdout+stderr, secrets...)
+	// unknown_count=0: had the other keys been sent, the engine would
+	// have counted them as unknown.
+	if code != exitFindings || !strings.Contains(stdout, "revoked_count=1 unknown_count=0 already_revoked_count=0") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, `2 key(s) not sent to `+mount+`: their prefix is not the mount's "acme" (key_id `+other1.KeyID+", "+other2.KeyID+")") {
+		t.Errorf("keys held back are not named on stderr:\n%s", stderr)
+	}
+	if got := verifyCode(t, c, mount, mine.apiKey); got != "REVOKED" {
+		t.Errorf("the mount's key verifies %s", got)
+	}
+	// A token that may only write revoke/leaked cannot read the config:
+	// the run fails and says what to do, and --prefix is the way round.
+	tok, err := c.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"leak-only"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["VAULT_TOKEN"] = tok.Auth.ClientToken
+	stdout, stderr, code = runCLI(t, env, "scan", "--revoke", "--mount", mount, dir)
+	if code != exitError || !strings.Contains(stderr, "permission denied (grant the token read on "+mount+"/config, or pass --prefix)") {
+		t.Fatalf("no config read: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = runCLI(t, env, "scan", "--revoke", "--mount", mount, "--prefix", "acme", dir)
+	if code != exitFindings || !strings.Contains(stdout, "revoked_count=0 unknown_count=0 already_revoked_count=1") {
+		t.Fatalf("--prefix acme: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// Nothing of the mount's prefix: nothing is sent, the run says so.
+	stdout, stderr, code = runCLI(t, env, "scan", "--revoke", "--mount", mount, "--prefix", "zz", dir)
+	if code != exitFindings || strings.Contains(stdout, "revoke/leaked") || !strings.Contains(stderr, `no key with the prefix "zz"`) {
+		t.Fatalf("--prefix zz: exit %d\n%s%s", code, stdout, stderr)
+	}
+}

@@ -40,6 +40,15 @@ type scanner struct {
 	findings, files, binary, tooLarge, lookalikes, errors int
 }
 
+// skip reports a file that was not scanned, by name, on stderr; the summary
+// counts them and --fail-on-skipped makes them fail the run.
+func (s *scanner) skip(counter *int, where, why string) {
+	*counter++
+	fmt.Fprintf(s.stderr, "cryptokeys scan: %s: skipped, %s\n", where, why)
+}
+
+func (s *scanner) skipped() int { return s.binary + s.tooLarge }
+
 func (s *scanner) fail(format string, a ...any) {
 	s.errors++
 	fmt.Fprintf(s.stderr, "cryptokeys scan: "+format+"\n", a...)
@@ -68,6 +77,9 @@ func (s *scanner) summary() {
 	if s.tooLarge > 0 {
 		parts = append(parts, fmt.Sprintf("%d file(s) over --max-size skipped", s.tooLarge))
 	}
+	if s.binary > 0 {
+		parts = append(parts, fmt.Sprintf("%d binary file(s) skipped", s.binary))
+	}
 	if len(parts) > 0 {
 		fmt.Fprintf(s.stderr, "cryptokeys scan: %s\n", strings.Join(parts, "; "))
 	}
@@ -76,9 +88,9 @@ func (s *scanner) summary() {
 // scanText reports the keys in text whose checksum holds; firstLine is the
 // line number of text's first line.
 func (s *scanner) scanText(where string, text []byte, firstLine int) {
-	// Every key has two underscores; most lines of most files have none,
-	// and this is far cheaper than the regexp.
-	if len(text) < 2+1+1+1+keyformat.BodyLen || bytes.IndexByte(text, '_') < 0 {
+	// No shortcut on '_' here: a key may be written with its underscores
+	// escaped (%5F, \u005f), and Find is as quick as such a test.
+	if len(text) < 2+1+1+1+keyformat.BodyLen {
 		return
 	}
 	line, pos := firstLine, 0
@@ -140,8 +152,7 @@ func (s *scanner) scanPath(root string) {
 
 func (s *scanner) scanFile(path string, info fs.FileInfo) {
 	if info.Mode().IsRegular() && info.Size() > s.maxSize {
-		s.tooLarge++
-		fmt.Fprintf(s.stderr, "cryptokeys scan: %s: skipped, %d bytes is over --max-size\n", path, info.Size())
+		s.skip(&s.tooLarge, path, fmt.Sprintf("%d bytes is over --max-size", info.Size()))
 		return
 	}
 	f, err := os.Open(path) // #nosec G304 -- reading the files the user asked to scan is the scanner's job; it only reads them
@@ -158,13 +169,12 @@ func (s *scanner) scanFile(path string, info fs.FileInfo) {
 		return
 	}
 	if int64(len(data)) > s.maxSize {
-		s.tooLarge++
-		fmt.Fprintf(s.stderr, "cryptokeys scan: %s: skipped, over --max-size\n", path)
+		s.skip(&s.tooLarge, path, "over --max-size")
 		return
 	}
 	s.files++
 	if bytes.IndexByte(data[:min(len(data), binarySniffLen)], 0) >= 0 {
-		s.binary++
+		s.skip(&s.binary, path, "binary (a NUL byte in its first 8000 bytes)")
 		return
 	}
 	s.scanText(path, data, 1)

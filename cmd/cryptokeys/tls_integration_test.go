@@ -72,10 +72,16 @@ func TestScanRevokeOverTLS(t *testing.T) {
 	if code != exitFindings || !strings.Contains(stdout, "revoked_count=1 unknown_count=0") {
 		t.Fatalf("VAULT_CACERT: exit %d\n%s%s", code, stdout, stderr)
 	}
-	// Unverified, on request.
+	if strings.Contains(stderr, "VAULT_SKIP_VERIFY") {
+		t.Errorf("verified TLS, yet a warning about VAULT_SKIP_VERIFY:\n%s", stderr)
+	}
+	// Unverified, on request, and said so: keys may be going to anyone.
 	stdout, stderr, code = revoke(with("VAULT_SKIP_VERIFY", "true"), dirs[1])
 	if code != exitFindings || !strings.Contains(stdout, "revoked_count=1 unknown_count=0") {
 		t.Fatalf("VAULT_SKIP_VERIFY=true: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "warning: VAULT_SKIP_VERIFY is set: the TLS certificate of "+srv.Addr+" is not verified") {
+		t.Errorf("VAULT_SKIP_VERIFY=true: no warning on stderr:\n%s", stderr)
 	}
 	for i, want := range []string{"REVOKED", "REVOKED", "VALID"} {
 		if got := verifyCode(t, c, mount, keys[i].apiKey); got != want {

@@ -8,6 +8,12 @@ path "cryptokeys/revoke/*" {
   capabilities = ["update"]
 }
 
+# The mount's key_prefix: cryptokeys scan --revoke reads it to send only
+# this mount's keys (no secret is in the config).
+path "cryptokeys/config" {
+  capabilities = ["read"]
+}
+
 # List keys, read a key's metadata, revoke one key by key_id:
 #   vault delete cryptokeys/keys/<key_id> reason="INC-4711"
 path "cryptokeys/keys/*" {
