@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 // gatewayReport holds the gateway's figures in bin/bench.json.
@@ -60,6 +61,9 @@ func gatewayFigures(t *testing.T, r *report, srv *vaulttest.Server, mount string
 		r.Notes = append(r.Notes, "bin/cryptokeys not built: gateway figures skipped")
 		return
 	}
+	// The gateway verifies by read: the key in a header the mount must pass
+	// through (a cryptokeys_secrets_engine mount does).
+	srv.MustCLI(t, "secrets", "tune", "-passthrough-request-headers="+wire.VerifyHeader, mount)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}` + "\n"))
