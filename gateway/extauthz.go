@@ -186,9 +186,9 @@ func checkResponse(d decision, hdr http.Header) *authv3.CheckResponse {
 	}
 	body, _ := json.Marshal(map[string]string{"code": d.code, "message": msg})
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(rpc), Message: d.code},
+		Status: &rpcstatus.Status{Code: int32(rpc), Message: d.code}, // #nosec G115 -- a gRPC code (0 to 16)
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(st)},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(st)}, // #nosec G115 -- st is one of statusOf's HTTP statuses (401 to 503)
 			Headers: headers,
 			Body:    string(body) + "\n",
 		}},

@@ -68,7 +68,7 @@ func (e *envoy) check(t *testing.T, method, path, source string, headers map[str
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	out := checked{rpc: codes.Code(resp.GetStatus().GetCode()), headers: map[string]string{}}
+	out := checked{rpc: codes.Code(resp.GetStatus().GetCode()), headers: map[string]string{}} // #nosec G115 -- a gRPC code the gateway sent (0 to 16)
 	var hv []*corev3.HeaderValueOption
 	switch r := resp.GetHttpResponse().(type) {
 	case *authv3.CheckResponse_OkResponse:

@@ -20,7 +20,7 @@ func TestStatus(t *testing.T) {
 	req := Request{APIKey: key, SourceIP: "10.0.0.1"}
 	r.cached(t, req)                             // a miss, then a hit
 	r.isCached(t, req)                           // a hit
-	r.verify(t, Request{APIKey: "ck_prod_nope"}) // MALFORMED: neither
+	r.verify(t, Request{APIKey: "ck_prod_nope"}) // #nosec G101 -- not a key: MALFORMED, counted neither as a hit nor a miss
 	s = r.v.Status()
 	if s.CacheEntries != 1 || s.CacheHits != 2 || s.CacheMisses != 1 || s.PendingUsage != 2 {
 		t.Fatalf("after use: %+v", s)
