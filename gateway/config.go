@@ -57,6 +57,9 @@ type Config struct {
 	// VerifyByRead asks the engine with a verify read (the key in the
 	// X-Cryptokeys-Api-Key header); default true.
 	VerifyByRead bool
+
+	// Leaks are the leak receivers (leaks_config.go); all off by default.
+	Leaks LeaksConfig
 }
 
 // Route is one route block: `route "GET /v1/market/*" { scopes = [...] }`.
@@ -84,6 +87,7 @@ type fileConfig struct {
 	UsageInterval  string       `hcl:"usage_interval,optional"`
 	VerifyByRead   *bool        `hcl:"verify_by_read,optional"`
 	Routes         []routeBlock `hcl:"route,block"`
+	Leaks          *leaksBlock  `hcl:"leaks,block"`
 }
 
 type routeBlock struct {
@@ -211,6 +215,10 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 	}
 	if fc.VerifyByRead != nil {
 		c.VerifyByRead = *fc.VerifyByRead
+	}
+	var err error
+	if c.Leaks, err = parseLeaks(fc.Leaks, body, filename); err != nil {
+		return nil, err
 	}
 
 	seen := map[string]bool{}

@@ -31,6 +31,9 @@ type Options struct {
 	// StartRetry is how long to wait between attempts to reach the engine
 	// before the first feed read. Default 1 s.
 	StartRetry time.Duration
+	// GitHubKeysRefetch is the least time between two fetches of GitHub's
+	// public-keys document for an identifier it does not hold. Default 1 min.
+	GitHubKeysRefetch time.Duration
 }
 
 // Gateway is one running gateway. Its HTTP handler answers from the start;
@@ -44,6 +47,8 @@ type Gateway struct {
 	opts   Options
 
 	ver atomic.Pointer[verifier.Verifier]
+
+	leaks *leaks // the leak receivers (leaks*.go); nil when none is on
 
 	// tokenFail is why the gateway fails closed because of its own Vault
 	// token ("" when the token is fine).
@@ -103,6 +108,9 @@ func New(cfg *Config, opts Options) (*Gateway, error) {
 		opts:   opts,
 	}
 	g.m = newMetrics(g)
+	if cfg.Leaks.Enabled() {
+		g.leaks = newLeaks(g)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
 	g.bg.Add(2)
@@ -208,6 +216,7 @@ func (g *Gateway) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("/metrics", g.m.handler())
+	g.registerLeaks(mux)
 	if g.cfg.Upstream != nil {
 		// Reverse-proxy mode: everything but the paths above goes to the
 		// upstream when allowed.

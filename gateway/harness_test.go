@@ -125,6 +125,13 @@ route "POST /v1/orders" {
 // until it is ready.
 func startGateway(t *testing.T, e *engine, tok, extra string) *runningGateway {
 	t.Helper()
+	return startGatewayOpts(t, e, tok, extra, Options{})
+}
+
+// startGatewayOpts is startGateway with options (Client, Logger and the
+// test's short intervals are set here).
+func startGatewayOpts(t *testing.T, e *engine, tok, extra string, opts Options) *runningGateway {
+	t.Helper()
 	cfg, err := ParseConfig([]byte(fmt.Sprintf(baseConfig, e.mount)+extra), "gateway.hcl")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +146,8 @@ func startGateway(t *testing.T, e *engine, tok, extra string) *runningGateway {
 	client.SetToken(tok)
 	rg := &runningGateway{log: &syncBuffer{}}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: rg.log, Level: hclog.Debug})
-	g, err := New(cfg, Options{Client: client, Logger: logger, TokenFileInterval: 100 * time.Millisecond, StartRetry: 200 * time.Millisecond})
+	opts.Client, opts.Logger, opts.TokenFileInterval, opts.StartRetry = client, logger, 100*time.Millisecond, 200*time.Millisecond
+	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,9 @@ const gatewayUsage = `Usage: cryptokeys gateway -config FILE [-listen ADDR] [-lo
 
 Runs the verification service beside an API gateway: forward auth at /authz
 (nginx auth_request, Caddy forward_auth, Traefik ForwardAuth), Envoy's
-ext_authz over gRPC on grpc_listen, /metrics, /healthz and /readyz. Vault is reached as the vault CLI does (VAULT_ADDR,
+ext_authz over gRPC on grpc_listen, /metrics, /healthz and /readyz, and the
+leak receivers a leaks block turns on (/leaks/github, /leaks/report). Vault
+is reached as the vault CLI does (VAULT_ADDR,
 VAULT_TOKEN, VAULT_CACERT, ...) or with token_file in the config.
 SIGINT or SIGTERM stops it gracefully, reporting the usage counted so far.
 `

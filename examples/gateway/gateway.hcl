@@ -27,3 +27,10 @@ route "* /v1/orders/*" {
 # Unmatched routes are refused (403 NO_ROUTE). To let any valid key through
 # elsewhere instead:
 # default_scopes = []
+
+# Leak receivers, off unless turned on here; they need leaks-policy.hcl on
+# the gateway's token (see docs/guides/leak-receivers.md):
+# leaks {
+#   github = true   # POST /leaks/github: GitHub secret-scanning partner alerts
+#   report = true   # POST /leaks/report: anyone may revoke a key they found
+# }
