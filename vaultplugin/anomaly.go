@@ -191,7 +191,10 @@ func (t *anomalyTracker) observeReport(rec *keyRecord, now time.Time, count uint
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if pa := t.pending[rec.KeyID]; pa != nil && !pa.suspendedAt.IsZero() {
-		return true
+		if !pa.liftedBy(rec) {
+			return true
+		}
+		pa.suspendedAt = time.Time{} // lifted by a resume, as in observe
 	}
 	if p.OnAnomaly == "" || p.OnAnomaly == anomalyNone {
 		return false

@@ -117,6 +117,13 @@ func TestAnomaly_resumeRacingAFlushStaysResumed(t *testing.T) {
 			}
 			e.b.anomalies.settled(id, found[id].suspendedAt)
 		}
+		if failing {
+			// A usage report's check sees the resume too.
+			rec, _ := e.b.loadKey(t.Context(), e.storage, id)
+			if e.b.anomalies.observeReport(rec, e.clock.Now(), 1, time.Time{}, "10.0.0.1", e.b.logAnomaly) {
+				t.Fatal("a usage report after the resume finds the key suspended")
+			}
+		}
 		e.wantCode(from("10.0.0.1"), wire.CodeValid)
 		if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
 			t.Fatal(err)
