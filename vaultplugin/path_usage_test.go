@@ -243,16 +243,16 @@ func TestUsageTicket_shape(t *testing.T) {
 
 // TestUsage_forwardedFromPerformanceStandbys: a performance standby never
 // flushes (its storage is read-only), so a usage report it kept would stay
-// in its memory and never reach a record. The framework forwards the
-// report to the active node instead (ErrReadOnly) (issue 22 item 8).
+// in its memory and never reach a record. Vault forwards the
+// report to the active node instead: the engine answers ErrReadOnly, as a
+// storage write there would (issue 22 item 8).
 func TestUsage_forwardedFromPerformanceStandbys(t *testing.T) {
 	sys := logical.TestSystemView()
 	e := newTestEnvWith(t, sys)
 	e.role("r", map[string]any{"environment": "prod"})
 	d, _ := e.issue("r", nil)
 	tk := e.ticketFor(d["api_key"])
-	sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
-	e.clock.Add(time.Minute) // past the system view memo
+	sys.ReplicationStateVal = consts.ReplicationPerformanceStandby // asked at once, not through the memo
 	_, err := e.b.HandleRequest(context.Background(), &logical.Request{
 		Operation: logical.UpdateOperation, Path: "usage", Storage: e.storage,
 		Data: map[string]any{"reports": []any{map[string]any{"key_id": d["key_id"], "count": 3, "last_used_at": e.clock.Now().Format(time.RFC3339), "ticket": tk}}},
