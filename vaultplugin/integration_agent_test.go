@@ -121,9 +121,9 @@ template {
 				t.Fatal("the agent exited")
 			}
 			if time.Now().After(deadline) {
-				what := "a key"
+				what := "key"
 				if not != "" {
-					what = "a new key"
+					what = "new key"
 				}
 				hint := ""
 				for _, line := range strings.Split(agent.Log(t), "\n") {
