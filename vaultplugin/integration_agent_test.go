@@ -18,7 +18,9 @@ import (
 // holding a token of examples/policies/app-agent.hcl, renders
 // {{ with secret "<mount>/creds/<role>" }}{{ .Data.api_key }}{{ end }} into
 // a file, renews the lease, and at the role's max_ttl renders a new key;
-// the old key then verifies EXPIRED. Nothing it logs holds a key.
+// the old key then verifies EXPIRED. A revoked key is replaced within a
+// ttl; revoking the agent's token revokes the key it holds. Nothing it
+// logs holds a key.
 //
 // The timing, for ttl=5s and max_ttl=10s (consul-template's
 // dependency/vault_read.go Fetch, renewSecret in vault_common.go, and the
@@ -171,18 +173,40 @@ template {
 	t.Logf("the first key answers EXPIRED %s after it was rendered", time.Since(t1).Round(10*time.Millisecond))
 	e.wantCode(second, "VALID", "environment=prod")
 
+	// A revoked key is replaced within about one ttl: its next renewal is
+	// refused, and the watcher gives up once a retry would land past the
+	// lease it last got, so the agent reads a new key.
+	k2, err := keyformat.Parse(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vault("delete", e.path("keys/"+k2.KeyID))
+	revoked := time.Now()
+	third, t3 := rendered(second, ttl+5*time.Second)
+	e.wantCode(third, "VALID", "environment=prod")
+	e.wantCode(second, "REVOKED")
+	t.Logf("the revoked second key was replaced %s after its revocation", t3.Sub(revoked).Round(10*time.Millisecond))
+
 	// The exec command ran once per render.
 	b, err := os.ReadFile(renders) // #nosec G304 -- the test's own temp dir
 	if err != nil {
 		t.Fatalf("the template's exec command never ran: %v", err)
 	}
-	if n := len(strings.Fields(string(b))); n < 2 {
-		t.Fatalf("the exec command ran %d times, want once per render (2)", n)
+	if n := len(strings.Fields(string(b))); n != 3 {
+		t.Fatalf("the exec command ran %d times, want once per render (3)", n)
+	}
+
+	// Revoking the agent's token (what the injector's
+	// agent-revoke-on-shutdown does) revokes the leases it made: the key
+	// it holds answers REVOKED, not a lease-run-out EXPIRED.
+	agent.Stop()
+	e.vault("token", "revoke", tok.Auth.ClientToken)
+	if code := e.eventually(third, 5*time.Second, "REVOKED", "EXPIRED"); code != "REVOKED" {
+		t.Fatalf("the agent's key answers %s once its token is revoked, want REVOKED", code)
 	}
 
 	// Hygiene: the agent, logging at trace, wrote no key (a key with a valid
 	// checksum, raw or escaped) into its log.
-	agent.Stop()
 	log := agent.Log(t)
 	if !strings.Contains(log, e.mount+"/creds/"+role) {
 		t.Fatalf("the agent's log never names the template's secret; is it logging at all?\n%s", log)
