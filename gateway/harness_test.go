@@ -99,8 +99,10 @@ type runningGateway struct {
 	g    *Gateway
 	addr string // 127.0.0.1:port
 	url  string
-	log  *syncBuffer
-	stop func() error
+	// grpcAddr is the gRPC listener (Envoy ext_authz), 127.0.0.1:port.
+	grpcAddr string
+	log      *syncBuffer
+	stop     func() error
 }
 
 const baseConfig = `
@@ -153,9 +155,13 @@ func startGatewayOpts(t *testing.T, e *engine, tok, extra string, opts Options) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
+	go func() { done <- g.ServeListeners(ctx, ln, gln) }()
 	var once sync.Once
 	var stopErr error
 	rg.stop = func() error {
@@ -168,7 +174,7 @@ func startGatewayOpts(t *testing.T, e *engine, tok, extra string, opts Options) 
 			t.Logf("gateway log:\n%s", rg.log.String())
 		}
 	})
-	rg.g, rg.addr, rg.url = g, ln.Addr().String(), "http://"+ln.Addr().String()
+	rg.g, rg.addr, rg.url, rg.grpcAddr = g, ln.Addr().String(), "http://"+ln.Addr().String(), gln.Addr().String()
 	waitFor(t, 15*time.Second, "gateway ready", func() bool {
 		st, _, _ := get(t, rg.url+"/readyz", nil)
 		return st == 200

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"io"
 	"net/http"
 	"regexp"
@@ -257,7 +258,7 @@ func (l *leaks) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	}
 	if !verifyGitHub(pub, body, sig) {
 		l.g.log.Warn("GitHub alert refused: bad signature", "key_identifier", printable(keyID), "from", l.g.clientIP(r))
-		l.githubRefuse(w, http.StatusUnauthorized, "bad_signature", "BAD_SIGNATURE", "the signature does not verify")
+		l.githubRefuse(w, http.StatusUnauthorized, "bad_signature", wire.CodeBadSignature, "the signature does not verify")
 		return
 	}
 	var matches []githubMatch
@@ -269,7 +270,7 @@ func (l *leaks) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	fb, err := l.handleAlert(r.Context(), matches)
 	if err != nil {
 		l.g.log.Error("GitHub alert: revocation failed; answering 503 so GitHub sends it again", "matches", len(matches), "error", err)
-		l.githubRefuse(w, http.StatusServiceUnavailable, "unavailable", "UNAVAILABLE", "the keys could not be revoked now; send the alert again")
+		l.githubRefuse(w, http.StatusServiceUnavailable, "unavailable", wire.CodeUnavailable, "the keys could not be revoked now; send the alert again")
 		return
 	}
 	l.alerts.WithLabelValues("github", "accepted").Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"io"
 	"net/http"
 	"net/netip"
@@ -71,7 +72,7 @@ func (l *leaks) serveReport(w http.ResponseWriter, r *http.Request) {
 	ip := l.g.clientIP(r)
 	if ok, wait := l.reports.allow(reportSource(ip), time.Now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
-		l.reportRefuse(w, http.StatusTooManyRequests, "rate_limited", "RATE_LIMITED", "too many reports from this address; try again later")
+		l.reportRefuse(w, http.StatusTooManyRequests, "rate_limited", wire.CodeRateLimited, "too many reports from this address; try again later")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxReportBody))

@@ -4,6 +4,7 @@
 mount           = "cryptokeys"
 environment     = "prod"                  # keys of other environments are refused offline
 listen          = "127.0.0.1:8181"        # /authz, /metrics, /healthz, /readyz
+# grpc_listen   = "127.0.0.1:8182"        # Envoy ext_authz over gRPC (examples/gateway/envoy/)
 token_file      = "/run/vault-agent/token" # re-read when it changes
 trusted_proxies = ["127.0.0.1/32"]        # the proxy in front; its X-Forwarded-For is believed
 
