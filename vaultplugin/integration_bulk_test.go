@@ -16,10 +16,11 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// bulkKeys is how many keys TestIntegration_bulkRevocation revokes: 5,000
-// in make test, 100,000 under CK_SOAK=1; CK_BULK_KEYS overrides (20,000
-// took 5 minutes on 2 shared cores: 102 s to issue them through creds at
-// about 200 keys/s, 157 s for the job; too long for make test's budget).
+// bulkKeys is how many keys TestIntegration_bulkRevocation revokes: 20,000
+// in make test, as issue 22 asks, 100,000 under CK_SOAK=1; CK_BULK_KEYS
+// overrides. 20,000 took about 5 minutes on 2 cores shared with other
+// work: 102 s to issue them through creds at about 200 keys/s, 157 s for
+// the job.
 func bulkKeys() int {
 	if n, err := strconv.Atoi(os.Getenv("CK_BULK_KEYS")); err == nil && n > 0 {
 		return n
@@ -27,7 +28,7 @@ func bulkKeys() int {
 	if os.Getenv("CK_SOAK") == "1" {
 		return 100_000
 	}
-	return 5_000
+	return 20_000
 }
 
 // parallel runs f(i) for i in [0, n) on w workers and returns the first error.
