@@ -4,9 +4,12 @@
 // It rejects malformed keys offline, asks the engine's verify path on a
 // cache miss, caches positive answers (bounded, with a TTL), and enforces
 // scopes, source CIDRs and rate limits locally on a hit. It follows the
-// engine's revocations feed (every PollInterval, 250 ms by default) and drops
-// revoked, rotated-out and suspended keys from its cache, so a revocation
-// reaches it within about a second; when the feed says it was reset, skips
+// engine's revocations feed and drops revoked, rotated-out and suspended
+// keys from its cache. Against an engine that answers blocking reads (its
+// replies carry wait_max) it keeps one read held at the head of the feed,
+// so a revocation reaches it as soon as the engine writes it; against one
+// that does not, it polls every PollInterval (250 ms by default). When the
+// feed says it was reset, skips
 // a sequence number, or sends a flush, it drops its whole cache. When it
 // has not been caught up with the feed for longer than MaxStaleness
 // (measured on the monotonic clock, so wall-clock steps change nothing) it
@@ -72,7 +75,11 @@ type Config struct {
 	CacheSize int
 	// CacheTTL is how long a positive answer is reused. Default 1 minute.
 	CacheTTL time.Duration
-	// PollInterval is how often the revocations feed is read. Default 250 ms.
+	// PollInterval is how often the revocations feed is read from an engine
+	// without blocking reads, and the pause after a failed read. Default
+	// 250 ms. Against an engine with them, a read is held for
+	// MaxStaleness/2 (in whole seconds, at most the engine's wait_max) and
+	// the next sent as soon as it is answered.
 	PollInterval time.Duration
 	// MaxStaleness is how long the verifier keeps answering without a
 	// successful feed read before failing closed. Default 5 s.
@@ -148,6 +155,12 @@ type Verifier struct {
 	// monotonic time (cfg.monotonic) at which the read that reached the
 	// feed's head was sent.
 	lastFeedOK atomic.Int64
+	// waitMax is the longest blocking read the engine's last reply said it
+	// answers, in seconds; 0 when it does not block (it is polled).
+	waitMax atomic.Int64
+	// noWaitUntil is when (cfg.monotonic) to try a blocking read again
+	// after the engine refused one.
+	noWaitUntil atomic.Int64
 
 	// usage holds counts of entries that left the cache before their
 	// usage was reported.
@@ -225,14 +238,15 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if err := v.poll(ctx); err != nil {
 		return nil, fmt.Errorf("verifier: reading the revocations feed: %w", err)
 	}
-	v.done.Add(2)
-	go v.loop(v.cfg.PollInterval, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), v.cfg.MaxStaleness)
-		defer cancel()
-		if err := v.poll(ctx); err != nil {
-			v.logger.Warn("reading revocations feed", "error", err)
-		}
-	})
+	v.done.Add(3)
+	// Close ends a blocking read in flight.
+	followCtx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer v.done.Done()
+		<-v.stop
+		cancel()
+	}()
+	go v.follow(followCtx)
 	go v.loop(v.cfg.UsageInterval, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
