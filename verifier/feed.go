@@ -124,6 +124,7 @@ func (v *Verifier) pollWait(ctx context.Context, wait time.Duration) (held, news
 				caughtUp += wait
 			}
 			v.lastFeedOK.Store(int64(caughtUp))
+			v.polled.Store(true)
 			return held, news, nil
 		}
 		wait = 0 // the next pages are there already
@@ -196,8 +197,9 @@ func (v *Verifier) pollOnce(ctx context.Context, wait time.Duration) (pollReply,
 		}
 		v.apply(m)
 	}
-	if next != "" {
+	if next != "" && next != v.cursor {
 		v.cursor = next
+		v.cursorSeen.Store(&next)
 	}
 	return pollReply{more: sequenced >= feedPage, quiet: len(evs) == 0 && !reset, news: sequenced > 0 || dropAll}, nil
 }
