@@ -280,10 +280,3 @@ func (c *cache) each(f func(keyID string, e *entry)) {
 		return true
 	})
 }
-
-// len is the number of cached entries.
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
