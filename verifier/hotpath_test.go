@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -15,17 +16,21 @@ func TestVerify_cachedPathAllocatesNothing(t *testing.T) {
 	k, _ := keyformat.Generate("ck", "prod")
 	v := cachedVerifier(t, k.Raw())
 	v.cfg.Now = time.Now
+	fenced, _ := keyformat.Generate("ck", "prod")
+	cacheKey(t, v, fenced.Raw())
+	v.cache.get(fenced.KeyID).cidrs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	shape := []byte(k.Raw())
 	shape[len(shape)-1] = '!'
 	for name, tc := range map[string]struct {
 		req  Request
 		code string
 	}{
-		"hit":            {Request{APIKey: k.Raw(), Scopes: []string{"read"}, SourceIP: "10.0.0.1"}, wire.CodeValid},
-		"hit, no scopes": {Request{APIKey: k.Raw()}, wire.CodeValid},
-		"wrong shape":    {Request{APIKey: string(shape)}, wire.CodeMalformed},
-		"wrong checksum": {Request{APIKey: "ck_prod_" + strings.Repeat("x", keyformat.BodyLen)}, wire.CodeMalformed},
-		"other env":      {Request{APIKey: forgeEnv("dev")}, wire.CodeEnvironmentMismatch},
+		"hit":                       {Request{APIKey: k.Raw(), Scopes: []string{"read"}, SourceIP: "10.0.0.1"}, wire.CodeValid},
+		"hit, no scopes":            {Request{APIKey: k.Raw()}, wire.CodeValid},
+		"hit, refused by its CIDRs": {Request{APIKey: fenced.Raw(), SourceIP: "192.0.2.1"}, wire.CodeIPNotAllowed},
+		"wrong shape":               {Request{APIKey: string(shape)}, wire.CodeMalformed},
+		"wrong checksum":            {Request{APIKey: "ck_prod_" + strings.Repeat("x", keyformat.BodyLen)}, wire.CodeMalformed},
+		"other env":                 {Request{APIKey: forgeEnv("dev")}, wire.CodeEnvironmentMismatch},
 	} {
 		var res Result
 		if allocs := testing.AllocsPerRun(1000, func() { res, _ = v.Verify(t.Context(), tc.req) }); allocs != 0 {
