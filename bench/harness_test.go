@@ -58,6 +58,7 @@ type report struct {
 	LocalMalform float64                `json:"local_malformed_rps"`
 	RevokeP99ms  float64                `json:"revocation_propagation_p99_ms"`
 	Gateway      gatewayReport          `json:"gateway"`
+	perfFigures
 	// Figures are single measurements named with their unit (bulk
 	// revocation: bulk_revoke_<keys>_effective_ms and friends).
 	Figures map[string]float64 `json:"figures,omitempty"`
@@ -202,6 +203,12 @@ func TestBenchHarness(t *testing.T) {
 	// (its RSS is read with all of them cached).
 	waitQuiet(t, r, m, "before the gateway")
 	gatewayFigures(t, r, big, bigMount, large, m)
+
+	// The feed's cost at 100,000 events, and a fleet of verifiers, on the
+	// first server (the second one's heap holds 100,000 keys).
+	waitQuiet(t, r, m, "before the feed figures")
+	feedRead(t, r, srv, m)
+	fleet(t, r, srv, m)
 
 	if tfRatio, note := terraformRefresh(t, big, bigMount, m); note != "" {
 		r.Notes = append(r.Notes, note)
@@ -392,6 +399,7 @@ func localVerifier(t *testing.T, r *report, client *api.Client, mount string, m 
 	slices.Sort(lags)
 	r.RevokeP99ms = float64(lags[min(len(lags)-1, len(lags)*99/100)].Microseconds()) / 1000
 	t.Logf("revocation propagation p99: %.0f ms over %d revocations", r.RevokeP99ms, n)
+	localParallel(t, r, v, c, mount, m)
 }
 
 // waitQuiet waits, up to a bound, until the machine is at least 90% idle
@@ -498,6 +506,9 @@ func writeReport(t *testing.T, r *report) {
 	}
 	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms)
 	fmt.Fprintf(&sb, "%-30s %8.0f\n%-30s %8.0f\n%-30s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
+	fmt.Fprintf(&sb, "%-30s %8.2f\n%-30s %8.2f (%.0f/s on two goroutines)\n", "local_verify_allocs_per_op", r.LocalVerifyAllocs, "local_verify_parallel_scaling", r.LocalVerifyParallel, r.LocalVerify2rps)
+	fmt.Fprintf(&sb, "%-30s %8.2f (%d events; CPU ratio %.2f)\n", "feed_read_100k_vs_idle", r.FeedRead100kVsIdle, r.FeedEvents, r.FeedReadCPU100kIdle)
+	fmt.Fprintf(&sb, "%-30s %8.0f (p50 %.0f ms, %d verifiers)\n%-30s %8.1f\n", "fleet_propagation_p99_ms", r.FleetP99ms, r.FleetP50ms, r.FleetVerifiers, "fleet_vault_cpu_per_idle_us_s", r.FleetIdleCPUus)
 	figures := make([]string, 0, len(r.Figures))
 	for k := range r.Figures {
 		figures = append(figures, k)

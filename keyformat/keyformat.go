@@ -11,6 +11,7 @@ package keyformat
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -139,18 +140,17 @@ func isBase62Body(s string) bool {
 		return false
 	}
 	// Words at 0, 8, ... 40 and one more at BodyLen-8 cover all 50 bytes.
-	all := uint64(highBits)
-	for i := 0; i+8 <= BodyLen; i += 8 {
-		all &= base62Mask(load64(s, i))
-	}
-	return all&base62Mask(load64(s, BodyLen-8)) == highBits
+	// Indexing a fixed-size array view of s lets the compiler drop every
+	// bounds check: the length was checked once, above.
+	b := (*[BodyLen]byte)(unsafe.Pointer(unsafe.StringData(s))) // #nosec G103 -- read-only view of s, whose length is BodyLen
+	return base62Mask(load64(b, 0))&base62Mask(load64(b, 8))&base62Mask(load64(b, 16))&
+		base62Mask(load64(b, 24))&base62Mask(load64(b, 32))&base62Mask(load64(b, 40))&
+		base62Mask(load64(b, BodyLen-8))&highBits == highBits
 }
 
-func load64(s string, i int) uint64 {
-	b := s[i : i+8]
-	// The compiler merges these into one 8-byte load.
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+// load64 reads 8 bytes of b from i, little-endian: one load.
+func load64(b *[BodyLen]byte, i int) uint64 {
+	return binary.LittleEndian.Uint64(b[i : i+8])
 }
 
 const (
@@ -160,27 +160,35 @@ const (
 
 // base62Mask sets the high bit of each byte of w that is in [0-9A-Za-z].
 // For a byte x < 0x80, x+(0x80-lo) has its high bit set iff x >= lo, and
-// x+(0x7f-hi) iff x > hi; neither sum carries into the next byte. A byte
-// >= 0x80 may carry into its neighbour, but its own bit never comes out
-// set, so the word is rejected; the final &^ w states that outright rather
-// than leaving it to the arithmetic.
+// x+(0x7f-hi) iff x > hi; neither sum carries into the next byte. Letters
+// are tested once, on w with bit 0x20 cleared (a-z onto A-Z; no byte
+// outside the letters lands in A-Z that way). A byte >= 0x80 may carry into
+// its neighbour, but its own bit never comes out set, so the word is
+// rejected; the final &^ w states that outright rather than leaving it to
+// the arithmetic.
 func base62Mask(w uint64) uint64 {
 	digit := (w + ones*(0x80-'0')) &^ (w + ones*(0x7f-'9'))
-	upper := (w + ones*(0x80-'A')) &^ (w + ones*(0x7f-'Z'))
-	lower := (w + ones*(0x80-'a')) &^ (w + ones*(0x7f-'z'))
-	return (digit | upper | lower) &^ w
+	u := w &^ (ones * 0x20)
+	letter := (u + ones*(0x80-'A')) &^ (u + ones*(0x7f-'Z'))
+	return (digit | letter) &^ w
 }
 
 // checksumValue decodes a base62 checksum that has already passed
 // isBase62. Six fixed digits are one-to-one with [0, 62^6), so the value
 // equals a CRC exactly when the digits are its encoding; values of 2^32 and
-// above equal none.
-func checksumValue(d string) uint64 {
-	var v uint64
-	for i := 0; i < len(d); i++ {
-		v = v*62 + uint64(base62[d[i]]-1)
+// above equal none. Unrolled over a fixed-size view: no loop, no bounds
+// check.
+func checksumValue(s string) uint64 {
+	if len(s) != ChecksumLen {
+		return 1 << 63 // equals no CRC
 	}
-	return v
+	d := (*[ChecksumLen]byte)(unsafe.Pointer(unsafe.StringData(s))) // #nosec G103 -- read-only view of s, whose length is ChecksumLen
+	v := uint64(base62[d[0]]) - 1
+	v = v*62 + uint64(base62[d[1]]) - 1
+	v = v*62 + uint64(base62[d[2]]) - 1
+	v = v*62 + uint64(base62[d[3]]) - 1
+	v = v*62 + uint64(base62[d[4]]) - 1
+	return v*62 + uint64(base62[d[5]]) - 1
 }
 
 // Checksum returns the 6-digit base62 CRC32 (IEEE) of s.

@@ -3,6 +3,7 @@ package verifier
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
@@ -62,8 +63,18 @@ func secretHash(k keyformat.Key) [32]byte {
 }
 
 func (e *entry) matches(k keyformat.Key, h [32]byte) bool {
-	return e.prefix == k.Prefix && e.environment == k.Environment &&
-		subtle.ConstantTimeCompare(e.secretHash[:], h[:]) == 1
+	return e.prefix == k.Prefix && e.environment == k.Environment && equalHash(&e.secretHash, &h)
+}
+
+// equalHash compares two hashes in constant time, a word at a time (what
+// subtle.ConstantTimeCompare does a byte at a time, with no branch on the
+// data either).
+func equalHash(a, b *[32]byte) bool {
+	var x uint64
+	for i := 0; i < 32; i += 8 {
+		x |= binary.LittleEndian.Uint64(a[i:i+8]) ^ binary.LittleEndian.Uint64(b[i:i+8])
+	}
+	return subtle.ConstantTimeEq(int32(x>>32)|int32(x), 0) == 1 // #nosec G115 -- folding the difference's halves; only zero matters
 }
 
 func (e *entry) result() Result {
@@ -112,37 +123,46 @@ func (e *entry) takeUsage() (n uint64, last time.Time, ip string, others map[str
 
 // cache maps key_id to the verdict for that key.
 //
+// Reads take no lock: the map is a sync.Map (a concurrent hash trie whose
+// loads are atomic pointer reads), so verifies on every core look keys up
+// without sharing a lock word. Writers (fills, the feed's drops, eviction)
+// take mu, which also keeps n (the number of entries) and the generation
+// rule exact.
+//
 // A reply the engine gave may be cached only if the feed has not dropped
 // anything since the request was sent: the reply may predate the revocation
 // the drop applied. A caller takes generation() before asking the engine
 // and passes it to put, which refuses to fill if any drop or clear happened
 // since (drops counts them), as the engine's storeCache does.
 type cache struct {
-	mu    sync.RWMutex
+	byID sync.Map // key_id -> *entry
+
+	mu    sync.Mutex // serialises writers
 	max   int
-	byID  map[string]*entry
-	drops uint64
+	n     int // entries in byID; mu held
+	drops atomic.Uint64
 	// evicted collects usage of entries dropped before it was reported.
 	evicted func(keyID string, e *entry)
+	// retiredUses adds up the uses of entries no longer cached (Status's
+	// cache hits).
+	retiredUses atomic.Uint64
 }
 
 func newCache(max int) *cache {
-	return &cache{max: max, byID: map[string]*entry{}}
+	return &cache{max: max}
 }
 
 func (c *cache) get(keyID string) *entry {
-	c.mu.RLock()
-	e := c.byID[keyID]
-	c.mu.RUnlock()
-	return e
+	if e, ok := c.byID.Load(keyID); ok {
+		return e.(*entry)
+	}
+	return nil
 }
 
 // generation is taken before asking the engine for an answer that put may
 // cache.
 func (c *cache) generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.drops
+	return c.drops.Load()
 }
 
 // put caches e unless the feed dropped anything since generation gen was
@@ -159,10 +179,10 @@ func (c *cache) generation() uint64 {
 func (c *cache) put(keyID string, e *entry, gen uint64, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.drops != gen {
+	if c.drops.Load() != gen {
 		return false
 	}
-	if old := c.byID[keyID]; old != nil && old.secretHash == e.secretHash {
+	if old := c.get(keyID); old != nil && old.secretHash == e.secretHash {
 		if now.Before(old.cachedUntil) {
 			for _, s := range old.approved {
 				if !slices.Contains(e.approved, s) && slices.Contains(e.res.Scopes, s) {
@@ -179,31 +199,42 @@ func (c *cache) put(keyID string, e *entry, gen uint64, now time.Time) bool {
 		c.retire(keyID, old)
 	} else if old != nil {
 		c.retire(keyID, old)
-	} else if len(c.byID) >= c.max {
-		for id, victim := range c.byID {
-			delete(c.byID, id)
-			c.retire(id, victim)
-			break
+	} else {
+		if c.n >= c.max {
+			c.byID.Range(func(id, victim any) bool {
+				c.byID.Delete(id)
+				c.n--
+				c.retire(id.(string), victim.(*entry))
+				return false
+			})
 		}
+		c.n++
 	}
-	c.byID[keyID] = e
+	c.byID.Store(keyID, e)
 	return true
 }
 
 func (c *cache) retire(keyID string, e *entry) {
+	c.retiredUses.Add(e.uses.Load())
 	if c.evicted != nil {
 		c.evicted(keyID, e)
 	}
+}
+
+// removeLocked deletes keyID's entry; mu held.
+func (c *cache) removeLocked(keyID string, e *entry) {
+	c.byID.Delete(keyID)
+	c.n--
+	c.retire(keyID, e)
 }
 
 // drop forgets keyID; it counts as a drop whether or not keyID was cached
 // (a reply in flight for it must not be cached).
 func (c *cache) drop(keyID string) {
 	c.mu.Lock()
-	c.drops++
-	if e, ok := c.byID[keyID]; ok {
-		delete(c.byID, keyID)
-		c.retire(keyID, e)
+	c.drops.Add(1)
+	if e := c.get(keyID); e != nil {
+		c.removeLocked(keyID, e)
 	}
 	c.mu.Unlock()
 }
@@ -212,10 +243,9 @@ func (c *cache) drop(keyID string) {
 // engine answer refusing one key must not evict another's entry.
 func (c *cache) dropIf(keyID string, h [32]byte) {
 	c.mu.Lock()
-	if e, ok := c.byID[keyID]; ok && e.secretHash == h {
-		c.drops++
-		delete(c.byID, keyID)
-		c.retire(keyID, e)
+	if e := c.get(keyID); e != nil && e.secretHash == h {
+		c.drops.Add(1)
+		c.removeLocked(keyID, e)
 	}
 	c.mu.Unlock()
 }
@@ -224,30 +254,29 @@ func (c *cache) dropIf(keyID string, h [32]byte) {
 // flight for such a key must not be cached).
 func (c *cache) dropWhere(f func(e *entry) bool) {
 	c.mu.Lock()
-	c.drops++
-	for id, e := range c.byID {
-		if f(e) {
-			delete(c.byID, id)
-			c.retire(id, e)
+	c.drops.Add(1)
+	c.byID.Range(func(id, e any) bool {
+		if f(e.(*entry)) {
+			c.removeLocked(id.(string), e.(*entry))
 		}
-	}
+		return true
+	})
 	c.mu.Unlock()
 }
 
 func (c *cache) clear() {
 	c.mu.Lock()
-	c.drops++
-	for id, e := range c.byID {
-		c.retire(id, e)
-	}
-	c.byID = map[string]*entry{}
+	c.drops.Add(1)
+	c.byID.Range(func(id, e any) bool {
+		c.removeLocked(id.(string), e.(*entry))
+		return true
+	})
 	c.mu.Unlock()
 }
 
 func (c *cache) each(f func(keyID string, e *entry)) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for id, e := range c.byID {
-		f(id, e)
-	}
+	c.byID.Range(func(id, e any) bool {
+		f(id.(string), e.(*entry))
+		return true
+	})
 }

@@ -3,8 +3,10 @@ package verifier
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,15 @@ type fakeEngine struct {
 	feed   []map[string]any
 	cursor string
 	sinces []string
+	// Blocking reads: waitMax > 0 answers them (and says so in every
+	// reply); a read with wait and nothing queued is held until queue or
+	// the wait's end. refuseWait answers a wait with a 400, as an engine
+	// without blocking reads does; hang holds every read until it ends.
+	waitMax    int
+	refuseWait bool
+	hang       bool
+	queued     chan struct{} // closed and replaced by queue
+	waits      []string
 	// answers by api_key; a key without one is NOT_FOUND.
 	answers map[string]map[string]any
 	// inVerify, when set, runs inside each verify before it answers.
@@ -51,12 +62,42 @@ func (e *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "revocations":
 		e.mu.Lock()
 		e.sinces = append(e.sinces, r.URL.Query().Get("since"))
+		wait := r.URL.Query().Get("wait")
+		e.waits = append(e.waits, wait)
+		if wait != "" && e.refuseWait {
+			e.mu.Unlock()
+			e.reply(w, 400, nil)
+			return
+		}
+		if e.hang {
+			e.mu.Unlock()
+			<-r.Context().Done()
+			return
+		}
+		if secs, _ := strconv.Atoi(wait); secs > 0 && e.waitMax > 0 && len(e.feed) == 0 {
+			if e.queued == nil {
+				e.queued = make(chan struct{})
+			}
+			ch := e.queued
+			e.mu.Unlock()
+			select {
+			case <-ch:
+			case <-time.After(time.Duration(secs) * time.Second):
+			case <-r.Context().Done():
+				return
+			}
+			e.mu.Lock()
+		}
 		data := map[string]any{"events": []any{}, "cursor": e.cursor, "reset": false}
 		if len(e.feed) > 0 {
 			data, e.feed = e.feed[0], e.feed[1:]
 			if c, _ := data["cursor"].(string); c != "" {
 				e.cursor = c
 			}
+		}
+		if e.waitMax > 0 {
+			data = maps.Clone(data)
+			data["wait_max"] = e.waitMax
 		}
 		e.mu.Unlock()
 		e.reply(w, 200, data)
@@ -97,6 +138,10 @@ func (e *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (e *fakeEngine) queue(replies ...map[string]any) {
 	e.mu.Lock()
 	e.feed = append(e.feed, replies...)
+	if e.queued != nil {
+		close(e.queued)
+		e.queued = nil
+	}
 	e.mu.Unlock()
 }
 
@@ -137,10 +182,37 @@ type rig struct {
 // its loops never tick (tests call poll and ReportUsage themselves).
 func newRig(t *testing.T, cursor string, tune func(*Config)) *rig {
 	t.Helper()
+	return newRigWith(t, cursor, nil, tune)
+}
+
+// newRigWith is newRig with the fake engine set up by engTune first.
+func newRigWith(t *testing.T, cursor string, engTune func(*fakeEngine), tune func(*Config)) *rig {
+	t.Helper()
 	eng := &fakeEngine{cursor: cursor, answers: map[string]map[string]any{}}
+	if engTune != nil {
+		engTune(eng)
+	}
 	srv := httptest.NewServer(eng)
 	t.Cleanup(srv.Close)
-	c, err := api.NewClient(&api.Config{Address: srv.URL})
+	v, clk := startVerifier(t, srv.URL, tune)
+	t.Cleanup(func() {
+		close(v.stop)
+		v.done.Wait()
+	})
+	return &rig{v: v, eng: eng, clk: clk}
+}
+
+// startOn starts a verifier on eng's own server; the caller closes both.
+func startOn(t *testing.T, eng *fakeEngine, tune func(*Config)) (*Verifier, func()) {
+	t.Helper()
+	srv := httptest.NewServer(eng)
+	v, _ := startVerifier(t, srv.URL, tune)
+	return v, srv.Close
+}
+
+func startVerifier(t *testing.T, url string, tune func(*Config)) (*Verifier, *clock) {
+	t.Helper()
+	c, err := api.NewClient(&api.Config{Address: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,11 +232,7 @@ func newRig(t *testing.T, cursor string, tune func(*Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		close(v.stop)
-		v.done.Wait()
-	})
-	return &rig{v: v, eng: eng, clk: clk}
+	return v, clk
 }
 
 // key mints a key the fake engine answers VALID for, with scopes and a

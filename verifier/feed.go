@@ -3,10 +3,14 @@ package verifier
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
+	"github.com/hashicorp/vault/api"
 )
 
 // The revocations feed.
@@ -84,40 +88,93 @@ func parseCursor(c string) (feedCursor, bool) {
 }
 
 // poll reads the feed until caught up (at most maxFeedPages replies) and
-// applies it. Only a read that reached the feed's head counts as a
-// successful read for staleness, dated when it was sent.
+// applies it, without holding any read. Only a read that reached the feed's
+// head counts as a successful read for staleness, dated when it was sent.
 func (v *Verifier) poll(ctx context.Context) error {
+	_, _, err := v.pollWait(ctx, 0)
+	return err
+}
+
+// pollWait is poll whose first read is a blocking one of wait (0: none).
+// held is true when that read came back empty, after the whole wait: the
+// engine held it and nothing happened; news when a reply carried a
+// sequenced event or a reset.
+//
+// Staleness is dated from when the read that reached the head was sent,
+// except for such a held read: the engine starts its wait after the read
+// was sent and answered empty only when it ended, so the verifier was
+// caught up at least wait after sending it. A held read that comes back
+// sooner, or with anything in it, is dated when it was sent. A read that
+// never comes back dates nothing: a hung Vault fails closed after
+// MaxStaleness as before.
+func (v *Verifier) pollWait(ctx context.Context, wait time.Duration) (held, news bool, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for range maxFeedPages {
 		sent := v.cfg.monotonic()
-		more, err := v.pollOnce(ctx)
+		r, err := v.pollOnce(ctx, wait)
 		if err != nil {
-			return err
+			return false, news, err
 		}
-		if !more {
-			v.lastFeedOK.Store(int64(sent))
+		news = news || r.news
+		if !r.more {
+			caughtUp := sent
+			held = wait > 0 && r.quiet && v.cfg.monotonic()-sent >= wait
+			if held {
+				caughtUp += wait
+			}
+			v.lastFeedOK.Store(int64(caughtUp))
 			v.polled.Store(true)
-			return nil
+			return held, news, nil
 		}
+		wait = 0 // the next pages are there already
 	}
-	return nil
+	return false, news, nil
 }
 
-// pollOnce reads one reply from the cursor and applies it; more is true when
-// the reply was a full page. v.mu is held.
-func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
+// errNoWait is the engine refusing the wait field: an engine that predates
+// blocking reads.
+var errNoWait = errors.New("the engine refused a blocking read")
+
+// retryWaitAfter is how long a verifier whose engine refused a blocking read
+// polls before trying one again.
+const retryWaitAfter = 10 * time.Minute
+
+// pollReply is what one read told.
+type pollReply struct {
+	// more: the reply was a full page.
+	more bool
+	// quiet: no event (sequenced or not) and no reset.
+	quiet bool
+	// news: a sequenced event or a reset.
+	news bool
+}
+
+// pollOnce reads one reply from the cursor (held up to wait when wait > 0)
+// and applies it. v.mu is held.
+func (v *Verifier) pollOnce(ctx context.Context, wait time.Duration) (pollReply, error) {
 	var query map[string][]string
 	if v.cursor != "" {
 		query = map[string][]string{wire.FeedSince: {v.cursor}}
+		if wait > 0 {
+			query[wire.FeedWait] = []string{strconv.Itoa(int(wait / time.Second))}
+		}
 	}
 	secret, err := v.cfg.Client.Logical().ReadWithDataWithContext(ctx, v.cfg.Mount+"/revocations", query)
 	if err != nil {
-		return false, err
+		var re *api.ResponseError
+		if wait > 0 && errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+			// An engine without blocking reads refuses the unknown field:
+			// poll it, and try again after a while (it may be upgraded).
+			v.noWaitUntil.Store(int64(v.cfg.monotonic() + retryWaitAfter))
+			return pollReply{}, fmt.Errorf("%w: %w", errNoWait, err)
+		}
+		return pollReply{}, err
 	}
 	if secret == nil {
-		return false, errors.New("empty reply from revocations")
+		return pollReply{}, errors.New("empty reply from revocations")
 	}
+	v.waitMax.Store(waitMaxOf(secret.Data[wire.FeedWaitMax]))
 	next, _ := secret.Data["cursor"].(string)
 	evs, _ := secret.Data["events"].([]any)
 	reset, _ := secret.Data["reset"].(bool)
@@ -140,10 +197,93 @@ func (v *Verifier) pollOnce(ctx context.Context) (more bool, err error) {
 		}
 		v.apply(m)
 	}
-	if next != "" {
+	if next != "" && next != v.cursor {
 		v.cursor = next
+		v.cursorSeen.Store(&next)
 	}
-	return sequenced >= feedPage, nil
+	return pollReply{more: sequenced >= feedPage, quiet: len(evs) == 0 && !reset, news: sequenced > 0 || dropAll}, nil
+}
+
+// waitMaxOf reads a reply's wait_max (seconds); 0 when the engine does not
+// block.
+func waitMaxOf(v any) int64 {
+	n, ok := eventSeq(v)
+	if !ok || n > 3600 {
+		return 0
+	}
+	return int64(n)
+}
+
+// feedWait is the wait of the next blocking read: half of MaxStaleness in
+// whole seconds, at most what the engine allows and below the client's own
+// timeout; 0 (poll every PollInterval) when the engine does not block or
+// that leaves less than a second.
+//
+// Half, because staleness is dated as pollWait says: between a held read
+// dated sent+wait and the next one's reply lie that read's wait and two
+// round trips, which must stay within MaxStaleness.
+func (v *Verifier) feedWait() time.Duration {
+	most := time.Duration(v.waitMax.Load()) * time.Second
+	if most <= 0 || int64(v.cfg.monotonic()) < v.noWaitUntil.Load() {
+		return 0
+	}
+	w := min(v.cfg.MaxStaleness/2, most)
+	if t := v.cfg.Client.CloneConfig().Timeout; t > 0 {
+		w = min(w, t-time.Second)
+	}
+	w = w.Truncate(time.Second)
+	if w < time.Second {
+		return 0
+	}
+	return w
+}
+
+// follow keeps the verifier caught up with the feed until Close: blocking
+// reads back to back against an engine that answers them (a revocation
+// reaches the verifier as soon as the engine writes it), else a poll every
+// PollInterval. A failed read, or a held read the engine answered early
+// with nothing new (it does so while it holds suspensions it has not
+// written), waits PollInterval before the next, so the verifier never
+// spins on the engine.
+func (v *Verifier) follow(ctx context.Context) {
+	defer v.done.Done()
+	pause := func() bool {
+		t := time.NewTimer(v.cfg.PollInterval)
+		defer t.Stop()
+		select {
+		case <-v.stop:
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for {
+		wait := v.feedWait()
+		if wait == 0 && !pause() {
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, wait+v.cfg.MaxStaleness)
+		sent := v.cfg.monotonic()
+		held, news, err := v.pollWait(rctx, wait)
+		cancel()
+		select {
+		case <-v.stop:
+			return
+		default:
+		}
+		switch {
+		case errors.Is(err, errNoWait):
+			v.logger.Info("the engine does not answer blocking reads of the revocations feed; polling it", "every", v.cfg.PollInterval)
+			continue
+		case err != nil:
+			v.logger.Warn("reading revocations feed", "error", err)
+		case wait == 0 || held || news || v.cfg.monotonic()-sent >= wait/2:
+			continue
+		}
+		if wait > 0 && !pause() {
+			return
+		}
+	}
 }
 
 // follows reports whether a reply (its cursor and events) continues from

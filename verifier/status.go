@@ -7,7 +7,8 @@ import "time"
 type Status struct {
 	// LastFeedRead is when the verifier was last caught up with the
 	// revocations feed: when the read that reached the feed's head was
-	// sent. Zero before the first one (New makes one, so never zero for a
+	// sent (for a blocking read the engine held for its whole wait and
+	// answered empty, the end of that wait). Zero before the first one (New makes one, so never zero for a
 	// verifier New returned).
 	LastFeedRead time.Time
 	// FeedAge is how long ago that was, on the monotonic clock (what
@@ -38,19 +39,21 @@ func (v *Verifier) Status() Status {
 	s := Status{
 		FeedAge:     mono - last,
 		Stale:       mono-last > v.cfg.MaxStaleness,
-		CacheHits:   v.hits.Load(),
+		CacheHits:   v.cache.retiredUses.Load() + v.refusedFromCache.Load(),
 		CacheMisses: v.misses.Load(),
 	}
 	if v.polled.Load() {
 		s.LastFeedRead = v.start.Add(last)
 	}
-	v.mu.Lock()
-	s.Cursor = v.cursor
-	v.mu.Unlock()
+	if c := v.cursorSeen.Load(); c != nil {
+		s.Cursor = *c
+	}
 	pending := uint64(0)
 	v.cache.each(func(_ string, e *entry) {
 		s.CacheEntries++
-		pending += e.uses.Load() - e.reported.Load()
+		uses := e.uses.Load()
+		s.CacheHits += uses
+		pending += uses - e.reported.Load()
 	})
 	v.usageMu.Lock()
 	for _, u := range v.usage {

@@ -4,9 +4,12 @@
 // It rejects malformed keys offline, asks the engine's verify path on a
 // cache miss, caches positive answers (bounded, with a TTL), and enforces
 // scopes, source CIDRs and rate limits locally on a hit. It follows the
-// engine's revocations feed (every PollInterval, 250 ms by default) and drops
-// revoked, rotated-out and suspended keys from its cache, so a revocation
-// reaches it within about a second; when the feed says it was reset, skips
+// engine's revocations feed and drops revoked, rotated-out and suspended
+// keys from its cache. Against an engine that answers blocking reads (its
+// replies carry wait_max) it keeps one read held at the head of the feed,
+// so a revocation reaches it as soon as the engine writes it; against one
+// that does not, it polls every PollInterval (250 ms by default). When the
+// feed says it was reset, skips
 // a sequence number, or sends a flush, it drops its whole cache. When it
 // has not been caught up with the feed for longer than MaxStaleness
 // (measured on the monotonic clock, so wall-clock steps change nothing) it
@@ -73,7 +76,11 @@ type Config struct {
 	CacheSize int
 	// CacheTTL is how long a positive answer is reused. Default 1 minute.
 	CacheTTL time.Duration
-	// PollInterval is how often the revocations feed is read. Default 250 ms.
+	// PollInterval is how often the revocations feed is read from an engine
+	// without blocking reads, and the pause after a failed read. Default
+	// 250 ms. Against an engine with them, a read is held for
+	// MaxStaleness/2 (in whole seconds, at most the engine's wait_max) and
+	// the next sent as soon as it is answered.
 	PollInterval time.Duration
 	// MaxStaleness is how long the verifier keeps answering without a
 	// successful feed read before failing closed. Default 5 s.
@@ -149,11 +156,24 @@ type Verifier struct {
 	// monotonic time (cfg.monotonic) at which the read that reached the
 	// feed's head was sent.
 	lastFeedOK atomic.Int64
+	// waitMax is the longest blocking read the engine's last reply said it
+	// answers, in seconds; 0 when it does not block (it is polled).
+	waitMax atomic.Int64
+	// noWaitUntil is when (cfg.monotonic) to try a blocking read again
+	// after the engine refused one.
+	noWaitUntil atomic.Int64
 	// polled is set once a read reached the feed's head.
 	polled atomic.Bool
+	// cursorSeen is cursor for Status, which must not wait for mu (held
+	// across a blocking read).
+	cursorSeen atomic.Pointer[string]
 
-	// hits and misses count requests the cache answered and did not.
-	hits, misses atomic.Uint64
+	// misses counts requests the cache did not answer. Hits are counted
+	// without a shared counter on the read path: each entry counts its
+	// uses (which usage reports need anyway), the cache what retired
+	// entries had, and refusedFromCache the cache's own refusals
+	// (IP_NOT_ALLOWED, RATE_LIMITED); Status adds them up.
+	misses, refusedFromCache atomic.Uint64
 
 	// usage holds counts of entries that left the cache before their
 	// usage was reported.
@@ -240,14 +260,15 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if err := v.poll(ctx); err != nil {
 		return nil, fmt.Errorf("verifier: reading the revocations feed: %w", err)
 	}
-	v.done.Add(2)
-	go v.loop(v.cfg.PollInterval, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), v.cfg.MaxStaleness)
-		defer cancel()
-		if err := v.poll(ctx); err != nil {
-			v.logger.Warn("reading revocations feed", "error", err)
-		}
-	})
+	v.done.Add(3)
+	// Close ends a blocking read in flight.
+	followCtx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer v.done.Done()
+		<-v.stop
+		cancel()
+	}()
+	go v.follow(followCtx)
 	go v.loop(v.cfg.UsageInterval, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -285,6 +306,9 @@ func (v *Verifier) Close(ctx context.Context) error {
 }
 
 // Verify decides one request.
+//
+// The cached path reads the clock once, takes no lock and allocates
+// nothing.
 func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	key, err := keyformat.Parse(req.APIKey)
 	if err != nil {
@@ -298,9 +322,10 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 		return Result{Code: CodeUnavailable, Message: ErrStale.Error()}, ErrStale
 	}
 	if req.Signature == "" {
-		if res, ok := v.fromCache(key, req, now); ok {
-			v.hits.Add(1)
-			return res, nil
+		if e := v.cache.get(key.KeyID); e != nil && e.matches(key, secretHash(key)) {
+			if res, ok := v.fromCache(e, req, now); ok {
+				return res, nil
+			}
 		}
 	}
 	v.misses.Add(1)
@@ -320,11 +345,11 @@ func (v *Verifier) stale(now time.Time) bool {
 	return int64(mono)-v.lastFeedOK.Load() > int64(v.cfg.MaxStaleness)
 }
 
-// fromCache answers from a cached positive verdict when it covers the
-// request. ok is false when the engine must be asked.
-func (v *Verifier) fromCache(key keyformat.Key, req Request, now time.Time) (Result, bool) {
-	e := v.cache.get(key.KeyID)
-	if e == nil || !now.Before(e.cachedUntil) || !now.Before(e.expiresAt) || !e.matches(key, secretHash(key)) {
+// fromCache answers from a cached positive verdict for the presented key
+// (e matches it) when it covers the request. ok is false when the engine
+// must be asked.
+func (v *Verifier) fromCache(e *entry, req Request, now time.Time) (Result, bool) {
+	if !now.Before(e.cachedUntil) || !now.Before(e.expiresAt) {
 		return Result{}, false
 	}
 	// Only scopes the engine has approved for this key are granted
@@ -339,6 +364,7 @@ func (v *Verifier) fromCache(key keyformat.Key, req Request, now time.Time) (Res
 	res.Cached = true
 	if len(e.cidrs) > 0 && !allowed(req.SourceIP, e.cidrs) {
 		res.Valid, res.Code, res.Message = false, wire.CodeIPNotAllowed, "source_ip is not in the key's allowed_cidrs"
+		v.refusedFromCache.Add(1)
 		return res, true
 	}
 	if e.limiter != nil {
@@ -346,6 +372,7 @@ func (v *Verifier) fromCache(key keyformat.Key, req Request, now time.Time) (Res
 			res.RetryAfter = r.DelayFrom(now)
 			r.CancelAt(now)
 			res.Valid, res.Code, res.Message = false, wire.CodeRateLimited, "rate limit exceeded"
+			v.refusedFromCache.Add(1)
 			return res, true
 		}
 	}

@@ -69,3 +69,12 @@ func (ev FeedEvent) data() map[string]any {
 	}
 	return m
 }
+
+// A blocking read of the feed: FeedWait (whole seconds) holds a read whose
+// cursor is at the head until an event is written or the wait ends. An
+// engine that can block says so with FeedWaitMax (seconds) in every reply;
+// one without it is polled.
+const (
+	FeedWait    = "wait"
+	FeedWaitMax = "wait_max"
+)
