@@ -2,9 +2,9 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"net/http"
 	"strings"
 	"sync"
@@ -96,23 +96,13 @@ func (l *leaks) revokeLeaked(ctx context.Context, keys []string, reason string) 
 	if sec == nil || sec.Data == nil {
 		return res, fmt.Errorf("%s/revoke/leaked returned no data", l.g.cfg.Mount)
 	}
-	for field, dst := range map[string]*int{
-		"revoked_count":         &res.revokedInCall,
-		"unknown_count":         &res.unknown,
-		"already_revoked_count": &res.alreadyEnded,
-		"bad_checksum_count":    &res.badChecksums,
-	} {
-		v, err := toInt(sec.Data[field])
-		if err != nil {
-			return res, fmt.Errorf("%s/revoke/leaked: %s: %v", l.g.cfg.Mount, field, err)
-		}
-		*dst = v
+	reply, err := wire.Decode[wire.LeakedReply](sec.Data)
+	if err != nil {
+		return res, fmt.Errorf("%s/revoke/leaked: decoding the reply: %v", l.g.cfg.Mount, err)
 	}
-	ids, _ := sec.Data["revoked"].([]any)
-	for _, id := range ids {
-		if s, ok := id.(string); ok {
-			res.revoked[s] = true
-		}
+	res.revokedInCall, res.unknown, res.alreadyEnded, res.badChecksums = reply.RevokedCount, reply.UnknownCount, reply.AlreadyRevoked, reply.BadChecksum
+	for _, id := range reply.Revoked {
+		res.revoked[id] = true
 	}
 	if len(res.revoked) != res.revokedInCall {
 		return res, fmt.Errorf("%s/revoke/leaked: revoked_count %d but %d key_ids", l.g.cfg.Mount, res.revokedInCall, len(res.revoked))
@@ -183,19 +173,4 @@ func (r *reportLimiter) allow(source string, now time.Time) (bool, time.Duration
 		return true, 0
 	}
 	return false, time.Duration((1 - b.tokens) / rate * float64(time.Second))
-}
-
-func toInt(v any) (int, error) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := n.Int64()
-		return int(i), err
-	case float64:
-		return int(n), nil
-	case int:
-		return n, nil
-	case nil:
-		return 0, errors.New("missing")
-	}
-	return 0, fmt.Errorf("unexpected type %T", v)
 }

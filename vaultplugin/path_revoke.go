@@ -3,6 +3,7 @@ package vaultplugin
 import (
 	"context"
 	"crypto/hmac"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -177,11 +178,6 @@ func (b *backend) pathRevokeLeaked(ctx context.Context, req *logical.Request, d 
 	if len(revoked) > 0 {
 		b.Logger().Warn("revoked leaked keys", "count", len(revoked), "key_ids", revoked, "by", by)
 	}
-	return &logical.Response{Data: map[string]any{
-		"revoked":               revoked,
-		"revoked_count":         len(revoked),
-		"unknown_count":         unknown,
-		"already_revoked_count": already,
-		"bad_checksum_count":    badChecksum,
-	}}, nil
+	reply := wire.LeakedReply{Revoked: revoked, RevokedCount: len(revoked), UnknownCount: unknown, AlreadyRevoked: already, BadChecksum: badChecksum}
+	return &logical.Response{Data: reply.Data()}, nil
 }

@@ -42,6 +42,7 @@ func TestDataMatchesJSON(t *testing.T) {
 		"feed":                  {(&FeedReply{Events: []FeedEvent{{Seq: 1, KeyID: "k", Kind: KindRevoked, At: "x"}}, Cursor: "c.1"}).Data(), &FeedReply{Events: []FeedEvent{{Seq: 1, KeyID: "k", Kind: KindRevoked, At: "x"}}, Cursor: "c.1"}},
 		"usage request":         {UsageRequest{Reports: []UsageReport{{KeyID: "k", Count: 2, LastUsedAt: "x", Ticket: "t"}}}.Data(), UsageRequest{Reports: []UsageReport{{KeyID: "k", Count: 2, LastUsedAt: "x", Ticket: "t"}}}},
 		"usage reply":           {UsageReply{Accepted: 1, Rejected: 2}.Data(), UsageReply{Accepted: 1, Rejected: 2}},
+		"leaked reply":          {(&LeakedReply{Revoked: []string{"k"}, RevokedCount: 1, UnknownCount: 2, AlreadyRevoked: 3, BadChecksum: 4}).Data(), &LeakedReply{Revoked: []string{"k"}, RevokedCount: 1, UnknownCount: 2, AlreadyRevoked: 3, BadChecksum: 4}},
 		"verify, key, no lists": {(&VerifyResponse{Code: CodeRevoked, VerifiedKey: &VerifiedKey{KeyID: "x"}}).Data(), &VerifyResponse{Code: CodeRevoked, VerifiedKey: &VerifiedKey{KeyID: "x", Scopes: []string{}, Labels: map[string]string{}, AllowedCIDRs: []string{}}}},
 	}
 	for name, c := range cases {

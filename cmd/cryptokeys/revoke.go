@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"io"
 	"net"
 	"net/http"
@@ -171,24 +171,14 @@ func revokeLeaked(ctx context.Context, getenv func(string) string, mount, prefix
 		if sec == nil || sec.Data == nil {
 			return res, fmt.Errorf("%s/revoke/leaked returned no data", mount)
 		}
-		for field, dst := range map[string]*int{
-			"revoked_count":         &res.revoked,
-			"unknown_count":         &res.unknown,
-			"already_revoked_count": &res.alreadyRevoked,
-		} {
-			v, err := toInt(sec.Data[field])
-			if err != nil {
-				return res, fmt.Errorf("%s/revoke/leaked: %s: %v", mount, field, err)
-			}
-			*dst += v
+		reply, err := wire.Decode[wire.LeakedReply](sec.Data)
+		if err != nil {
+			return res, fmt.Errorf("%s/revoke/leaked: decoding the reply: %v", mount, err)
 		}
-		if ids, ok := sec.Data["revoked"].([]any); ok {
-			for _, id := range ids {
-				if s, ok := id.(string); ok {
-					res.revokedIDs = append(res.revokedIDs, s)
-				}
-			}
-		}
+		res.revoked += reply.RevokedCount
+		res.unknown += reply.UnknownCount
+		res.alreadyRevoked += reply.AlreadyRevoked
+		res.revokedIDs = append(res.revokedIDs, reply.Revoked...)
 	}
 	return res, nil
 }
@@ -220,19 +210,4 @@ func withTLSHint(err error) error {
 		return fmt.Errorf("%w (Vault's TLS certificate is not trusted: set VAULT_CACERT to the PEM file of the CA that signed it; VAULT_SKIP_VERIFY=true turns verification off, never in production)", err)
 	}
 	return err
-}
-
-func toInt(v any) (int, error) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := n.Int64()
-		return int(i), err
-	case float64:
-		return int(n), nil
-	case int:
-		return n, nil
-	case nil:
-		return 0, errors.New("missing")
-	}
-	return 0, fmt.Errorf("unexpected type %T", v)
 }
