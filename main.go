@@ -31,6 +31,7 @@ func run() error {
 		fmt.Println(version)
 		return nil
 	}
+	quietUnlessAsked(os.Getenv, os.Setenv)
 	// For profiling only (the bench harness sets it): a CPU profile and
 	// the process's CPU time, written into that directory when Terraform
 	// stops the provider.
