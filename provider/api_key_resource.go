@@ -250,6 +250,7 @@ func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
+	prior := m
 	status, d := r.read(ctx, &m)
 	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
 		return
@@ -266,7 +267,20 @@ func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, res
 		resp.State.RemoveResource(ctx)
 		return
 	}
+	// The response starts as the prior state: a key whose refresh changed
+	// nothing (every key of a quiet plan) costs no whole-state Set.
+	if m.sameRefresh(prior) {
+		return
+	}
+	tflog.Debug(ctx, "key changed outside Terraform: refreshing its state", map[string]any{"key_id": m.KeyID.ValueString()})
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// sameRefresh reports whether every attribute read sets is as in prior.
+func (m apiKeyModel) sameRefresh(prior apiKeyModel) bool {
+	return m.Mount.Equal(prior.Mount) && m.ID.Equal(prior.ID) && m.Role.Equal(prior.Role) &&
+		m.Name.Equal(prior.Name) && m.Environment.Equal(prior.Environment) && m.KeyType.Equal(prior.KeyType) &&
+		m.PublicKey.Equal(prior.PublicKey) && m.ExpiresAt.Equal(prior.ExpiresAt) && m.ReadyForRotation.Equal(prior.ReadyForRotation)
 }
 
 // read refreshes the key's metadata from keys/<key_id>. gone says why the
