@@ -32,6 +32,7 @@ func run() error {
 		return nil
 	}
 	quietUnlessAsked(os.Getenv, os.Setenv)
+	lessGC(os.Getenv)
 	// For profiling only (the bench harness sets it): a CPU profile and
 	// the process's CPU time, written into that directory when Terraform
 	// stops the provider.
