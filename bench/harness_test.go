@@ -59,8 +59,9 @@ type report struct {
 	RevokeP99ms  float64                `json:"revocation_propagation_p99_ms"`
 	// TFProviderCPUms is the CPU the provider spends per cryptokeys_api_key
 	// in a terraform plan (refresh included).
-	TFProviderCPUms float64  `json:"tf_provider_cpu_ms_per_resource"`
-	Notes           []string `json:"notes,omitempty"`
+	TFProviderCPUms float64       `json:"tf_provider_cpu_ms_per_resource"`
+	Gateway         gatewayReport `json:"gateway"`
+	Notes           []string      `json:"notes,omitempty"`
 }
 
 func TestBenchHarness(t *testing.T) {
@@ -196,6 +197,11 @@ func TestBenchHarness(t *testing.T) {
 	waitQuiet(t, r, m, "before the local verifier")
 	localVerifier(t, r, big.Client, bigMount, m)
 	r.Ratios["local_verify_vs_kv_read"] = r.LocalVerify / kvRead.RPS
+
+	// cryptokeys gateway behind the real nginx, on the 100,000-key server
+	// (its RSS is read with all of them cached).
+	waitQuiet(t, r, m, "before the gateway")
+	gatewayFigures(t, r, big, bigMount, large, m)
 
 	if tf, note := terraformPlan(t, big, bigMount, m); note != "" {
 		r.Notes = append(r.Notes, note)
@@ -478,7 +484,7 @@ func writeReport(t *testing.T, r *report) {
 	slices.Sort(names)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\n%-22s %12s %10s %10s   %s\n", "measurement", "req/s", "p50 us", "p99 us", "CPU us per request: vault plugin load | idle steal")
-	for _, name := range []string{"verify", "verify_get", "verify_malformed", "verify_hmac", "info", "kv_read", "token_lookup", "sys_health", "creds", "kv_write", "verify_1k", "verify_large", "info_1k", "info_large"} {
+	for _, name := range []string{"verify", "verify_get", "verify_malformed", "verify_hmac", "info", "kv_read", "token_lookup", "sys_health", "creds", "kv_write", "verify_1k", "verify_large", "info_1k", "info_large", "nginx_plain", "nginx_gateway", "nginx_gateway_engine"} {
 		mm := r.Measurements[name]
 		c := mm.CPUusPerRequest
 		fmt.Fprintf(&sb, "%-22s %12.0f %10.0f %10.0f   %8.0f %6.0f %4.0f | %4.0f %5.0f\n", name, mm.RPS, mm.P50us, mm.P99us, c["vault"], c["plugin"], c["load"], c["idle"], c["steal"])
@@ -489,6 +495,7 @@ func writeReport(t *testing.T, r *report) {
 		fmt.Fprintf(&sb, "%-30s %8.2f\n", n, r.Ratios[n])
 	}
 	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n%-30s %8.2f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms, "tf_provider_cpu_ms_per_resource", r.TFProviderCPUms)
+	fmt.Fprintf(&sb, "%-30s %8.0f\n%-30s %8.0f\n%-30s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
 	t.Log(sb.String())
 	fmt.Println(sb.String())
 	t.Logf("wrote %s", path)

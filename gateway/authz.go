@@ -117,6 +117,12 @@ func (g *Gateway) clientIP(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
+	return g.clientFrom(host, r.Header.Values("X-Forwarded-For"), r.Header.Get("X-Real-Ip"))
+}
+
+// clientFrom is clientIP's rule for a peer address and the forwarding
+// headers that came with it.
+func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 	peer, err := netip.ParseAddr(host)
 	if err != nil {
 		return host
@@ -125,7 +131,7 @@ func (g *Gateway) clientIP(r *http.Request) string {
 	if !g.trusted(peer) {
 		return peer.String()
 	}
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+	if len(xff) > 0 {
 		var hops []string
 		for _, v := range xff {
 			for _, h := range strings.Split(v, ",") {
@@ -145,7 +151,7 @@ func (g *Gateway) clientIP(r *http.Request) string {
 			}
 		}
 	}
-	if xr := strings.TrimSpace(r.Header.Get("X-Real-Ip")); xr != "" {
+	if xr := strings.TrimSpace(realIP); xr != "" {
 		if a, err := netip.ParseAddr(xr); err == nil {
 			return a.Unmap().String()
 		}

@@ -30,8 +30,8 @@ type Config struct {
 	Environment string
 	// Listen is the HTTP address of /authz, /metrics, /healthz, /readyz.
 	Listen string
-	// GRPCListen is reserved for the Envoy ext_authz service, not built
-	// yet: setting it is an error.
+	// GRPCListen is the gRPC address of the Envoy ext_authz service
+	// ("" = no gRPC listener).
 	GRPCListen string
 	// Upstream turns on reverse-proxy mode ("" = off).
 	Upstream *url.URL
@@ -57,6 +57,9 @@ type Config struct {
 	// VerifyByRead asks the engine with a verify read (the key in the
 	// X-Cryptokeys-Api-Key header); default true.
 	VerifyByRead bool
+
+	// Leaks are the leak receivers (leaks_config.go); all off by default.
+	Leaks LeaksConfig
 }
 
 // Route is one route block: `route "GET /v1/market/*" { scopes = [...] }`.
@@ -84,6 +87,7 @@ type fileConfig struct {
 	UsageInterval  string       `hcl:"usage_interval,optional"`
 	VerifyByRead   *bool        `hcl:"verify_by_read,optional"`
 	Routes         []routeBlock `hcl:"route,block"`
+	Leaks          *leaksBlock  `hcl:"leaks,block"`
 }
 
 type routeBlock struct {
@@ -154,9 +158,13 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 		c.Listen = fc.Listen
 	}
 	if fc.GRPCListen != "" {
-		// Refused rather than ignored: an operator who sets it expects
-		// Envoy to be answered.
-		return nil, bad("grpc_listen", "Envoy ext_authz (gRPC) is not built yet; remove grpc_listen, or use /authz over HTTP")
+		if _, err := netip.ParseAddrPort(fc.GRPCListen); err != nil && !hostPort(fc.GRPCListen) {
+			return nil, bad("grpc_listen", "%q must be host:port", fc.GRPCListen)
+		}
+		if fc.GRPCListen == c.Listen {
+			return nil, bad("grpc_listen", "%q is also listen: the gRPC service needs a port of its own", fc.GRPCListen)
+		}
+		c.GRPCListen = fc.GRPCListen
 	}
 	if fc.Upstream != "" {
 		u, err := url.Parse(fc.Upstream)
@@ -207,6 +215,10 @@ func ParseConfig(src []byte, filename string) (*Config, error) {
 	}
 	if fc.VerifyByRead != nil {
 		c.VerifyByRead = *fc.VerifyByRead
+	}
+	var err error
+	if c.Leaks, err = parseLeaks(fc.Leaks, body, filename); err != nil {
+		return nil, err
 	}
 
 	seen := map[string]bool{}

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 const sampleConfig = `
@@ -54,7 +56,8 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{`upstream = "ftp://x"`, `upstream: "ftp://x" must be an http`},
 		{`max_staleness = "5"`, `max_staleness: "5" must be a positive Go duration`},
 		{`default_scopes = ["Read"]`, `default_scopes: "Read" is not a scope name`},
-		{`grpc_listen = "127.0.0.1:8182"`, `grpc_listen: Envoy ext_authz (gRPC) is not built yet`},
+		{`grpc_listen = "8182"`, `grpc_listen: "8182" must be host:port`},
+		{"listen = \"127.0.0.1:8181\"\ngrpc_listen = \"127.0.0.1:8181\"", `g.hcl:2,1: grpc_listen: "127.0.0.1:8181" is also listen`},
 		{`bogus = 1`, `An argument named "bogus" is not expected here`},
 		{"route \"GET v1\" {\n scopes = []\n}", `g.hcl:1,1: route "GET v1": path "v1" must start with /`},
 		{"route \"get /v1\" {\n scopes = []\n}", `method "get" must be upper case`},
@@ -186,5 +189,112 @@ func TestShippedConfigParses(t *testing.T) {
 	}
 	if c.Environment != "prod" || c.TokenFile == "" || len(c.Routes) != 3 || c.DefaultScopes != nil {
 		t.Errorf("examples/gateway/gateway.hcl read as %+v", c)
+	}
+}
+
+func TestParseConfigLeaks(t *testing.T) {
+	c, err := ParseConfig([]byte("mount = \"cryptokeys\"\n"), "g.hcl")
+	if err != nil || c.Leaks.Enabled() || c.Leaks.GitHub || c.Leaks.Report {
+		t.Fatalf("without a leaks block every receiver is off: %+v %v", c.Leaks, err)
+	}
+	c, err = ParseConfig([]byte(`
+leaks {
+  github = true
+  report = true
+  report_per_minute = 3
+  key_prefix = "acme"
+}
+`), "g.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := LeaksConfig{GitHub: true, GitHubPublicKeysURL: DefaultGitHubPublicKeysURL, Report: true, ReportsPerMinute: 3, KeyPrefix: "acme"}
+	if c.Leaks != want {
+		t.Fatalf("leaks %+v, want %+v", c.Leaks, want)
+	}
+	c, err = ParseConfig([]byte("leaks {\n  report = true\n}\n"), "g.hcl")
+	if err != nil || c.Leaks.GitHub || !c.Leaks.Report || c.Leaks.ReportsPerMinute != DefaultReportsPerMinute || c.Leaks.KeyPrefix != "ck" {
+		t.Fatalf("defaults: %+v %v", c.Leaks, err)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"leaks {\n  github_public_keys_url = \"ftp://x\"\n}", `g.hcl:2,3: leaks: github_public_keys_url: "ftp://x" must be an http:// or https:// URL`},
+		{"leaks {\n  report_per_minute = 0\n}", `g.hcl:2,3: leaks: report_per_minute: must be between 1 and 10000`},
+		{"leaks {\n  key_prefix = \"CK\"\n}", `g.hcl:2,3: leaks: key_prefix: "CK" must match`},
+		{"leaks {\n  gitub = true\n}", `An argument named "gitub" is not expected here`},
+	} {
+		_, err := ParseConfig([]byte(tc.src), "g.hcl")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestGitHubReason(t *testing.T) {
+	for _, tc := range []struct{ url, source, want string }{
+		{"https://github.com/o/r/blob/12345600b9cbe38a219f39a9941c9319b600c002/a.txt", "content",
+			"leaked: found by GitHub secret scanning in content at https://github.com/o/r/blob/12345600b9cb…/a.txt"},
+		{"", "commit", "leaked: found by GitHub secret scanning in commit"},
+		{"https://x/\n\x1b[31mred", "Pull_Request_Comment", "leaked: found by GitHub secret scanning in pull_request_comment at https://x/[31mred"},
+		{"https://x/", "evil source; rm -rf", "leaked: found by GitHub secret scanning in unknown at https://x/"},
+	} {
+		if got := githubReason(tc.url, tc.source); got != tc.want {
+			t.Errorf("githubReason(%q, %q) = %q, want %q", tc.url, tc.source, got, tc.want)
+		}
+	}
+	long := githubReason("https://github.com/"+strings.Repeat("a/", 400), "content")
+	if len(long) > 512 || !strings.HasSuffix(long, "…") {
+		t.Errorf("a long URL: %d bytes, %q", len(long), long[len(long)-10:])
+	}
+}
+
+func TestReportLimiter(t *testing.T) {
+	l := newReportLimiter(60) // one a second, burst 60
+	now := time.Unix(1000, 0)
+	for i := 0; i < 60; i++ {
+		if ok, _ := l.allow("a", now); !ok {
+			t.Fatalf("report %d refused within the burst", i)
+		}
+	}
+	ok, wait := l.allow("a", now)
+	if ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("past the burst: %v %s", ok, wait)
+	}
+	if ok, _ := l.allow("b", now); !ok {
+		t.Fatal("another source refused")
+	}
+	if ok, _ := l.allow("a", now.Add(time.Second)); !ok {
+		t.Fatal("a second later one more is allowed")
+	}
+	if reportSource("2001:db8:1:2:3:4:5:6") != reportSource("2001:db8:1:2::9") || reportSource("::ffff:192.0.2.1") != "192.0.2.1" {
+		t.Fatal("sources: IPv6 by /64, IPv4-mapped as IPv4")
+	}
+}
+
+// The shipped example keeps the receivers off; its commented leaks block,
+// uncommented, turns both on.
+func TestShippedConfigLeaksBlock(t *testing.T) {
+	b, err := os.ReadFile("../examples/gateway/gateway.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(b, "gateway.hcl")
+	if err != nil || c.Leaks.Enabled() {
+		t.Fatalf("the shipped config turns a receiver on: %+v %v", c.Leaks, err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "# leaks {") {
+			in = true
+		}
+		if in {
+			line = strings.TrimPrefix(line, "# ")
+			in = line != "}"
+		}
+		out = append(out, line)
+	}
+	c, err = ParseConfig([]byte(strings.Join(out, "\n")), "gateway.hcl")
+	if err != nil || !c.Leaks.GitHub || !c.Leaks.Report {
+		t.Fatalf("the example's leaks block, uncommented: %+v %v", c.Leaks, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
+	"google.golang.org/grpc"
 )
 
 // Options are what a caller gives a gateway besides its config.
@@ -30,6 +31,9 @@ type Options struct {
 	// StartRetry is how long to wait between attempts to reach the engine
 	// before the first feed read. Default 1 s.
 	StartRetry time.Duration
+	// GitHubKeysRefetch is the least time between two fetches of GitHub's
+	// public-keys document for an identifier it does not hold. Default 1 min.
+	GitHubKeysRefetch time.Duration
 }
 
 // Gateway is one running gateway. Its HTTP handler answers from the start;
@@ -44,6 +48,8 @@ type Gateway struct {
 
 	ver atomic.Pointer[verifier.Verifier]
 
+	leaks *leaks // the leak receivers (leaks*.go); nil when none is on
+
 	// tokenFail is why the gateway fails closed because of its own Vault
 	// token ("" when the token is fine).
 	tokenMu   sync.Mutex
@@ -51,10 +57,8 @@ type Gateway struct {
 	// tokenExpiry is when the current token expires (zero: never).
 	tokenExpiry atomic.Int64
 
-	// lastFeedOK is when the gateway's own probe of the revocations feed
-	// last succeeded (unix nanoseconds); lastUnavailable is when a verify
-	// last answered UNAVAILABLE.
-	lastFeedOK      atomic.Int64
+	// lastUnavailable is when a verify last answered UNAVAILABLE (unix
+	// nanoseconds).
 	lastUnavailable atomic.Int64
 
 	stop    context.CancelFunc
@@ -63,8 +67,8 @@ type Gateway struct {
 }
 
 // New starts a gateway's background work: the token watch (and token_file
-// re-reads), the embedded verifier (retried until the engine answers) and
-// the feed probe behind /readyz. Call Close when done.
+// re-reads) and the embedded verifier (retried until the engine answers).
+// Call Close when done.
 func New(cfg *Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: os.Stderr, Level: hclog.Info})
@@ -104,27 +108,15 @@ func New(cfg *Config, opts Options) (*Gateway, error) {
 		opts:   opts,
 	}
 	g.m = newMetrics(g)
+	if cfg.Leaks.Enabled() {
+		g.leaks = newLeaks(g)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
-	g.bg.Add(3)
+	g.bg.Add(2)
 	go func() { defer g.bg.Done(); g.watchToken(ctx) }()
 	go func() { defer g.bg.Done(); g.startVerifier(ctx) }()
-	go func() { defer g.bg.Done(); g.probeFeed(ctx) }()
 	return g, nil
-}
-
-func (g *Gateway) maxStaleness() time.Duration {
-	if g.cfg.MaxStaleness > 0 {
-		return g.cfg.MaxStaleness
-	}
-	return 5 * time.Second
-}
-
-func (g *Gateway) pollInterval() time.Duration {
-	if g.cfg.PollInterval > 0 {
-		return g.cfg.PollInterval
-	}
-	return 250 * time.Millisecond
 }
 
 // startVerifier creates the embedded verifier, retrying until the engine's
@@ -144,7 +136,6 @@ func (g *Gateway) startVerifier(ctx context.Context) {
 			Logger:        g.log.Named("verifier"),
 		})
 		if err == nil {
-			g.lastFeedOK.Store(time.Now().UnixNano())
 			g.ver.Store(v)
 			g.log.Info("first read of the revocations feed done; ready", "mount", g.cfg.Mount, "addr", g.client.Address())
 			return
@@ -156,34 +147,6 @@ func (g *Gateway) startVerifier(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(g.opts.StartRetry):
-		}
-	}
-}
-
-// probeFeed reads the feed's current position (no storage read in the
-// engine) now and then: /readyz and the feed-age metric come from it,
-// because the verifier does not expose when it last read the feed.
-func (g *Gateway) probeFeed(ctx context.Context) {
-	every := g.pollInterval()
-	if every < time.Second {
-		every = time.Second
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if g.ver.Load() == nil {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, g.maxStaleness())
-		_, err := g.client.Logical().ReadWithContext(pctx, g.cfg.Mount+"/revocations")
-		cancel()
-		if err == nil {
-			g.lastFeedOK.Store(time.Now().UnixNano())
 		}
 	}
 }
@@ -203,17 +166,16 @@ func (g *Gateway) failingClosed() string {
 }
 
 // ready is /readyz: the first feed read is done, the token is fine, the
-// feed was read within the staleness bound and no verify answered
-// UNAVAILABLE in the last second.
+// embedded verifier has read the feed within the staleness bound (its
+// Status) and no verify answered UNAVAILABLE in the last second.
 func (g *Gateway) ready() (bool, string) {
 	if r := g.failingClosed(); r != "" {
 		return false, r
 	}
-	now := time.Now().UnixNano()
-	if now-g.lastFeedOK.Load() > int64(g.maxStaleness()) {
+	if st := g.ver.Load().Status(); st.Stale {
 		return false, "the revocations feed has not been read within max_staleness"
 	}
-	if now-g.lastUnavailable.Load() < int64(time.Second) {
+	if time.Now().UnixNano()-g.lastUnavailable.Load() < int64(time.Second) {
 		return false, "the verifier is failing closed"
 	}
 	return true, ""
@@ -254,6 +216,7 @@ func (g *Gateway) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("/metrics", g.m.handler())
+	g.registerLeaks(mux)
 	if g.cfg.Upstream != nil {
 		// Reverse-proxy mode: everything but the paths above goes to the
 		// upstream when allowed.
@@ -262,18 +225,30 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
-// Serve answers on ln until ctx ends, then shuts down gracefully: it stops
-// taking requests, lets those in flight finish (up to 10 s) and closes the
-// gateway (reporting pending usage).
+// Serve answers HTTP on ln until ctx ends, then shuts down gracefully: it
+// stops taking requests, lets those in flight finish (up to 10 s) and closes
+// the gateway (reporting pending usage).
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	return g.ServeListeners(ctx, ln, nil)
+}
+
+// ServeListeners is Serve with, when grpcLn is not nil, the gRPC service
+// (Envoy ext_authz, grpc.health.v1) on grpcLn. Both stop together; pending
+// usage is reported once both have.
+func (g *Gateway) ServeListeners(ctx context.Context, ln, grpcLn net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	g.log.Info("listening", "addr", ln.Addr().String())
+	gs := g.GRPCServer()
+	if grpcLn != nil {
+		go func() { errc <- gs.Serve(grpcLn) }()
+		g.log.Info("listening for Envoy ext_authz (gRPC)", "addr", grpcLn.Addr().String())
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -282,27 +257,44 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
 	_ = srv.Shutdown(sctx)
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		gs.Stop()
+	}
 	closeErr := g.Close(sctx)
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
 		return serveErr
 	}
 	return closeErr
 }
 
 // Run is the whole `cryptokeys gateway`: it starts a gateway for cfg,
-// listens on cfg.Listen and serves until ctx ends.
+// listens on cfg.Listen (and cfg.GRPCListen) and serves until ctx ends.
 func Run(ctx context.Context, cfg *Config, opts Options) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	var grpcLn net.Listener
+	if cfg.GRPCListen != "" {
+		if grpcLn, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("grpc_listen %s: %w", cfg.GRPCListen, err)
+		}
+	}
 	g, err := New(cfg, opts)
 	if err != nil {
 		_ = ln.Close()
+		if grpcLn != nil {
+			_ = grpcLn.Close()
+		}
 		return err
 	}
-	return g.Serve(ctx, ln)
+	return g.ServeListeners(ctx, ln, grpcLn)
 }
 
 func readTokenFile(path string) (string, error) {

@@ -99,8 +99,10 @@ type runningGateway struct {
 	g    *Gateway
 	addr string // 127.0.0.1:port
 	url  string
-	log  *syncBuffer
-	stop func() error
+	// grpcAddr is the gRPC listener (Envoy ext_authz), 127.0.0.1:port.
+	grpcAddr string
+	log      *syncBuffer
+	stop     func() error
 }
 
 const baseConfig = `
@@ -123,6 +125,13 @@ route "POST /v1/orders" {
 // until it is ready.
 func startGateway(t *testing.T, e *engine, tok, extra string) *runningGateway {
 	t.Helper()
+	return startGatewayOpts(t, e, tok, extra, Options{})
+}
+
+// startGatewayOpts is startGateway with options (Client, Logger and the
+// test's short intervals are set here).
+func startGatewayOpts(t *testing.T, e *engine, tok, extra string, opts Options) *runningGateway {
+	t.Helper()
 	cfg, err := ParseConfig([]byte(fmt.Sprintf(baseConfig, e.mount)+extra), "gateway.hcl")
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +146,8 @@ func startGateway(t *testing.T, e *engine, tok, extra string) *runningGateway {
 	client.SetToken(tok)
 	rg := &runningGateway{log: &syncBuffer{}}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: rg.log, Level: hclog.Debug})
-	g, err := New(cfg, Options{Client: client, Logger: logger, TokenFileInterval: 100 * time.Millisecond, StartRetry: 200 * time.Millisecond})
+	opts.Client, opts.Logger, opts.TokenFileInterval, opts.StartRetry = client, logger, 100*time.Millisecond, 200*time.Millisecond
+	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,9 +155,13 @@ func startGateway(t *testing.T, e *engine, tok, extra string) *runningGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx, ln) }()
+	go func() { done <- g.ServeListeners(ctx, ln, gln) }()
 	var once sync.Once
 	var stopErr error
 	rg.stop = func() error {
@@ -160,7 +174,7 @@ func startGateway(t *testing.T, e *engine, tok, extra string) *runningGateway {
 			t.Logf("gateway log:\n%s", rg.log.String())
 		}
 	})
-	rg.g, rg.addr, rg.url = g, ln.Addr().String(), "http://"+ln.Addr().String()
+	rg.g, rg.addr, rg.url, rg.grpcAddr = g, ln.Addr().String(), "http://"+ln.Addr().String(), gln.Addr().String()
 	waitFor(t, 15*time.Second, "gateway ready", func() bool {
 		st, _, _ := get(t, rg.url+"/readyz", nil)
 		return st == 200

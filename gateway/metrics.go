@@ -18,8 +18,6 @@ type metrics struct {
 	decisions     *prometheus.CounterVec
 	verifies      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
-	cacheHits     prometheus.Counter
-	cacheMisses   prometheus.Counter
 	tokenRenewals prometheus.Counter
 }
 
@@ -38,27 +36,9 @@ func newMetrics(g *Gateway) *metrics {
 		Help:    "Time to verify one request, by where the answer came from (cache or engine).",
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"source"})
-	m.cacheHits = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "cryptokeys_gateway_cache_hits_total",
-		Help: "Verifications answered from the verifier's cache.",
-	})
-	m.cacheMisses = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "cryptokeys_gateway_cache_misses_total",
-		Help: "Verifications that were not answered from the cache (the engine was asked, or the key was refused offline).",
-	})
 	m.tokenRenewals = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "cryptokeys_gateway_token_renewals_total",
 		Help: "Renewals of the gateway's own Vault token.",
-	})
-	feedAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "cryptokeys_gateway_feed_last_read_age_seconds",
-		Help: "Seconds since the gateway last read the revocations feed successfully (its own probe, once a second; +Inf before the first read).",
-	}, func() float64 {
-		t := g.lastFeedOK.Load()
-		if t == 0 {
-			return math.Inf(1)
-		}
-		return time.Since(time.Unix(0, t)).Seconds()
 	})
 	tokenTTL := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cryptokeys_gateway_token_ttl_seconds",
@@ -79,8 +59,8 @@ func newMetrics(g *Gateway) *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(m.decisions, m.verifies, m.latency, m.cacheHits, m.cacheMisses, m.tokenRenewals,
-		feedAge, tokenTTL, ready,
+	m.reg.MustRegister(m.decisions, m.verifies, m.latency, m.tokenRenewals,
+		tokenTTL, ready, &verifierCollector{g: g},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,13 +74,60 @@ func (m *metrics) observe(res verifier.Result, d time.Duration) {
 	source := "engine"
 	if res.Cached {
 		source = "cache"
-		m.cacheHits.Inc()
-	} else {
-		m.cacheMisses.Inc()
 	}
 	m.latency.WithLabelValues(source).Observe(d.Seconds())
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// verifierCollector turns the embedded verifier's Status into metrics, one
+// Status call per scrape.
+type verifierCollector struct{ g *Gateway }
+
+var (
+	descFeedAge = prometheus.NewDesc("cryptokeys_gateway_feed_last_read_age_seconds",
+		"Feed lag: seconds since the embedded verifier was last caught up with the revocations feed (+Inf before the first read).", nil, nil)
+	descFeedStale = prometheus.NewDesc("cryptokeys_gateway_feed_stale",
+		"1 while the verifier fails closed because the feed has not been read within max_staleness.", nil, nil)
+	descHits = prometheus.NewDesc("cryptokeys_gateway_cache_hits_total",
+		"Verifications answered from the verifier's cache.", nil, nil)
+	descMisses = prometheus.NewDesc("cryptokeys_gateway_cache_misses_total",
+		"Verifications the cache could not answer (the engine was asked, or the NOT_FOUND memory or a source limit answered).", nil, nil)
+	descHitRatio = prometheus.NewDesc("cryptokeys_gateway_cache_hit_ratio",
+		"cache_hits_total / (cache_hits_total + cache_misses_total) since start (NaN before any).", nil, nil)
+	descEntries = prometheus.NewDesc("cryptokeys_gateway_cache_entries",
+		"Keys in the verifier's cache.", nil, nil)
+	descPending = prometheus.NewDesc("cryptokeys_gateway_usage_pending",
+		"Uses counted and not yet reported to the engine.", nil, nil)
+)
+
+func (c *verifierCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descFeedAge, descFeedStale, descHits, descMisses, descHitRatio, descEntries, descPending} {
+		ch <- d
+	}
+}
+
+func (c *verifierCollector) Collect(ch chan<- prometheus.Metric) {
+	var st verifier.Status
+	age, stale := math.Inf(1), 1.0
+	if v := c.g.ver.Load(); v != nil {
+		st = v.Status()
+		age, stale = st.FeedAge.Seconds(), 0
+		if st.Stale {
+			stale = 1
+		}
+	}
+	ratio := math.NaN()
+	if n := st.CacheHits + st.CacheMisses; n > 0 {
+		ratio = float64(st.CacheHits) / float64(n)
+	}
+	ch <- prometheus.MustNewConstMetric(descFeedAge, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(descFeedStale, prometheus.GaugeValue, stale)
+	ch <- prometheus.MustNewConstMetric(descHits, prometheus.CounterValue, float64(st.CacheHits))
+	ch <- prometheus.MustNewConstMetric(descMisses, prometheus.CounterValue, float64(st.CacheMisses))
+	ch <- prometheus.MustNewConstMetric(descHitRatio, prometheus.GaugeValue, ratio)
+	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(st.CacheEntries))
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(st.PendingUsage))
 }

@@ -3,7 +3,9 @@
 #
 # Starts a local Vault dev server with the plugin registered, applies
 # examples/quickstart with the locally built provider, then walks through
-# issuing, verifying, rotating and revoking keys with the real vault CLI.
+# issuing, verifying, rotating and revoking keys with the real vault CLI,
+# with `cryptokeys gateway` in front of an API letting a key through and
+# refusing it within a second of its revocation.
 # Everything it writes stays under .dev/demo; it stops what it started
 # unless DEMO_KEEP=1.
 set -euo pipefail
@@ -22,7 +24,12 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 vault_pid=""
+gateway_pid=""
 cleanup() {
+  if [ -n "$gateway_pid" ]; then
+    kill -TERM "$gateway_pid" 2>/dev/null || true
+    wait "$gateway_pid" 2>/dev/null || true
+  fi
   if [ -n "$vault_pid" ] && [ "${DEMO_KEEP:-0}" != 1 ]; then
     kill -INT "$vault_pid" 2>/dev/null || true
     wait "$vault_pid" 2>/dev/null || true
@@ -80,9 +87,55 @@ new_id=$(vault write -field=key_id cryptokeys/verify api_key="$new_key")
 echo "old $key_id -> new $new_id"
 echo "old key now: $(vault write -field=code cryptokeys/verify api_key="$key")   new key: $(vault write -field=code cryptokeys/verify api_key="$new_key")"
 
+step "cryptokeys gateway in front of the API (what nginx's auth_request, Caddy, Traefik or Envoy ask)"
+gw_port=""
+for p in $(seq 18181 18281); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then gw_port=$p; break; fi
+done
+[ -n "$gw_port" ] || { echo "no free port for the gateway"; exit 1; }
+cat > "$work/gateway.hcl" <<HCL
+mount         = "cryptokeys"
+environment   = "prod"
+listen        = "127.0.0.1:$gw_port"
+poll_interval = "100ms"
+route "GET /v1/market/*" {
+  scopes = ["read"]
+}
+HCL
+sed 's/^/    /' "$work/gateway.hcl"
+echo '$ cryptokeys gateway -config gateway.hcl &'
+"$bin/cryptokeys" gateway -config "$work/gateway.hcl" > "$work/gateway.log" 2>&1 &
+gateway_pid=$!
+gw="http://127.0.0.1:$gw_port"
+for _ in $(seq 1 100); do
+  curl -fs "$gw/readyz" >/dev/null 2>&1 && break
+  kill -0 "$gateway_pid" 2>/dev/null || { cat "$work/gateway.log"; exit 1; }
+  sleep 0.1
+done
+curl -fs "$gw/readyz" >/dev/null || { echo "the gateway did not get ready"; cat "$work/gateway.log"; exit 1; }
+# authz asks the gateway as a proxy does; it prints the status and the
+# X-Cryptokeys-* answer headers.
+authz() {
+  curl -s -o /dev/null -D - -H "Authorization: Bearer $1" \
+    -H "X-Original-Method: GET" -H "X-Original-URI: /v1/market/btc-usd" "$gw/authz" |
+    tr -d '\r' | awk 'NR == 1 { printf "HTTP %s", $2 } tolower($1) ~ /^x-cryptokeys-(code|key-id|role|scopes):$/ { printf "  %s %s", $1, $2 } END { print "" }'
+}
+echo '$ curl -H "Authorization: Bearer $new_key" -H "X-Original-URI: /v1/market/btc-usd" '"$gw/authz"
+echo "gateway: $(authz "$new_key")"
+
 step "Revoke the new key (incident response)"
 show vault delete cryptokeys/keys/"$new_id" reason="demo revocation"
+revoked_at=$(date +%s%N)
 echo "new key now: $(vault write -field=code cryptokeys/verify api_key="$new_key")"
+answer=""
+while :; do
+  answer=$(authz "$new_key")
+  case "$answer" in "HTTP 200"*) ;; *) break ;; esac
+  [ $(( $(date +%s%N) - revoked_at )) -lt 5000000000 ] || break
+  sleep 0.02
+done
+took_ms=$(( ($(date +%s%N) - revoked_at) / 1000000 ))
+echo "gateway: $answer   ($took_ms ms after the revocation)"
 vault read cryptokeys/keys/"$new_id" | grep -E '^(status|revoked_at|revoked_by|revoke_reason) '
 
 step "Done"

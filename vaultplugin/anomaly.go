@@ -47,13 +47,28 @@ type anomaly struct {
 type anomalyTracker struct {
 	mu      sync.Mutex
 	windows map[string]*rateWindow
-	pending map[string]*pendingAnomalies
+	// reported are the rate windows of usage reports (traffic local
+	// verifiers answered from their caches, which verify never saw).
+	reported map[string]*reportWindow
+	pending  map[string]*pendingAnomalies
 }
 
 type rateWindow struct {
 	start time.Time
 	count int
 }
+
+// reportWindow sums the rates usage reports give for one key over
+// anomalyWindow: each entry's count over the span it covers, so reporters
+// with different report intervals, and several reporters, add up to the
+// key's rate.
+type reportWindow struct {
+	start time.Time
+	rate  float64
+}
+
+// maxReportSpan bounds the span a usage report entry is taken to cover.
+const maxReportSpan = 10 * time.Minute
 
 type pendingAnomalies struct {
 	found       map[string]*anomaly
@@ -62,7 +77,7 @@ type pendingAnomalies struct {
 }
 
 func newAnomalyTracker() *anomalyTracker {
-	return &anomalyTracker{windows: map[string]*rateWindow{}, pending: map[string]*pendingAnomalies{}}
+	return &anomalyTracker{windows: map[string]*rateWindow{}, reported: map[string]*reportWindow{}, pending: map[string]*pendingAnomalies{}}
 }
 
 // observe looks at one authenticated request of a key that watches for
@@ -91,26 +106,43 @@ func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string,
 			kinds = append(kinds, anomalyKindRate)
 		}
 	}
-	if p.FlagNewSource && sourceIP != "" {
-		known := slices.Contains(rec.SourceIPs, sourceIP) || (pa != nil && slices.Contains(pa.newIPs, sourceIP))
-		// The first address a key is used from is its baseline, not news.
-		hasBaseline := len(rec.SourceIPs) > 0 || (pa != nil && len(pa.newIPs) > 0)
-		if !known {
-			if pa == nil {
-				pa = &pendingAnomalies{found: map[string]*anomaly{}}
-				t.pending[rec.KeyID] = pa
-			}
-			if len(pa.newIPs) < maxSourceIPs {
-				pa.newIPs = append(pa.newIPs, sourceIP)
-			}
-			if hasBaseline {
-				kinds = append(kinds, anomalyKindNewSource)
-			}
-		}
+	if t.newSourceLocked(rec, sourceIP) {
+		kinds = append(kinds, anomalyKindNewSource)
 	}
+	return t.foundLocked(rec, now, kinds, log)
+}
+
+// newSourceLocked reports whether sourceIP is news for a key with
+// flag_new_source, and remembers it. t.mu is held.
+func (t *anomalyTracker) newSourceLocked(rec *keyRecord, sourceIP string) bool {
+	if !rec.anomalyPolicy.FlagNewSource || sourceIP == "" {
+		return false
+	}
+	pa := t.pending[rec.KeyID]
+	known := slices.Contains(rec.SourceIPs, sourceIP) || (pa != nil && slices.Contains(pa.newIPs, sourceIP))
+	if known {
+		return false
+	}
+	// The first address a key is used from is its baseline, not news.
+	hasBaseline := len(rec.SourceIPs) > 0 || (pa != nil && len(pa.newIPs) > 0)
+	if pa == nil {
+		pa = &pendingAnomalies{found: map[string]*anomaly{}}
+		t.pending[rec.KeyID] = pa
+	}
+	if len(pa.newIPs) < maxSourceIPs {
+		pa.newIPs = append(pa.newIPs, sourceIP)
+	}
+	return hasBaseline
+}
+
+// foundLocked records findings and applies the key's on_anomaly; it
+// reports whether the key is now suspended. t.mu is held.
+func (t *anomalyTracker) foundLocked(rec *keyRecord, now time.Time, kinds []string, log func(keyID, kind string)) bool {
+	p := rec.anomalyPolicy
 	if len(kinds) == 0 {
 		return false
 	}
+	pa := t.pending[rec.KeyID]
 	if pa == nil {
 		pa = &pendingAnomalies{found: map[string]*anomaly{}}
 		t.pending[rec.KeyID] = pa
@@ -130,6 +162,48 @@ func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string,
 		return true
 	}
 	return false
+}
+
+// observeReport looks at one usage report entry: count uses of the key
+// between countedSince and now, the newest from sourceIP, answered by a
+// local verifier from its cache. The same rules as verify's apply: a
+// source address new for a key with flag_new_source is an anomaly, and so
+// is a rate above anomaly_rate, the rate being the sum over anomalyWindow
+// of each entry's count over the span it covers (at least anomalyWindow,
+// at most maxReportSpan; anomalyWindow when the reporter does not say).
+// With on_anomaly=suspend the key is suspended in memory as by verify, so
+// the revocations feed carries it to every verifier at once. It reports
+// whether the key is now suspended.
+func (t *anomalyTracker) observeReport(rec *keyRecord, now time.Time, count uint64, countedSince time.Time, sourceIP string, log func(keyID, kind string)) (suspended bool) {
+	p := rec.anomalyPolicy
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if pa := t.pending[rec.KeyID]; pa != nil && !pa.suspendedAt.IsZero() {
+		return true
+	}
+	if p.OnAnomaly == "" || p.OnAnomaly == anomalyNone {
+		return false
+	}
+	var kinds []string
+	if p.AnomalyRate > 0 {
+		span := anomalyWindow
+		if !countedSince.IsZero() {
+			span = min(max(now.Sub(countedSince), anomalyWindow), maxReportSpan)
+		}
+		w := t.reported[rec.KeyID]
+		if w == nil || now.Sub(w.start) >= anomalyWindow {
+			w = &reportWindow{start: now}
+			t.reported[rec.KeyID] = w
+		}
+		w.rate += float64(count) / span.Seconds()
+		if w.rate > p.AnomalyRate {
+			kinds = append(kinds, anomalyKindRate)
+		}
+	}
+	if t.newSourceLocked(rec, sourceIP) {
+		kinds = append(kinds, anomalyKindNewSource)
+	}
+	return t.foundLocked(rec, now, kinds, log)
 }
 
 // take removes and returns what was found since the last flush. A
@@ -229,6 +303,7 @@ func (t *anomalyTracker) forget(keyID string) {
 	t.mu.Lock()
 	delete(t.pending, keyID)
 	delete(t.windows, keyID)
+	delete(t.reported, keyID)
 	t.mu.Unlock()
 }
 

@@ -314,6 +314,11 @@ func TestIntegration_verifyByReadWithTheKeyInAHeader(t *testing.T) {
 	if s.Data["code"] != "VALID" || s.Data["valid"] != true || s.Data["key_id"] != k.keyID {
 		t.Fatalf("verify read: %v", redact(s.Data))
 	}
+	// The verify guide's CLI form: `vault read -header=...` sends the key in
+	// the header (issue 21 item 10: the guide said the CLI could not).
+	if out := e.vault("read", "-header=X-Cryptokeys-Api-Key="+k.apiKey, e.path("verify"), "environment=prod", "scopes=trade"); !strings.Contains(out, "VALID") || strings.Contains(out, "MALFORMED") {
+		t.Fatalf("vault read -header verify:\n%s", out)
+	}
 	for query, code := range map[string]string{"environment=staging": "ENVIRONMENT_MISMATCH", "scopes=withdraw": "INSUFFICIENT_SCOPE"} {
 		name, value, _ := strings.Cut(query, "=")
 		if s, err := read(withKey, map[string]string{name: value}); err != nil || s.Data["code"] != code {

@@ -286,6 +286,13 @@ func runModel(seed int64, clockBack bool) modelResult {
 		panic(err)
 	}
 	m.b = b
+	// Bulk revocation jobs run in the background on a real node. Here they
+	// run only inside the model's steps (the request's inline share, and
+	// opFlush as periodic would), so every schedule replays exactly and no
+	// goroutine races the model.
+	b.bulk.mu.Lock()
+	b.bulk.stopped = true
+	b.bulk.mu.Unlock()
 	m.logf("seed %d, fault rates %+v", seed, m.fs.rates)
 	defer m.close()
 	if err := m.setup(inner); err != nil {
@@ -737,7 +744,31 @@ func (m *model) opTidy() string {
 
 func (m *model) opFlush() string {
 	err := m.b.periodic(m.ctx, &logical.Request{Storage: m.fs})
-	return "periodic (usage flush, tidy hourly): " + outcome(err)
+	if jerr := m.runBulkJobs(); err == nil {
+		err = jerr
+	}
+	return "periodic (usage flush, tidy hourly, bulk jobs): " + outcome(err)
+}
+
+// runBulkJobs does what the background worker would: works each unfinished
+// bulk revocation job until it is done or a fault stops it.
+func (m *model) runBulkJobs() error {
+	ids, err := m.fs.List(m.ctx, bulkJobPrefix)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		for range 100 {
+			_, more, err := m.b.bulkPageUntil(m.ctx, m.fs, id, time.Now().Add(time.Second), func(string) {})
+			if err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return nil
 }
 
 func (m *model) opClockForward() string {

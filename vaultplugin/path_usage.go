@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -105,8 +107,8 @@ func pathUsage(b *backend) []*framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"reports": {
 				Type: framework.TypeSlice,
-				Description: `Usage seen by a local verifier: a list of {"key_id", "count", "last_used_at" (RFC3339), "source_ip", "ticket"}, at most ` +
-					strconv.Itoa(maxUsageReports) + `. "ticket" (required) is the usage_ticket of a VALID verify answer for that key_id, at most 15 minutes old.`,
+				Description: `Usage seen by a local verifier: a list of {"key_id", "count", "last_used_at" (RFC3339), "source_ip", "counted_since" (RFC3339, optional), "ticket"}, at most ` +
+					strconv.Itoa(maxUsageReports) + `. "ticket" (required) is the usage_ticket of a VALID verify answer for that key_id, at most 15 minutes old. A key used from several addresses takes one entry per address.`,
 				Required: true,
 			},
 		},
@@ -133,20 +135,28 @@ the reply is {accepted, rejected}. last_used_at is clamped to the key's
 life (created_at to now). Pending usage is bounded: past the bound, entries
 for keys not already pending are rejected (with a warning) until a flush.
 
+Reports feed anomaly detection as verify does: an entry's source_ip that is
+new for a key with flag_new_source is an anomaly, and so is a rate above
+anomaly_rate (each entry's count over the time since its counted_since, at
+least 10 s; 10 s when it is not given, as a verifier reporting every 10 s
+counts). With on_anomaly=suspend the key is suspended at once, and the
+revocations feed carries the suspension to every verifier and gateway.
+
 What a token that may write usage is trusted with: for keys it verified
 through the engine in the last 15 minutes, to say how often and from which
 addresses they were used. It can raise those keys' use_count and add their
-source addresses (and so shape their new-source baseline); it cannot touch a
-key it has not verified. Give it only to local verifiers and gateways.`,
+source addresses (and so shape their new-source baseline, or have them
+suspended for an anomaly); it cannot touch a key it has not verified. Give it only to local verifiers and gateways.`,
 	}}
 }
 
 type usageReport struct {
-	KeyID      string
-	Count      uint64
-	LastUsedAt time.Time
-	SourceIP   string
-	Ticket     string
+	KeyID        string
+	Count        uint64
+	LastUsedAt   time.Time
+	CountedSince time.Time // zero: not given
+	SourceIP     string
+	Ticket       string
 }
 
 func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -175,6 +185,7 @@ func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *
 	// read: a made-up key_id costs one HMAC, never a read.
 	now := b.now()
 	keep := parsed[:0]
+	var recs []*keyRecord
 	rejected := 0
 	for _, u := range parsed {
 		if !ticketValid(cfg.ticketKey, u.KeyID, u.Ticket, now) {
@@ -196,6 +207,12 @@ func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *
 			u.LastUsedAt = now
 		}
 		keep = append(keep, u)
+		recs = append(recs, rec)
+	}
+	// Traffic answered from caches meets anomaly detection here, as verify
+	// traffic does in verify.
+	for i, u := range keep {
+		b.anomalies.observeReport(recs[i], now, u.Count, u.CountedSince, u.SourceIP, b.logAnomaly)
 	}
 	full := 0
 	for _, u := range keep {
@@ -213,9 +230,7 @@ func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *
 func parseUsageReport(m map[string]any) (usageReport, error) {
 	var u usageReport
 	for k := range m {
-		switch k {
-		case "key_id", "count", "last_used_at", "source_ip", "ticket":
-		default:
+		if !slices.Contains(wire.UsageReportFields, k) {
 			return u, fmt.Errorf("unknown field %q", printable(k))
 		}
 	}
@@ -243,6 +258,12 @@ func parseUsageReport(m map[string]any) (usageReport, error) {
 		return u, fmt.Errorf("last_used_at must be an RFC3339 time")
 	}
 	u.LastUsedAt = t
+	if v, ok := m["counted_since"]; ok {
+		s, _ := v.(string)
+		if u.CountedSince, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return u, fmt.Errorf("counted_since must be an RFC3339 time")
+		}
+	}
 	u.SourceIP, _ = m["source_ip"].(string)
 	if u.SourceIP != "" {
 		if _, err := netip.ParseAddr(u.SourceIP); err != nil {

@@ -41,7 +41,18 @@ type entry struct {
 	lastUse  atomic.Int64 // unix nanoseconds
 	lastIP   atomic.Pointer[string]
 	reported atomic.Uint64 // uses already handed to a usage report
+
+	// others are the source addresses other than lastIP used since the
+	// last report, each with when it was last seen (unix nanoseconds), at
+	// most maxReportSources: touched only when the source changes, so a key used
+	// from one address pays one atomic load per use for it.
+	othersMu sync.Mutex
+	others   map[string]int64
 }
+
+// maxReportSources bounds the distinct source addresses reported per key and
+// report (the engine keeps 16 per key).
+const maxReportSources = 16
 
 func secretHash(k keyformat.Key) [32]byte {
 	s := k.SecretPart()
@@ -66,20 +77,37 @@ func (e *entry) countUse(now time.Time, sourceIP string) {
 	e.lastUse.Store(now.UnixNano())
 	if sourceIP != "" {
 		if p := e.lastIP.Load(); p == nil || *p != sourceIP {
+			e.othersMu.Lock()
+			if p != nil {
+				if e.others == nil {
+					e.others = map[string]int64{}
+				}
+				if _, ok := e.others[*p]; ok || len(e.others) < maxReportSources {
+					e.others[*p] = now.UnixNano()
+				}
+			}
+			delete(e.others, sourceIP)
 			ip := sourceIP
 			e.lastIP.Store(&ip)
+			e.othersMu.Unlock()
 		}
 	}
 }
 
-// takeUsage returns uses not yet reported.
-func (e *entry) takeUsage() (n uint64, last time.Time, ip string) {
+// takeUsage returns uses not yet reported: how many, the last use and its
+// source, and the other sources used since the last report (with when each
+// was last seen).
+func (e *entry) takeUsage() (n uint64, last time.Time, ip string, others map[string]int64) {
 	total := e.uses.Load()
 	n = total - e.reported.Swap(total)
+	e.othersMu.Lock()
+	others, e.others = e.others, nil
+	e.othersMu.Unlock()
 	if p := e.lastIP.Load(); p != nil {
 		ip = *p
+		delete(others, ip)
 	}
-	return n, time.Unix(0, e.lastUse.Load()), ip
+	return n, time.Unix(0, e.lastUse.Load()), ip, others
 }
 
 // cache maps key_id to the verdict for that key.

@@ -97,6 +97,7 @@ func (v *Verifier) poll(ctx context.Context) error {
 		}
 		if !more {
 			v.lastFeedOK.Store(int64(sent))
+			v.polled.Store(true)
 			return nil
 		}
 	}

@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -133,4 +134,45 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A key used from several addresses since the last report is reported
+// with one entry per address (so the engine's new-source detection sees
+// each), the counts adding up, the last address first; every entry says
+// since when it was counted (the previous report).
+func TestUsage_oneEntryPerSource(t *testing.T) {
+	r := newRig(t, "ab12cd34.5", nil)
+	key, keyID := r.key(t, "ticket")
+	r.cached(t, Request{APIKey: key, SourceIP: "10.0.0.1"}) // the engine counted the first
+	if err := r.v.ReportUsage(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	reportedAt := r.clk.now()
+	for _, ip := range []string{"10.0.0.1", "192.0.2.7", "10.0.0.1", "10.0.0.1", "203.0.113.9"} {
+		r.clk.advance(time.Second)
+		r.isCached(t, Request{APIKey: key, SourceIP: ip})
+	}
+	if err := r.v.ReportUsage(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := r.reports(t)
+	if len(got) != 2 {
+		t.Fatalf("reports %v", got)
+	}
+	var ips []string
+	total := 0
+	for _, e := range got[1] {
+		if e["key_id"] != keyID || e["ticket"] != "ticket" || e["counted_since"] != reportedAt.UTC().Format(time.RFC3339Nano) {
+			t.Fatalf("entry %v", e)
+		}
+		n, _ := strconv.Atoi(fmt.Sprint(e["count"]))
+		total += n
+		ips = append(ips, fmt.Sprint(e["source_ip"]))
+	}
+	if strings.Join(ips, ",") != "203.0.113.9,10.0.0.1,192.0.2.7" || total != 5 {
+		t.Fatalf("entries %v: sources %v, %d uses; want the last source first, then the others newest first, 5 uses", got[1], ips, total)
+	}
+	if c := fmt.Sprint(got[1][0]["count"]); c != "3" {
+		t.Fatalf("the last source counts %s, want 3", c)
+	}
 }

@@ -26,6 +26,7 @@
 package verifier
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -148,11 +149,19 @@ type Verifier struct {
 	// monotonic time (cfg.monotonic) at which the read that reached the
 	// feed's head was sent.
 	lastFeedOK atomic.Int64
+	// polled is set once a read reached the feed's head.
+	polled atomic.Bool
+
+	// hits and misses count requests the cache answered and did not.
+	hits, misses atomic.Uint64
 
 	// usage holds counts of entries that left the cache before their
 	// usage was reported.
 	usageMu sync.Mutex
 	usage   map[string]*usageCount
+	// countingSince is when the uses not yet handed to a report began to
+	// be counted (the start of the previous ReportUsage, or New). usageMu.
+	countingSince time.Time
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -162,6 +171,11 @@ type usageCount struct {
 	count    uint64
 	last     time.Time
 	sourceIP string
+	// others are the other source addresses of these uses, with when each
+	// was last seen (unix nanoseconds), at most maxSources.
+	others map[string]int64
+	// since is when counting these uses began: the previous report.
+	since time.Time
 	// ticket is the newest usage ticket seen for the key, ticketAt when
 	// it was received (monotonic nanoseconds).
 	ticket   string
@@ -222,6 +236,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		monoFromNow: monoFromNow,
 	}
 	v.cache.evicted = v.keepUsage
+	v.countingSince = cfg.Now()
 	if err := v.poll(ctx); err != nil {
 		return nil, fmt.Errorf("verifier: reading the revocations feed: %w", err)
 	}
@@ -284,9 +299,11 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	}
 	if req.Signature == "" {
 		if res, ok := v.fromCache(key, req, now); ok {
+			v.hits.Add(1)
 			return res, nil
 		}
 	}
+	v.misses.Add(1)
 	return v.askEngine(ctx, key, req, now)
 }
 
@@ -400,15 +417,20 @@ const maxReportBatch = 1000
 
 // ReportUsage sends the usage counted from cache hits to the engine, in
 // batches of at most maxReportBatch entries, each with the newest usage
-// ticket the engine gave for its key. A batch the engine refuses as a bad
-// request (400) is dropped, with a warning: sending it again would be
-// refused again. Any other failure keeps the unsent counts for the next
-// report.
+// ticket the engine gave for its key. A key used from several source
+// addresses since the last report takes one entry per address (the engine's
+// new-source detection sees each; every other address counts one use, the
+// last address the rest), and every entry says since when it was counted
+// (counted_since: the previous report), so the engine can tell a rate. A
+// batch the engine refuses as a bad request (400) is dropped, with a
+// warning: sending it again would be refused again. Any other failure keeps
+// the unsent counts for the next report.
 func (v *Verifier) ReportUsage(ctx context.Context) error {
 	v.cache.each(v.keepUsage)
 	v.usageMu.Lock()
 	pending := v.usage
 	v.usage = map[string]*usageCount{}
+	v.countingSince = v.cfg.Now()
 	v.usageMu.Unlock()
 	if len(pending) == 0 {
 		return nil
@@ -419,39 +441,36 @@ func (v *Verifier) ReportUsage(ctx context.Context) error {
 	}
 	var errs []error
 	for len(ids) > 0 {
-		batch := ids[:min(len(ids), maxReportBatch)]
-		ids = ids[len(batch):]
-		report := wire.UsageRequest{Reports: make([]wire.UsageReport, 0, len(batch))}
-		for _, id := range batch {
-			u := pending[id]
-			// Empty source_ip and ticket are left out: an engine that
-			// issues no tickets also refuses the field.
-			report.Reports = append(report.Reports, wire.UsageReport{
-				KeyID: id, Count: u.count, LastUsedAt: u.last.UTC().Format(time.RFC3339Nano),
-				SourceIP: u.sourceIP, Ticket: u.ticket,
-			})
+		var batch []string
+		report := wire.UsageRequest{}
+		for len(ids) > 0 {
+			entries := usageEntries(ids[0], pending[ids[0]])
+			if len(report.Reports) > 0 && len(report.Reports)+len(entries) > maxReportBatch {
+				break
+			}
+			batch, ids = append(batch, ids[0]), ids[1:]
+			report.Reports = append(report.Reports, entries...)
 		}
 		secret, err := v.cfg.Client.Logical().WriteWithContext(ctx, v.cfg.Mount+"/usage", report.Data())
 		var re *api.ResponseError
 		switch {
 		case errors.As(err, &re) && re.StatusCode == http.StatusBadRequest:
 			// Counts and status only: entries carry tickets.
-			v.logger.Warn("usage report refused by the engine as a bad request; dropping it", "entries", len(batch), "status", re.StatusCode)
-			errs = append(errs, fmt.Errorf("verifier: usage report of %d entries refused (400); dropped", len(batch)))
+			v.logger.Warn("usage report refused by the engine as a bad request; dropping it", "entries", len(report.Reports), "status", re.StatusCode)
+			errs = append(errs, fmt.Errorf("verifier: usage report of %d entries refused (400); dropped", len(report.Reports)))
 		case err != nil:
 			// Keep the counts of this and every unsent batch for the next
 			// attempt.
 			v.usageMu.Lock()
 			for _, id := range append(batch, ids...) {
-				u := pending[id]
-				v.addUse(id, u.count, u.last, u.sourceIP, u.ticket, u.ticketAt)
+				v.mergeUse(id, pending[id])
 			}
 			v.usageMu.Unlock()
 			return errors.Join(append(errs, err)...)
 		default:
 			if secret != nil {
 				if r, _ := wire.Decode[wire.UsageReply](secret.Data); r.Rejected > 0 {
-					v.logger.Warn("usage report entries rejected by the engine (ticket expired or key not live)", "rejected", r.Rejected, "entries", len(batch))
+					v.logger.Warn("usage report entries rejected by the engine (ticket expired or key not live)", "rejected", r.Rejected, "entries", len(report.Reports))
 				}
 			}
 		}
@@ -459,33 +478,106 @@ func (v *Verifier) ReportUsage(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// usageEntries are the report entries of one key: the last source first
+// (the engine takes the newest last_used_at as the key's last source),
+// then one use for each other source, newest first, at most maxReportSources in
+// all and never more entries than uses.
+func usageEntries(id string, u *usageCount) []wire.UsageReport {
+	type src struct {
+		ip string
+		at int64
+	}
+	others := make([]src, 0, len(u.others))
+	for ip, at := range u.others {
+		others = append(others, src{ip, at})
+	}
+	slices.SortFunc(others, func(a, b src) int { return cmp.Compare(b.at, a.at) })
+	others = others[:min(len(others), maxReportSources-1, int(min(u.count-1, uint64(maxReportSources))))]
+	// Empty fields are left out (wire.UsageRequest.Data): an engine that
+	// issues no tickets also refuses the ticket field.
+	entry := func(n uint64, at time.Time, ip string) wire.UsageReport {
+		r := wire.UsageReport{KeyID: id, Count: n, LastUsedAt: at.UTC().Format(time.RFC3339Nano), SourceIP: ip, Ticket: u.ticket}
+		if !u.since.IsZero() && !u.since.After(at) {
+			r.CountedSince = u.since.UTC().Format(time.RFC3339Nano)
+		}
+		return r
+	}
+	out := []wire.UsageReport{entry(u.count-uint64(len(others)), u.last, u.sourceIP)}
+	for _, o := range others {
+		at := time.Unix(0, o.at)
+		if at.After(u.last) {
+			at = u.last
+		}
+		out = append(out, entry(1, at, o.ip))
+	}
+	return out
+}
+
 // keepUsage moves an entry's unreported uses into the next report.
 func (v *Verifier) keepUsage(keyID string, e *entry) {
-	n, last, ip := e.takeUsage()
+	n, last, ip, others := e.takeUsage()
 	if n == 0 {
 		return
 	}
 	v.usageMu.Lock()
 	v.addUse(keyID, n, last, ip, e.ticket, e.ticketAt)
+	v.addSources(keyID, others)
 	v.usageMu.Unlock()
+}
+
+// mergeUse puts back the counts of a report that could not be sent.
+// usageMu is held.
+func (v *Verifier) mergeUse(keyID string, u *usageCount) {
+	v.addUse(keyID, u.count, u.last, u.sourceIP, u.ticket, u.ticketAt)
+	v.addSources(keyID, u.others)
+	if cur := v.usage[keyID]; !u.since.IsZero() && u.since.Before(cur.since) {
+		cur.since = u.since
+	}
 }
 
 // addUse needs usageMu held.
 func (v *Verifier) addUse(keyID string, n uint64, at time.Time, sourceIP, ticket string, ticketAt int64) {
 	u := v.usage[keyID]
 	if u == nil {
-		u = &usageCount{}
+		u = &usageCount{since: v.countingSince}
 		v.usage[keyID] = u
 	}
 	u.count += n
 	if at.After(u.last) {
+		if sourceIP != "" && u.sourceIP != "" && u.sourceIP != sourceIP {
+			v.addSourcesLocked(u, map[string]int64{u.sourceIP: u.last.UnixNano()})
+		}
 		u.last = at
 		if sourceIP != "" {
 			u.sourceIP = sourceIP
 		}
+	} else if sourceIP != "" && sourceIP != u.sourceIP {
+		v.addSourcesLocked(u, map[string]int64{sourceIP: at.UnixNano()})
 	}
 	if ticket != "" && (u.ticket == "" || ticketAt >= u.ticketAt) {
 		u.ticket, u.ticketAt = ticket, ticketAt
+	}
+}
+
+// addSources adds other source addresses to a key's pending usage (after
+// addUse). usageMu is held.
+func (v *Verifier) addSources(keyID string, others map[string]int64) {
+	if u := v.usage[keyID]; u != nil {
+		v.addSourcesLocked(u, others)
+	}
+}
+
+func (v *Verifier) addSourcesLocked(u *usageCount, others map[string]int64) {
+	for ip, at := range others {
+		if ip == u.sourceIP {
+			continue
+		}
+		if u.others == nil {
+			u.others = map[string]int64{}
+		}
+		if old, ok := u.others[ip]; ok || len(u.others) < maxReportSources {
+			u.others[ip] = max(old, at)
+		}
 	}
 }
 

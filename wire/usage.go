@@ -8,7 +8,11 @@ type UsageReport struct {
 	Count      uint64 `json:"count"`
 	LastUsedAt string `json:"last_used_at"` // RFC 3339
 	SourceIP   string `json:"source_ip,omitempty"`
-	Ticket     string `json:"ticket,omitempty"`
+	// CountedSince is when the verifier began counting these uses (RFC
+	// 3339; its previous report): the engine takes count over the time
+	// since as the rate anomaly_rate is checked against.
+	CountedSince string `json:"counted_since,omitempty"`
+	Ticket       string `json:"ticket,omitempty"`
 }
 
 // UsageRequest is the body of a usage report.
@@ -18,7 +22,7 @@ type UsageRequest struct {
 
 // UsageReportFields are the names an entry may have; the engine refuses
 // others.
-var UsageReportFields = []string{"key_id", "count", "last_used_at", "source_ip", "ticket"}
+var UsageReportFields = []string{"key_id", "count", "last_used_at", "source_ip", "counted_since", "ticket"}
 
 // UsageReply is the engine's answer to a usage report.
 type UsageReply struct {
@@ -38,6 +42,9 @@ func (r UsageRequest) Data() map[string]any {
 		m := map[string]any{"key_id": u.KeyID, "count": u.Count, "last_used_at": u.LastUsedAt}
 		if u.SourceIP != "" {
 			m["source_ip"] = u.SourceIP
+		}
+		if u.CountedSince != "" {
+			m["counted_since"] = u.CountedSince
 		}
 		if u.Ticket != "" {
 			m["ticket"] = u.Ticket

@@ -16,8 +16,10 @@ import (
 const gatewayUsage = `Usage: cryptokeys gateway -config FILE [-listen ADDR] [-log-level LEVEL]
 
 Runs the verification service beside an API gateway: forward auth at /authz
-(nginx auth_request, Caddy forward_auth, Traefik ForwardAuth), /metrics,
-/healthz and /readyz. Vault is reached as the vault CLI does (VAULT_ADDR,
+(nginx auth_request, Caddy forward_auth, Traefik ForwardAuth), Envoy's
+ext_authz over gRPC on grpc_listen, /metrics, /healthz and /readyz, and the
+leak receivers a leaks block turns on (/leaks/github, /leaks/report). Vault
+is reached as the vault CLI does (VAULT_ADDR,
 VAULT_TOKEN, VAULT_CACERT, ...) or with token_file in the config.
 SIGINT or SIGTERM stops it gracefully, reporting the usage counted so far.
 `

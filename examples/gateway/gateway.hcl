@@ -4,6 +4,7 @@
 mount           = "cryptokeys"
 environment     = "prod"                  # keys of other environments are refused offline
 listen          = "127.0.0.1:8181"        # /authz, /metrics, /healthz, /readyz
+# grpc_listen   = "127.0.0.1:8182"        # Envoy ext_authz over gRPC (examples/gateway/envoy/)
 token_file      = "/run/vault-agent/token" # re-read when it changes
 trusted_proxies = ["127.0.0.1/32"]        # the proxy in front; its X-Forwarded-For is believed
 
@@ -26,3 +27,10 @@ route "* /v1/orders/*" {
 # Unmatched routes are refused (403 NO_ROUTE). To let any valid key through
 # elsewhere instead:
 # default_scopes = []
+
+# Leak receivers, off unless turned on here; they need leaks-policy.hcl on
+# the gateway's token (see docs/guides/leak-receivers.md):
+# leaks {
+#   github = true   # POST /leaks/github: GitHub secret-scanning partner alerts
+#   report = true   # POST /leaks/report: anyone may revoke a key they found
+# }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -46,11 +47,19 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`old [0-9A-Za-z]{12} -> new [0-9A-Za-z]{12}`),
 		regexp.MustCompile(`old key now: VALID\s+new key: VALID`),
 		regexp.MustCompile(`new key now: REVOKED`),
+		regexp.MustCompile(`gateway: HTTP 200 .*X-Cryptokeys-Code: VALID`),
 		regexp.MustCompile(`Stopping Vault`),
 	} {
 		if !want.MatchString(text) {
 			t.Errorf("demo output lacks %s", want)
 		}
+	}
+	// The gateway let the key through, then refused it within a second of
+	// its revocation.
+	if m := regexp.MustCompile(`gateway: HTTP (\d+) .*X-Cryptokeys-Code: (\w+).*\((\d+) ms after the revocation\)`).FindStringSubmatch(text); m == nil {
+		t.Error("the demo does not show the gateway refusing the revoked key")
+	} else if ms, _ := strconv.Atoi(m[3]); m[1] != "401" || m[2] != "REVOKED" || ms > 1000 {
+		t.Errorf("the gateway answered %s %s %d ms after the revocation; want 401 REVOKED within 1000 ms", m[1], m[2], ms)
 	}
 	// Without DEMO_KEEP the demo stops its Vault, so it must not end by
 	// telling the reader to use it.
@@ -68,6 +77,10 @@ func TestDemo(t *testing.T) {
 	// #nosec G204 -- the address matched 127.0.0.1:<digits> above; pgrep gets it as one argument
 	if err := exec.Command("pgrep", "-f", "dev-listen-address="+strings.TrimPrefix(addr[1], "http://")).Run(); err == nil {
 		t.Error("the demo's Vault is still running")
+	}
+	// #nosec G204 -- a fixed pattern
+	if err := exec.Command("pgrep", "-f", "cryptokeys gateway -config "+filepath.Join(root, ".dev", "demo")).Run(); err == nil {
+		t.Error("the demo's gateway is still running")
 	}
 	if _, err := os.Stat(filepath.Join(root, ".dev", "demo")); !os.IsNotExist(err) {
 		t.Error(".dev/demo was left behind")
