@@ -66,15 +66,17 @@ func pathCreds(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: strict(b.pathCredsIssue),
-				Summary:  "Issue a key with the role's defaults.",
+				Callback:  strict(b.pathCredsIssue),
+				Responses: okResponse("A new key as a leased secret.", issuedKeyResponseFields),
+				Summary:   "Issue a key with the role's defaults.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb: "issue",
 				},
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathCredsIssue),
-				Summary:  "Issue a key, optionally narrowing ttl, scopes and allowed_cidrs.",
+				Callback:  strict(b.pathCredsIssue),
+				Responses: okResponse("A new key as a leased secret.", issuedKeyResponseFields),
+				Summary:   "Issue a key, optionally narrowing ttl, scopes and allowed_cidrs.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb: "issue-with-parameters",
 				},
