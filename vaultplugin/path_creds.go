@@ -155,7 +155,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	if r == nil {
-		return logical.ErrorResponse("role: %q does not exist", roleName), nil
+		return respond(badField("role", "%q does not exist", roleName))
 	}
 	cfg, err := b.configForIssue(ctx, req.Storage)
 	if err != nil {
@@ -171,7 +171,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 			return nil, err
 		}
 		if n >= r.MaxActiveKeys {
-			return logical.ErrorResponse("max_active_keys: role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n), nil
+			return respond(badField("max_active_keys", "role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n))
 		}
 	}
 	resp, _, err := b.issue(ctx, req, cfg, t)
