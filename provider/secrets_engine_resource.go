@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -126,22 +127,37 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 				Attributes: map[string]schema.Attribute{
 					"key_prefix": schema.StringAttribute{
 						Optional: true, Computed: true,
-						Description: "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
-						Validators:  []validator.String{prefixValidator()},
+						Description:   "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
+						Validators:    []validator.String{prefixValidator()},
+						PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 					},
-					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "TTL for roles that set none.", PlanModifiers: durationModifiers()},
-					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "Upper bound on every key's lifetime.", PlanModifiers: durationModifiers()},
+					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "TTL for roles that set none.", PlanModifiers: keepUnsetDuration()},
+					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "Upper bound on every key's lifetime.", PlanModifiers: keepUnsetDuration()},
 					"scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scope catalog; empty allows any.",
-						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
+						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}, PlanModifiers: keepUnsetSet()},
 					"environments": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Allowed environments; empty allows any.",
-						Validators: []validator.Set{setvalidator.ValueStringsAre(environmentValidator())}},
+						Validators: []validator.Set{setvalidator.ValueStringsAre(environmentValidator())}, PlanModifiers: keepUnsetSet()},
 					"signed_scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scopes granted only to signed requests.",
-						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
-					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: durationModifiers()},
+						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}, PlanModifiers: keepUnsetSet()},
+					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: keepUnsetDuration()},
 				},
 			},
 		},
 	}
+}
+
+// keepUnsetDuration and keepUnsetSet are the config attributes' plan
+// modifiers: an attribute the configuration leaves out keeps its current
+// value (the framework would plan it unknown whenever any other config
+// attribute is respelled or changed, and so plan a change forever for a
+// duration written "43200m" over a state of "720h"), and a duration
+// written differently but as long is no change.
+func keepUnsetDuration() []planmodifier.String {
+	return durationModifiers(stringplanmodifier.UseStateForUnknown())
+}
+
+func keepUnsetSet() []planmodifier.Set {
+	return []planmodifier.Set{setplanmodifier.UseStateForUnknown()}
 }
 
 func (r *secretsEngineResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
