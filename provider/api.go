@@ -183,4 +183,4 @@ func decode[T any](s *api.Secret) (T, error) {
 }
 
 // errNoReply is a write that should have returned data and returned none.
-var errNoReply = errors.New("Vault returned an empty response")
+var errNoReply = errors.New("the engine returned an empty response")

@@ -5,7 +5,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
@@ -15,8 +14,6 @@ var _ datasource.DataSourceWithConfigure = (*keysDataSource)(nil)
 func newKeysDataSource() datasource.DataSource { return &keysDataSource{} }
 
 type keysDataSource struct{ c *client }
-
-func pathRoot(name string) path.Path { return path.Root(name) }
 
 func (d *keysDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_keys"
