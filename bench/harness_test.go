@@ -61,7 +61,10 @@ type report struct {
 	// in a terraform plan (refresh included).
 	TFProviderCPUms float64       `json:"tf_provider_cpu_ms_per_resource"`
 	Gateway         gatewayReport `json:"gateway"`
-	Notes           []string      `json:"notes,omitempty"`
+	// Figures are single measurements named with their unit (bulk
+	// revocation: bulk_revoke_<keys>_effective_ms and friends).
+	Figures map[string]float64 `json:"figures,omitempty"`
+	Notes   []string           `json:"notes,omitempty"`
 }
 
 func TestBenchHarness(t *testing.T) {
@@ -209,6 +212,9 @@ func TestBenchHarness(t *testing.T) {
 		r.Ratios["tf_plan_seconds_vs_terraform_data"] = tf.PlanVsData
 		r.TFProviderCPUms = tf.CPUmsPerRes
 	}
+	// Last: it revokes every key of the large set.
+	waitQuiet(t, r, m, "before the bulk revocation")
+	bulkRevoke(t, r, big, bigMount, large, m)
 	writeReport(t, r)
 }
 
@@ -496,6 +502,14 @@ func writeReport(t *testing.T, r *report) {
 	}
 	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n%-30s %8.2f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms, "tf_provider_cpu_ms_per_resource", r.TFProviderCPUms)
 	fmt.Fprintf(&sb, "%-30s %8.0f\n%-30s %8.0f\n%-30s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
+	figures := make([]string, 0, len(r.Figures))
+	for k := range r.Figures {
+		figures = append(figures, k)
+	}
+	slices.Sort(figures)
+	for _, k := range figures {
+		fmt.Fprintf(&sb, "%-30s %8.1f\n", k, r.Figures[k])
+	}
 	t.Log(sb.String())
 	fmt.Println(sb.String())
 	t.Logf("wrote %s", path)

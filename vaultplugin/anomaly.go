@@ -73,7 +73,14 @@ const maxReportSpan = 10 * time.Minute
 type pendingAnomalies struct {
 	found       map[string]*anomaly
 	suspendedAt time.Time
-	newIPs      []string
+	// resumes is the key record's Resumes when the suspension was decided.
+	resumes uint64
+	newIPs  []string
+}
+
+// liftedBy reports that rec was resumed after this suspension was decided.
+func (pa *pendingAnomalies) liftedBy(rec *keyRecord) bool {
+	return rec.Resumes != pa.resumes
 }
 
 func newAnomalyTracker() *anomalyTracker {
@@ -92,7 +99,12 @@ func (t *anomalyTracker) observe(rec *keyRecord, now time.Time, sourceIP string,
 	defer t.mu.Unlock()
 	pa := t.pending[rec.KeyID]
 	if pa != nil && !pa.suspendedAt.IsZero() {
-		return true
+		if !pa.liftedBy(rec) {
+			return true
+		}
+		// Lifted by a resume that raced the flush holding it (the flush
+		// then gave it back): forgotten, as the resume meant.
+		pa.suspendedAt = time.Time{}
 	}
 	var kinds []string
 	if p.AnomalyRate > 0 {
@@ -158,7 +170,7 @@ func (t *anomalyTracker) foundLocked(rec *keyRecord, now time.Time, kinds []stri
 		a.Count++
 	}
 	if p.OnAnomaly == anomalySuspend {
-		pa.suspendedAt = now
+		pa.suspendedAt, pa.resumes = now, rec.Resumes
 		return true
 	}
 	return false
@@ -179,7 +191,10 @@ func (t *anomalyTracker) observeReport(rec *keyRecord, now time.Time, count uint
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if pa := t.pending[rec.KeyID]; pa != nil && !pa.suspendedAt.IsZero() {
-		return true
+		if !pa.liftedBy(rec) {
+			return true
+		}
+		pa.suspendedAt = time.Time{} // lifted by a resume, as in observe
 	}
 	if p.OnAnomaly == "" || p.OnAnomaly == anomalyNone {
 		return false
@@ -218,7 +233,7 @@ func (t *anomalyTracker) take() map[string]*pendingAnomalies {
 	t.pending = map[string]*pendingAnomalies{}
 	for id, pa := range out {
 		if !pa.suspendedAt.IsZero() {
-			t.pending[id] = &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt}
+			t.pending[id] = &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt, resumes: pa.resumes}
 		}
 	}
 	return out
@@ -243,31 +258,36 @@ func (t *anomalyTracker) putBack(keyID string, pa *pendingAnomalies) {
 			pa.found[k] = a
 		}
 		if !cur.suspendedAt.IsZero() {
-			pa.suspendedAt = cur.suspendedAt
+			pa.suspendedAt, pa.resumes = cur.suspendedAt, cur.resumes
 		}
 	}
 	t.pending[keyID] = pa
 }
 
-func (t *anomalyTracker) peek(keyID string) (found []anomaly, suspendedAt time.Time) {
+// peek returns this node's unflushed findings for rec's key, and when this
+// node suspended it if that suspension still holds (see suspendedAt).
+func (t *anomalyTracker) peek(rec *keyRecord) (found []anomaly, suspendedAt time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	pa := t.pending[keyID]
+	pa := t.pending[rec.KeyID]
 	if pa == nil {
 		return nil, time.Time{}
 	}
 	for _, a := range pa.found {
 		found = append(found, *a)
 	}
+	if pa.liftedBy(rec) {
+		return found, time.Time{}
+	}
 	return found, pa.suspendedAt
 }
 
-// suspendedAt is when this node suspended the key, if it has and the
-// suspension is not yet flushed.
-func (t *anomalyTracker) suspendedAt(keyID string) time.Time {
+// suspendedAt is when this node suspended rec's key, if it has, the
+// suspension is not yet flushed, and no resume of rec lifted it since.
+func (t *anomalyTracker) suspendedAt(rec *keyRecord) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if pa := t.pending[keyID]; pa != nil {
+	if pa := t.pending[rec.KeyID]; pa != nil && !pa.liftedBy(rec) {
 		return pa.suspendedAt
 	}
 	return time.Time{}

@@ -82,3 +82,60 @@ func TestAnomaly_noneIgnoresEverything(t *testing.T) {
 	e.badRequest(logical.UpdateOperation, "roles/r", map[string]any{"on_anomaly": "panic"}, "on_anomaly", "must be one of")
 	_ = time.Second
 }
+
+// TestAnomaly_resumeRacingAFlushStaysResumed: the flush takes a pending
+// suspension, a resume lands before the flush writes the record, and the
+// flush then writes. The key stays resumed: in storage, on this node, and
+// when the flush's write fails and its findings are queued again (issue 22
+// item 8).
+func TestAnomaly_resumeRacingAFlushStaysResumed(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		e := newTestEnv(t)
+		e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "flag_new_source": true})
+		d, _ := e.issue("r", nil)
+		id := d["key_id"].(string)
+		from := func(ip string) map[string]any { return map[string]any{"api_key": d["api_key"], "source_ip": ip} }
+		e.wantCode(from("10.0.0.1"), wire.CodeValid)
+		e.wantCode(from("198.51.100.7"), wire.CodeSuspended)
+		e.clock.Add(time.Second)
+
+		// flushUsage, cut between its take and flushOne, with the resume
+		// in between.
+		used := e.b.usage.take()
+		found := e.b.anomalies.take()
+		if found[id] == nil || found[id].suspendedAt.IsZero() {
+			t.Fatalf("no pending suspension taken: %v", found)
+		}
+		e.ok(logical.UpdateOperation, "keys/"+id+"/resume", map[string]any{"reason": "customer confirmed"})
+		if failing {
+			// The flush's write fails: it gives its findings back.
+			e.b.usage.putBack(id, used[id])
+			e.b.anomalies.putBack(id, found[id])
+		} else {
+			if _, err := e.b.flushOne(t.Context(), e.storage, id, used[id], found[id]); err != nil {
+				t.Fatal(err)
+			}
+			e.b.anomalies.settled(id, found[id].suspendedAt)
+		}
+		if failing {
+			// A usage report's check sees the resume too.
+			rec, _ := e.b.loadKey(t.Context(), e.storage, id)
+			if e.b.anomalies.observeReport(rec, e.clock.Now(), 1, time.Time{}, "10.0.0.1", e.b.logAnomaly) {
+				t.Fatal("a usage report after the resume finds the key suspended")
+			}
+		}
+		e.wantCode(from("10.0.0.1"), wire.CodeValid)
+		if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
+			t.Fatal(err)
+		}
+		e.b.cache.drop(id)
+		stored, _ := e.b.loadKey(t.Context(), e.storage, id)
+		if !stored.SuspendedAt.IsZero() {
+			t.Fatalf("failing=%v: the flush brought the suspension back: suspended_at %s, resumed_at %s", failing, stored.SuspendedAt, stored.ResumedAt)
+		}
+		e.wantCode(from("10.0.0.1"), wire.CodeValid)
+		if st := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["status"]; st == statusSuspended {
+			t.Fatalf("failing=%v: status %v after resume", failing, st)
+		}
+	}
+}

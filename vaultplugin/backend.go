@@ -75,6 +75,13 @@ type backend struct {
 	configMu      sync.RWMutex
 	config        *engineConfig // cached; nil until loaded
 	configWriteMu sync.Mutex
+	// prefixMu keeps key_prefix still while a key is issued: creds holds it
+	// shared from reading the prefix to writing the record, a config write
+	// naming key_prefix holds it alone from its check that no key exists to
+	// storing the config. Without it an issue that read the old prefix could
+	// write its record after the check, and its key would never verify.
+	// Taken after configWriteMu, never before it.
+	prefixMu sync.RWMutex
 
 	// storage is kept for Clean, which Vault calls without a request.
 	storage logical.Storage

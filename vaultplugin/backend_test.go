@@ -39,6 +39,8 @@ type countingStorage struct {
 	puts   int
 	gets   int
 	delets int
+	// lists counts List calls of the key records' prefix (a tidy scan).
+	lists int
 	// getsOf counts reads by storage key.
 	getsOf map[string]int
 }
@@ -59,6 +61,15 @@ func (s *countingStorage) Get(ctx context.Context, k string) (*logical.StorageEn
 	s.getsOf[k]++
 	s.mu.Unlock()
 	return s.Storage.Get(ctx, k)
+}
+
+func (s *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	if prefix == keyStoragePrefix {
+		s.mu.Lock()
+		s.lists++
+		s.mu.Unlock()
+	}
+	return s.Storage.List(ctx, prefix)
 }
 
 func (s *countingStorage) Delete(ctx context.Context, k string) error {

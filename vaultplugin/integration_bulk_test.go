@@ -16,10 +16,11 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// bulkKeys is how many keys TestIntegration_bulkRevocation revokes: 5,000
-// in make test, 100,000 under CK_SOAK=1; CK_BULK_KEYS overrides (20,000
-// took 5 minutes on 2 shared cores: 102 s to issue them through creds at
-// about 200 keys/s, 157 s for the job; too long for make test's budget).
+// bulkKeys is how many keys TestIntegration_bulkRevocation revokes: 20,000
+// in make test, as issue 22 asks, 100,000 under CK_SOAK=1; CK_BULK_KEYS
+// overrides. 20,000 took about 5 minutes on 2 cores shared with other
+// work: 102 s to issue them through creds at about 200 keys/s, 157 s for
+// the job.
 func bulkKeys() int {
 	if n, err := strconv.Atoi(os.Getenv("CK_BULK_KEYS")); err == nil && n > 0 {
 		return n
@@ -27,7 +28,7 @@ func bulkKeys() int {
 	if os.Getenv("CK_SOAK") == "1" {
 		return 100_000
 	}
-	return 5_000
+	return 20_000
 }
 
 // parallel runs f(i) for i in [0, n) on w workers and returns the first error.
@@ -120,6 +121,29 @@ func TestIntegration_bulkRevocation(t *testing.T) {
 		t.Fatalf("reply: %v", reply)
 	}
 
+	// The verifier, probed from the reply on, beside the engine's check: a
+	// bulk event drops every cached key of the role in one step, so the
+	// moment a probe key no longer answers from the cache is the moment
+	// none of them does. Every cached key is checked afterwards, untimed
+	// (each is then a miss that asks the engine, which is what made the
+	// earlier serial check of 300 keys take over a second).
+	probe := cached[len(cached)-1]
+	probed := make(chan time.Duration, 1)
+	go func() {
+		for {
+			r, err := v.Verify(context.Background(), verifier.Request{APIKey: probe.apiKey})
+			if err == nil && !r.Cached && r.Code == "REVOKED" {
+				probed <- time.Since(returned)
+				return
+			}
+			if time.Since(returned) > 5*time.Second {
+				probed <- -1
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+
 	// Within one second of the reply: the engine refuses (a sample, across
 	// the whole range of keys), and the local verifier refuses every key it
 	// had cached.
@@ -138,29 +162,20 @@ func TestIntegration_bulkRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	engineAt := time.Since(returned)
-	var verifierAt time.Duration
-	for {
-		stale := 0
-		for _, k := range cached {
-			if r, err := v.Verify(t.Context(), verifier.Request{APIKey: k.apiKey}); err != nil || r.Code == "VALID" {
-				stale++
-			}
-		}
-		if stale == 0 {
-			verifierAt = time.Since(returned)
-			break
-		}
-		if time.Since(returned) > 5*time.Second {
-			t.Fatalf("the local verifier still answers VALID for %d of %d cached keys 5s after the revocation", stale, len(cached))
-		}
-		time.Sleep(20 * time.Millisecond)
+	verifierAt := <-probed
+	if verifierAt < 0 {
+		t.Fatalf("the local verifier still answers a revoked key from its cache 5s after the revocation")
 	}
-	t.Logf("refused everywhere: engine sample of %d within %s, local verifier (%d cached keys) within %s of the reply", len(sample), engineAt.Round(time.Millisecond), len(cached), verifierAt.Round(time.Millisecond))
+	for _, k := range cached {
+		if r, err := v.Verify(t.Context(), verifier.Request{APIKey: k.apiKey}); err != nil || r.Code == "VALID" || r.Cached {
+			t.Errorf("the local verifier, after the bulk event: key %s answers %s (cached %v, %v)", k.keyID, r.Code, r.Cached, err)
+		}
+	}
+	t.Logf("refused everywhere: engine sample of %d within %s, local verifier (%d cached keys dropped) within %s of the reply", len(sample), engineAt.Round(time.Millisecond), len(cached), verifierAt.Round(time.Millisecond))
 	// The engine refuses from the reply on (every verify above came after
-	// it); the verifier within its poll interval (200ms) plus the time to
-	// check its keys. On a loaded 2-core machine that was 1.4s once, so the
-	// bound is 2s and the figure is reported.
-	if engineAt > time.Second || verifierAt > 2*time.Second {
+	// it); the verifier once its next feed read (every 200ms here) brings
+	// the bulk event.
+	if engineAt > time.Second || verifierAt > time.Second {
 		t.Errorf("bulk revocation took too long to take effect: engine sample %s, verifier %s", engineAt, verifierAt)
 	}
 	for _, k := range []faultKey{bystander} {

@@ -97,6 +97,11 @@ type keyRecord struct {
 	ResumedAt     time.Time `json:"resumed_at,omitzero"`
 	ResumedBy     string    `json:"resumed_by,omitempty"`
 	ResumeReason  string    `json:"resume_reason,omitempty"`
+	// Resumes counts the resumes of this key. A suspension decided in
+	// memory remembers the count it saw; once a resume has moved it on, the
+	// suspension is lifted, whatever a flush that took it before the
+	// resume, or gave it back after, still holds (clocks play no part).
+	Resumes uint64 `json:"resumes,omitempty"`
 
 	// pub and cidrs are PublicKey and AllowedCIDRs parsed once when the
 	// record is loaded, so verify parses neither per request.
@@ -176,7 +181,7 @@ func (b *backend) keyStatus(r *keyRecord, now time.Time) (status string, suspend
 		return statusSuspended, r.SuspendedAt
 	}
 	if r.OnAnomaly == anomalySuspend {
-		if at := b.anomalies.suspendedAt(r.KeyID); !at.IsZero() {
+		if at := b.anomalies.suspendedAt(r); !at.IsZero() {
 			return statusSuspended, at
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -216,6 +217,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	// Config changes are rare; one lock for them keeps read-modify-write whole.
 	b.configWriteMu.Lock()
 	defer b.configWriteMu.Unlock()
+	if _, ok := d.Raw["key_prefix"]; ok {
+		b.prefixMu.Lock()
+		defer b.prefixMu.Unlock()
+	}
 
 	old, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
@@ -291,6 +296,9 @@ func (b *backend) applyConfig(ctx context.Context, s logical.Storage, c, old *en
 	}
 	if v, ok := d.GetOk("environments"); ok {
 		envs := v.([]string)
+		if len(envs) > wire.MaxEnvironments {
+			return badField("environments", "at most %d environments", wire.MaxEnvironments)
+		}
 		for _, e := range envs {
 			if !keyformat.ValidEnvironment(e) {
 				return badField("environments", "%q must match [a-z][a-z0-9]{0,15}", printable(e))

@@ -3,9 +3,11 @@ package vaultplugin
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -96,4 +98,35 @@ func TestConfig_prefixFixedOnceKeysExist(t *testing.T) {
 	e.badRequest(logical.UpdateOperation, "config", map[string]any{"key_prefix": "ef"}, "key_prefix", "cannot change once keys have been issued")
 	// Re-stating the same prefix is fine.
 	e.ok(logical.UpdateOperation, "config", map[string]any{"key_prefix": "cd"})
+}
+
+// TestBounds_configEnvironmentsAndVerifyScopes: the lists security.md says
+// are bounded at 64 entries are: config environments, verify scopes (issue
+// 22 item 8).
+func TestBounds_configEnvironmentsAndVerifyScopes(t *testing.T) {
+	e := newTestEnv(t)
+	many := func(n int, f string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf(f, i)
+		}
+		return out
+	}
+	e.ok(logical.UpdateOperation, "config", map[string]any{"environments": many(wire.MaxScopes, "env%d")})
+	before := e.dump()
+	e.badRequest(logical.UpdateOperation, "config", map[string]any{"environments": many(wire.MaxScopes+1, "env%d")}, "environments", "at most 64")
+	e.assertUnchanged(before)
+
+	e.role("r", map[string]any{"environment": "env1", "scopes": "read"})
+	d, _ := e.issue("r", nil)
+	e.wantCode(map[string]any{"api_key": d["api_key"], "scopes": many(wire.MaxScopes, "s%d")}, wire.CodeInsufficientScope)
+	e.badRequest(logical.UpdateOperation, "verify", map[string]any{"api_key": d["api_key"], "scopes": many(wire.MaxScopes+1, "s%d")}, "scopes", "at most 64")
+	resp, err := e.b.HandleRequest(t.Context(), &logical.Request{
+		Operation: logical.ReadOperation, Path: "verify", Storage: e.storage,
+		Headers: map[string][]string{wire.VerifyHeader: {d["api_key"].(string)}},
+		Data:    map[string]any{"scopes": strings.Join(many(wire.MaxScopes+1, "s%d"), ",")},
+	})
+	if err == nil && (resp == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "scopes")) {
+		t.Fatalf("verify read with 65 scopes: %v %v", resp, err)
+	}
 }

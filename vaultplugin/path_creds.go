@@ -157,7 +157,14 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 	if r == nil {
 		return respond(badField("role", "%q does not exist", roleName))
 	}
-	cfg, err := b.configForIssue(ctx, req.Storage)
+	if _, err := b.configForIssue(ctx, req.Storage); err != nil {
+		return nil, err
+	}
+	// Read again under prefixMu: the prefix cannot change until the record
+	// is written (see prefixMu).
+	b.prefixMu.RLock()
+	defer b.prefixMu.RUnlock()
+	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}

@@ -234,3 +234,40 @@ func TestCreds_requestMetadataMayNotOverrideTheRole(t *testing.T) {
 		t.Fatalf("verify metadata %s", got)
 	}
 }
+
+// TestConcurrency_keyPrefixChangeRacingTheFirstIssue: a config write that
+// changes key_prefix checks that no key was issued yet; an issue that read
+// the old prefix before that check and writes its record after it would
+// hand out a key that never verifies. Either the change is refused or the
+// key carries the new prefix (issue 22 item 8).
+func TestConcurrency_keyPrefixChangeRacingTheFirstIssue(t *testing.T) {
+	e := newTestEnv(t)
+	e.ok(logical.UpdateOperation, "config", map[string]any{"default_ttl": "1h"}) // the pepper exists
+	e.role("r", map[string]any{"environment": "prod"})
+	p := e.pauseAt("list", keyStoragePrefix)
+	cfgWrite := e.inBackground(p, &logical.Request{Operation: logical.UpdateOperation, Path: "config", Data: map[string]any{"key_prefix": "xk"}, Storage: e.storage})
+	issue := e.start(&logical.Request{Operation: logical.ReadOperation, Path: "creds/r", Storage: e.storage})
+	// Give the issue the time to finish, if nothing holds it.
+	deadline := time.Now().Add(2 * time.Second)
+	for !issue.finished() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.release()
+	waitFor(t, cfgWrite.what, cfgWrite.done) // success is no response
+	if cfgWrite.err != nil {
+		t.Fatal(cfgWrite.err)
+	}
+	cresp := cfgWrite.resp
+	iresp := issue.wait(t)
+	if iresp.IsError() {
+		t.Fatalf("creds: %v", iresp.Error())
+	}
+	key := iresp.Data["api_key"].(string)
+	prefix := e.ok(logical.ReadOperation, "config", nil).Data["key_prefix"]
+	cfgOutcome := "ok"
+	if cresp != nil {
+		cfgOutcome = errorText(cresp)
+	}
+	t.Logf("config write: %s; key prefix %q, config prefix %v", cfgOutcome, key[:strings.Index(key, "_")], prefix)
+	e.wantCode(map[string]any{"api_key": key}, wire.CodeValid)
+}

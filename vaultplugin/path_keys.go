@@ -184,7 +184,7 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 	if rec.PublicKey != "" {
 		out["public_key"] = rec.PublicKey
 	}
-	found, suspendedAt := b.anomalies.peek(rec.KeyID)
+	found, suspendedAt := b.anomalies.peek(rec)
 	anomalies := rec.Anomalies
 	if len(found) > 0 {
 		anomalies = mergeAnomalies(anomalies, anomalyMap(found))

@@ -74,13 +74,14 @@ func (b *backend) pathResume(ctx context.Context, req *logical.Request, d *frame
 		return respond(badField("key_id", "no key %s in this mount", keyID))
 	}
 	// Keep this node's unflushed findings in the history, drop the rest.
-	pending, _ := b.anomalies.peek(keyID)
+	pending, _ := b.anomalies.peek(rec)
 	if len(pending) > 0 {
 		rec.Anomalies = mergeAnomalies(rec.Anomalies, anomalyMap(pending))
 	}
 	b.anomalies.forget(keyID)
 	rec.SuspendedAt, rec.SuspendReason = time.Time{}, ""
 	rec.ResumedAt, rec.ResumedBy, rec.ResumeReason = b.now(), requester(req), reason
+	rec.Resumes++
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package vaultplugin
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -53,18 +54,54 @@ func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framewo
 	return &logical.Response{Data: map[string]any{"scanned": scanned, "removed": removed}}, nil
 }
 
+// tidyLastPath keeps when periodic last started a tidy, so a plugin that
+// restarts (a reload, an upgrade, a crash loop) keeps the hourly pace
+// instead of rescanning every record on its first run.
+const tidyLastPath = "tidy/last"
+
+type tidyLast struct {
+	At time.Time `json:"at"`
+}
+
 func (b *backend) periodicTidy(ctx context.Context, s logical.Storage) error {
-	b.tidyMu.Lock()
-	due := b.now().Sub(b.lastTidy) >= tidyInterval
-	if due {
-		b.lastTidy = b.now()
+	due, err := b.tidyDue(ctx, s)
+	if err != nil || !due {
+		return err
 	}
-	b.tidyMu.Unlock()
-	if !due {
-		return nil
-	}
-	_, _, err := b.tidy(ctx, s)
+	_, _, err = b.tidy(ctx, s)
 	return err
+}
+
+// tidyDue reports whether periodic should tidy now, and if so records that
+// it does, in memory and in storage.
+func (b *backend) tidyDue(ctx context.Context, s logical.Storage) (bool, error) {
+	b.tidyMu.Lock()
+	defer b.tidyMu.Unlock()
+	now := b.now()
+	if b.lastTidy.IsZero() {
+		e, err := s.Get(ctx, tidyLastPath)
+		if err != nil {
+			return false, err
+		}
+		var last tidyLast
+		if e != nil && json.Unmarshal(e.Value, &last) == nil {
+			b.lastTidy = last.At
+		}
+	}
+	// A time ahead of the clock by more than the interval (the clock was
+	// stepped back, or another node's runs ahead) holds tidy off no longer.
+	if since := now.Sub(b.lastTidy); since < tidyInterval && since > -tidyInterval {
+		return false, nil
+	}
+	e, err := logical.StorageEntryJSON(tidyLastPath, tidyLast{At: now})
+	if err != nil {
+		return false, err
+	}
+	if err := s.Put(ctx, e); err != nil {
+		return false, err
+	}
+	b.lastTidy = now
+	return true, nil
 }
 
 // tidy removes records whose end (revocation or expiry) is older than the

@@ -113,3 +113,60 @@ func TestTidy_periodicRunsHourly(t *testing.T) {
 		t.Fatalf("periodic did not tidy: %v", resp.Data["keys"])
 	}
 }
+
+// TestTidy_lastRunSurvivesARestart: periodic keeps the time of its last
+// tidy in storage, so a plugin that restarts (a reload, an upgrade, a crash
+// loop) does not rescan every record on its first periodic run (issue 22
+// item 8).
+func TestTidy_lastRunSurvivesARestart(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod"})
+	e.issue("r", nil)
+	run := func() {
+		t.Helper()
+		if err := e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyLists := func() int {
+		e.storage.mu.Lock()
+		defer e.storage.mu.Unlock()
+		return e.storage.lists
+	}
+	run() // the first run ever tidies
+	if keyLists() != 1 {
+		t.Fatalf("the first periodic run listed keys/ %d times, want 1", keyLists())
+	}
+	restart := func() {
+		t.Helper()
+		conf := logical.TestBackendConfig()
+		conf.StorageView = e.storage
+		next, err := newMountedBackend(context.Background(), conf, e.clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.b = next
+	}
+	e.clock.Add(10 * time.Minute)
+	restart()
+	run()
+	if keyLists() != 1 {
+		t.Fatalf("a restarted plugin rescanned every record %s after the last tidy", 10*time.Minute)
+	}
+	e.clock.Add(tidyInterval)
+	restart()
+	run()
+	if keyLists() != 2 {
+		t.Fatalf("a restarted plugin did not tidy once the interval had passed (%d scans)", keyLists())
+	}
+	// A stored time far ahead of the clock (the clock was stepped back) does
+	// not hold tidy off for longer than the interval.
+	if err := e.storage.Put(context.Background(), &logical.StorageEntry{Key: tidyLastPath, Value: []byte(`{"at":"2100-01-01T00:00:00Z"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	run()
+	if keyLists() != 3 {
+		t.Fatalf("a last-tidy time in the future held tidy off (%d scans)", keyLists())
+	}
+}

@@ -161,6 +161,15 @@ type usageReport struct {
 }
 
 func (b *backend) pathUsageReport(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Pending usage is flushed only where storage is writable: a
+	// performance standby (or secondary) would keep the report in memory
+	// for good. ErrReadOnly makes Vault forward it to the node that flushes.
+	// Asked here, of Vault's own system view rather than the framework's
+	// forwarding flag, which would read the memo's second-old answer (see
+	// system_view.go); reports come in batches, so the round trip is cheap.
+	if !b.writable() {
+		return nil, logical.ErrReadOnly
+	}
 	raw := d.Get("reports").([]any)
 	if len(raw) > maxUsageReports {
 		return respond(badField("reports", "at most %d per request", maxUsageReports))

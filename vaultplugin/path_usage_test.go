@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -237,5 +238,29 @@ func TestUsageTicket_shape(t *testing.T) {
 		if got := ticketValid(c.key, c.id, c.ticket, c.at); got != c.want {
 			t.Errorf("ticketValid(%s, %s, %v) = %v", c.id, c.ticket, c.at, got)
 		}
+	}
+}
+
+// TestUsage_forwardedFromPerformanceStandbys: a performance standby never
+// flushes (its storage is read-only), so a usage report it kept would stay
+// in its memory and never reach a record. Vault forwards the
+// report to the active node instead: the engine answers ErrReadOnly, as a
+// storage write there would (issue 22 item 8).
+func TestUsage_forwardedFromPerformanceStandbys(t *testing.T) {
+	sys := logical.TestSystemView()
+	e := newTestEnvWith(t, sys)
+	e.role("r", map[string]any{"environment": "prod"})
+	d, _ := e.issue("r", nil)
+	tk := e.ticketFor(d["api_key"])
+	sys.ReplicationStateVal = consts.ReplicationPerformanceStandby // asked at once, not through the memo
+	_, err := e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.UpdateOperation, Path: "usage", Storage: e.storage,
+		Data: map[string]any{"reports": []any{map[string]any{"key_id": d["key_id"], "count": 3, "last_used_at": e.clock.Now().Format(time.RFC3339), "ticket": tk}}},
+	})
+	if err != logical.ErrReadOnly {
+		t.Fatalf("usage on a performance standby: %v, want ErrReadOnly (Vault forwards it to the active node)", err)
+	}
+	if p := e.b.usage.pending(d["key_id"].(string)); p.count != 1 { // the verify's own count only
+		t.Fatalf("the standby kept the report: pending %+v", p)
 	}
 }

@@ -83,11 +83,16 @@ itself is refused in a query string, where URLs end up in logs.`,
 }
 
 // verifyRequestFrom reads a verify's fields; the key comes from the body of
-// a write or the header of a read.
-func verifyRequestFrom(d *framework.FieldData, apiKey string) wire.VerifyRequest {
+// a write or the header of a read. A request naming more scopes than a key
+// can hold is a 400, so the list verify walks stays bounded.
+func verifyRequestFrom(d *framework.FieldData, apiKey string) (wire.VerifyRequest, error) {
+	scopes := d.Get(wire.FieldScopes).([]string)
+	if len(scopes) > wire.MaxScopes {
+		return wire.VerifyRequest{}, badField(wire.FieldScopes, "at most %d scopes", wire.MaxScopes)
+	}
 	return wire.VerifyRequest{
 		APIKey:      apiKey,
-		Scopes:      d.Get(wire.FieldScopes).([]string),
+		Scopes:      scopes,
 		Environment: d.Get(wire.FieldEnvironment).(string),
 		SourceIP:    d.Get(wire.FieldSourceIP).(string),
 		Signature:   d.Get(wire.FieldSignature).(string),
@@ -95,7 +100,7 @@ func verifyRequestFrom(d *framework.FieldData, apiKey string) wire.VerifyRequest
 		Method:      d.Get(wire.FieldMethod).(string),
 		Path:        d.Get(wire.FieldPath).(string),
 		Body:        d.Get(wire.FieldBody).(string),
-	}
+	}, nil
 }
 
 func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -106,7 +111,11 @@ func (b *backend) pathVerifyRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return respond(err)
 	}
-	return b.answerVerify(ctx, req, verifyRequestFrom(d, key))
+	in, err := verifyRequestFrom(d, key)
+	if err != nil {
+		return respond(err)
+	}
+	return b.answerVerify(ctx, req, in)
 }
 
 // keyFromHeader finds the one wire.VerifyHeader among the headers Vault
@@ -131,7 +140,11 @@ func keyFromHeader(headers map[string][]string) (string, error) {
 }
 
 func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.answerVerify(ctx, req, verifyRequestFrom(d, d.Get(wire.FieldAPIKey).(string)))
+	in, err := verifyRequestFrom(d, d.Get(wire.FieldAPIKey).(string))
+	if err != nil {
+		return respond(err)
+	}
+	return b.answerVerify(ctx, req, in)
 }
 
 func (b *backend) answerVerify(ctx context.Context, req *logical.Request, in wire.VerifyRequest) (*logical.Response, error) {

@@ -83,3 +83,18 @@ func (m *memoValue[V]) get(now time.Time, ask func() V, keep func(V) bool) V {
 	}
 	return v
 }
+
+// writable reports whether this node may write the engine's storage (the
+// active node of a primary, or of a local mount), asking Vault now rather
+// than the memo.
+func (b *backend) writable() bool {
+	sys := b.System()
+	if m, ok := sys.(*systemViewMemo); ok {
+		sys = m.SystemView
+	}
+	// framework.Backend.WriteSafeReplicationState's rule.
+	st := sys.ReplicationState()
+	return (sys.LocalMount() || !st.HasState(consts.ReplicationPerformanceSecondary)) &&
+		!st.HasState(consts.ReplicationDRSecondary) &&
+		!st.HasState(consts.ReplicationPerformanceStandby)
+}

@@ -168,7 +168,7 @@ func (b *backend) flushUsage(ctx context.Context, s logical.Storage, limit int) 
 				// suspension's feed event is missing. Queue the
 				// suspension alone, so its event is written next time
 				// and the counts are not added twice.
-				b.anomalies.putBack(id, &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt})
+				b.anomalies.putBack(id, &pendingAnomalies{found: map[string]*anomaly{}, suspendedAt: pa.suspendedAt, resumes: pa.resumes})
 			default:
 				if hasU {
 					b.usage.putBack(id, u)
@@ -218,7 +218,10 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u 
 		}
 		// A suspension already in the record with this very time is one
 		// whose event failed after the record write: write the event again.
-		if !pa.suspendedAt.IsZero() && (rec.SuspendedAt.IsZero() || rec.SuspendedAt.Equal(pa.suspendedAt)) {
+		// One decided before the record's last resume was lifted by it (the
+		// resume landed between this flush's take and this write): it is
+		// not written back.
+		if !pa.suspendedAt.IsZero() && !pa.liftedBy(rec) && (rec.SuspendedAt.IsZero() || rec.SuspendedAt.Equal(pa.suspendedAt)) {
 			rec.SuspendedAt = pa.suspendedAt
 			rec.SuspendReason = "anomalous use"
 			suspend = true

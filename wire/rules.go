@@ -12,7 +12,8 @@ import (
 const (
 	MaxNameLen        = 64   // role and mount names
 	MaxKeyNameLen     = 128  // a key's name label (creds name)
-	MaxScopes         = 64   // scopes in one list
+	MaxScopes         = 64   // scopes in one list (a role's, a key's, a verify's, the catalog)
+	MaxEnvironments   = 64   // environments in the mount's allowed list
 	MaxCIDRs          = 64   // CIDR blocks in one list
 	MaxLabels         = 32   // labels of a role or key
 	MaxLabelKeyLen    = 64   // length of a label's key
