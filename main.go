@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/provider"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
@@ -16,13 +17,31 @@ import (
 var version = "dev"
 
 func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	var debug, showVersion bool
 	flag.BoolVar(&debug, "debug", false, "run with support for debuggers like delve")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.Parse()
 	if showVersion {
 		fmt.Println(version)
-		return
+		return nil
+	}
+	quietUnlessAsked(os.Getenv, os.Setenv)
+	lessGC(os.Getenv)
+	// For profiling only (the bench harness sets it): a CPU profile and
+	// the process's CPU time, written into that directory when Terraform
+	// stops the provider.
+	if dir := os.Getenv(profileEnv); dir != "" {
+		stop, err := startProfile(dir)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	// tf6server rather than providerserver.Serve, so that Terraform talks
 	// to the provider through provider.NewProtocol6, which keeps key
@@ -32,14 +51,11 @@ func main() {
 	if debug {
 		opts = append(opts, tf6server.WithManagedDebug())
 	}
-	err := tf6server.Serve("registry.terraform.io/cryptokeys/cryptokeys", func() tfprotov6.ProviderServer {
+	return tf6server.Serve("registry.terraform.io/cryptokeys/cryptokeys", func() tfprotov6.ProviderServer {
 		s, err := factory()
 		if err != nil {
 			log.Fatal(err)
 		}
 		return s
 	}, opts...)
-	if err != nil {
-		log.Fatal(err)
-	}
 }

@@ -57,7 +57,10 @@ type report struct {
 	LocalVerify  float64                `json:"local_verify_rps"`
 	LocalMalform float64                `json:"local_malformed_rps"`
 	RevokeP99ms  float64                `json:"revocation_propagation_p99_ms"`
-	Gateway      gatewayReport          `json:"gateway"`
+	// TFProviderCPUms is the CPU the provider spends per cryptokeys_api_key
+	// in a terraform plan (refresh included).
+	TFProviderCPUms float64       `json:"tf_provider_cpu_ms_per_resource"`
+	Gateway         gatewayReport `json:"gateway"`
 	perfFigures
 	// Figures are single measurements named with their unit (bulk
 	// revocation: bulk_revoke_<keys>_effective_ms and friends).
@@ -210,10 +213,11 @@ func TestBenchHarness(t *testing.T) {
 	feedRead(t, r, srv, m)
 	fleet(t, r, srv, m)
 
-	if tfRatio, note := terraformRefresh(t, big, bigMount, m); note != "" {
+	if tf, note := terraformPlan(t, big, bigMount, m); note != "" {
 		r.Notes = append(r.Notes, note)
 	} else {
-		r.Ratios["tf_refresh_vs_terraform_data"] = tfRatio
+		r.Ratios["tf_plan_seconds_vs_terraform_data"] = tf.PlanVsData
+		r.TFProviderCPUms = tf.CPUmsPerRes
 	}
 	// Last: it revokes every key of the large set.
 	waitQuiet(t, r, m, "before the bulk revocation")
@@ -504,7 +508,7 @@ func writeReport(t *testing.T, r *report) {
 	for _, n := range names {
 		fmt.Fprintf(&sb, "%-30s %8.2f\n", n, r.Ratios[n])
 	}
-	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms)
+	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n%-30s %8.2f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms, "tf_provider_cpu_ms_per_resource", r.TFProviderCPUms)
 	fmt.Fprintf(&sb, "%-30s %8.0f\n%-30s %8.0f\n%-30s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
 	fmt.Fprintf(&sb, "%-30s %8.2f\n%-30s %8.2f (%.0f/s on two goroutines)\n", "local_verify_allocs_per_op", r.LocalVerifyAllocs, "local_verify_parallel_scaling", r.LocalVerifyParallel, r.LocalVerify2rps)
 	fmt.Fprintf(&sb, "%-30s %8.2f (%d events; CPU ratio %.2f)\n", "feed_read_100k_vs_idle", r.FeedRead100kVsIdle, r.FeedEvents, r.FeedReadCPU100kIdle)
@@ -522,18 +526,33 @@ func writeReport(t *testing.T, r *report) {
 	t.Logf("wrote %s", path)
 }
 
-// terraformRefresh times `terraform plan` (which refreshes every resource)
-// over N cryptokeys_api_key resources and over N terraform_data resources,
-// and returns how many times faster (>1) or slower (<1) ours refresh.
-func terraformRefresh(t *testing.T, srv *vaulttest.Server, mount string, m mode) (float64, string) {
+// tfFigures are the Terraform plan figures: how many times as long a
+// plan over N cryptokeys_api_key resources takes as one over N
+// terraform_data resources (a time ratio: lower is better), and the CPU the
+// provider processes spend per resource in that plan.
+type tfFigures struct {
+	PlanVsData     float64
+	CPUmsPerRes    float64
+	CPUmsNoRefresh float64
+}
+
+// terraformPlan times `terraform plan` (which refreshes every resource:
+// one Vault read per key) over N cryptokeys_api_key resources and over N
+// terraform_data resources, and measures the provider's CPU in it through
+// CK_PROVIDER_PROFILE_DIR (main.go): every provider process Terraform
+// starts writes its CPU time and a CPU profile there. The profile of the
+// median plan is kept as bin/tf-plan-cpu.pprof, and one of a plan with
+// -refresh=false (the provider's own work with no Vault read) as
+// bin/tf-plan-norefresh-cpu.pprof, for `go tool pprof`.
+func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (tfFigures, string) {
 	t.Helper()
 	provider := filepath.Join(vaulttest.RepoRoot(), "bin", "terraform-provider-cryptokeys")
 	tf, err := exec.LookPath("terraform")
 	if err != nil {
-		return 0, "terraform not on PATH: terraform figures skipped"
+		return tfFigures{}, "terraform not on PATH: terraform figures skipped"
 	}
 	if _, err := os.Stat(provider); err != nil {
-		return 0, "bin/terraform-provider-cryptokeys not built: terraform figures skipped"
+		return tfFigures{}, "bin/terraform-provider-cryptokeys not built: terraform figures skipped"
 	}
 	dir := t.TempDir()
 	cliConfig := filepath.Join(dir, "cli.tfrc")
@@ -548,7 +567,62 @@ func terraformRefresh(t *testing.T, srv *vaulttest.Server, mount string, m mode)
 	}
 	env := append(os.Environ(), srv.Env()...)
 	env = append(env, "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
-	timePlan := func(name, config string) time.Duration {
+	type run struct {
+		wall      time.Duration
+		cpu       time.Duration   // the provider processes', summed
+		total     time.Duration   // terraform's and every process it started
+		providers []time.Duration // each provider process Terraform started
+		profile   string          // the largest CPU profile of the run
+	}
+	tfRun := func(wd, profDir string, args ...string) time.Duration {
+		t.Helper()
+		cmd := exec.Command(tf, args...) // #nosec G204 -- the Terraform CLI the test run names, with the harness's own arguments
+		cmd.Dir, cmd.Env = wd, env
+		if profDir != "" {
+			cmd.Env = append(slices.Clone(env), "CK_PROVIDER_PROFILE_DIR="+profDir)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("terraform %s in %s: %v\n%s", args[0], wd, err, out)
+		}
+		// Linux counts the CPU of the children a process waited for
+		// (the providers) in its own rusage.
+		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	plan := func(wd string, i int, extra ...string) run {
+		t.Helper()
+		profDir := filepath.Join(wd, fmt.Sprintf("prof-%d", i))
+		if err := os.MkdirAll(profDir, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		total := tfRun(wd, profDir, append([]string{"plan", "-input=false", "-no-color", "-lock=false"}, extra...)...)
+		r := run{wall: time.Since(start), total: total}
+		files, _ := filepath.Glob(filepath.Join(profDir, "provider-*.cpu"))
+		var biggest time.Duration
+		for _, f := range files {
+			b, err := os.ReadFile(f) // #nosec G304 -- a file the provider wrote into the harness's temp dir
+			if err != nil {
+				t.Fatal(err)
+			}
+			us, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			d := time.Duration(us) * time.Microsecond
+			r.cpu += d
+			r.providers = append(r.providers, d.Round(time.Millisecond))
+			if d >= biggest {
+				biggest, r.profile = d, strings.TrimSuffix(f, ".cpu")+".pprof"
+			}
+		}
+		return r
+	}
+	// Both configurations are applied, then planned in turns (keys, data,
+	// keys, data, ...), so a machine whose speed drifts (other work on it,
+	// a neighbour on the VM) slows both alike; each figure is the median
+	// of its runs.
+	setup := func(name, config string) string {
+		t.Helper()
 		wd := filepath.Join(dir, name)
 		if err := os.MkdirAll(wd, 0o750); err != nil {
 			t.Fatal(err)
@@ -556,25 +630,11 @@ func terraformRefresh(t *testing.T, srv *vaulttest.Server, mount string, m mode)
 		if err := os.WriteFile(filepath.Join(wd, "main.tf"), []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		tfRun := func(args ...string) {
-			cmd := exec.Command(tf, args...) // #nosec G204 -- the Terraform CLI the test run names, with the harness's own arguments
-			cmd.Dir, cmd.Env = wd, env
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("terraform %s in %s: %v\n%s", args[0], name, err, out)
-			}
-		}
-		tfRun("apply", "-auto-approve", "-input=false", "-no-color")
-		var runs []time.Duration
-		for range 3 {
-			start := time.Now()
-			tfRun("plan", "-input=false", "-no-color", "-lock=false")
-			runs = append(runs, time.Since(start))
-		}
-		slices.Sort(runs)
-		tfRun("destroy", "-auto-approve", "-input=false", "-no-color")
-		return runs[1]
+		tfRun(wd, "", "apply", "-auto-approve", "-input=false", "-no-color")
+		t.Cleanup(func() { tfRun(wd, "", "destroy", "-auto-approve", "-input=false", "-no-color") })
+		return wd
 	}
-	keys := timePlan("keys", fmt.Sprintf(`terraform {
+	keysDir := setup("keys", fmt.Sprintf(`terraform {
   required_providers {
     cryptokeys = { source = "cryptokeys/cryptokeys" }
   }
@@ -587,11 +647,63 @@ resource "cryptokeys_api_key" "k" {
   role  = "bench"
 }
 `, mount, m.tfResources))
-	data := timePlan("data", fmt.Sprintf(`resource "terraform_data" "d" {
+	dataDir := setup("data", fmt.Sprintf(`resource "terraform_data" "d" {
   count = %d
   input = "x"
 }
 `, m.tfResources))
-	t.Logf("terraform plan over %d resources: cryptokeys_api_key %s, terraform_data %s", m.tfResources, keys.Round(time.Millisecond), data.Round(time.Millisecond))
-	return data.Seconds() / keys.Seconds(), ""
+	var keyRuns, dataRuns []run
+	runs := 5
+	if m.name == "short" {
+		runs = 3
+	}
+	for i := range runs {
+		keyRuns = append(keyRuns, plan(keysDir, i))
+		dataRuns = append(dataRuns, plan(dataDir, i))
+	}
+	median := func(runs []run) run {
+		slices.SortFunc(runs, func(a, b run) int { return int(a.wall - b.wall) })
+		return runs[len(runs)/2]
+	}
+	keys, data := median(keyRuns), median(dataRuns)
+	noRefresh := plan(keysDir, runs, "-refresh=false")
+	n := float64(m.tfResources)
+	f := tfFigures{
+		PlanVsData:     keys.wall.Seconds() / data.wall.Seconds(),
+		CPUmsPerRes:    float64(keys.cpu.Microseconds()) / 1000 / n,
+		CPUmsNoRefresh: float64(noRefresh.cpu.Microseconds()) / 1000 / n,
+	}
+	for src, dst := range map[string]string{keys.profile: "tf-plan-cpu.pprof", noRefresh.profile: "tf-plan-norefresh-cpu.pprof"} {
+		b, err := os.ReadFile(src) // #nosec G304 -- a profile the provider wrote into the harness's temp dir
+		if err != nil {
+			continue
+		}
+		keep := filepath.Join(vaulttest.RepoRoot(), "bin", dst)
+		if err := os.WriteFile(keep, b, 0o600); err != nil { // #nosec G703 -- bin/ of this repository, under a name of the harness's own
+			t.Logf("keeping the profile: %v", err)
+		}
+	}
+	t.Logf("terraform plan over %d resources: cryptokeys_api_key %s (CPU: terraform %s, provider %s in processes of %v, %.2f ms per resource; with -refresh=false %s, provider %.2f ms per resource), terraform_data %s (terraform CPU %s): %.2f times as long",
+		m.tfResources, keys.wall.Round(time.Millisecond), (keys.total - keys.cpu).Round(time.Millisecond), keys.cpu.Round(time.Millisecond), keys.providers, f.CPUmsPerRes,
+		noRefresh.wall.Round(time.Millisecond), f.CPUmsNoRefresh, data.wall.Round(time.Millisecond), data.total.Round(time.Millisecond), f.PlanVsData)
+	return f, ""
+}
+
+// TestBenchTerraformPlan measures only the Terraform figures, for work on
+// the provider's plan path:
+//
+//	CK_BENCH_ONLY=terraform CK_BENCH=full go test ./bench -run TestBenchTerraformPlan -v
+func TestBenchTerraformPlan(t *testing.T) {
+	if os.Getenv("CK_BENCH_ONLY") != "terraform" {
+		t.Skip("set CK_BENCH_ONLY=terraform (TestBenchHarness measures these figures with the rest)")
+	}
+	m := benchMode(t)
+	srv := vaulttest.Start(t)
+	mount := srv.Mount(t)
+	srv.MustCLI(t, "write", mount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
+	f, note := terraformPlan(t, srv, mount, m)
+	if note != "" {
+		t.Skip(note)
+	}
+	t.Logf("tf_plan_seconds_vs_terraform_data %.2f, tf_provider_cpu_ms_per_resource %.2f", f.PlanVsData, f.CPUmsPerRes)
 }

@@ -31,21 +31,12 @@ func newAPIKeyEphemeralResource() ephemeral.EphemeralResource { return &apiKeyEp
 
 type apiKeyEphemeralResource struct{ c *client }
 
+// apiKeyEphemeralModel shares the resource's request and issued-key
+// attributes.
 type apiKeyEphemeralModel struct {
-	Mount         types.String         `tfsdk:"mount"`
-	Role          types.String         `tfsdk:"role"`
-	Name          types.String         `tfsdk:"name"`
-	TTL           timetypes.GoDuration `tfsdk:"ttl"`
-	Scopes        types.Set            `tfsdk:"scopes"`
-	Metadata      types.Map            `tfsdk:"metadata"`
-	RevokeOnClose types.Bool           `tfsdk:"revoke_on_close"`
-	KeyID         types.String         `tfsdk:"key_id"`
-	LeaseID       types.String         `tfsdk:"lease_id"`
-	APIKey        types.String         `tfsdk:"api_key"`
-	SecretKey     types.String         `tfsdk:"secret_key"`
-	PrivateKey    types.String         `tfsdk:"private_key"`
-	Environment   types.String         `tfsdk:"environment"`
-	ExpiresAt     timetypes.RFC3339    `tfsdk:"expires_at"`
+	keyRequestAttrs
+	RevokeOnClose types.Bool `tfsdk:"revoke_on_close"`
+	issuedKeyAttrs
 }
 
 // leasePrivate is what Renew and Close get: they see no configuration,
@@ -120,41 +111,20 @@ func (r *apiKeyEphemeralResource) Open(ctx context.Context, req ephemeral.OpenRe
 	if !r.c.checkEngine(ctx, mount, &resp.Diagnostics) {
 		return
 	}
-	data := map[string]any{}
-	if s, ok := seconds(m.TTL, &resp.Diagnostics); ok {
-		data["ttl"] = s
+	body, d := m.keyRequestAttrs.toAPI(ctx)
+	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
+		return
 	}
-	if v := stringsOf(ctx, m.Scopes, &resp.Diagnostics); v != nil {
-		data["scopes"] = v
+	k, s, err := issueKey(ctx, r.c, mount, role, body)
+	if isMissingRole(err) {
+		resp.Diagnostics.AddAttributeError(path.Root("role"), "Role does not exist", missingRoleDetail(mount, role, m.Role.ValueString()))
+		return
 	}
-	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
-		data["labels"] = v
-	}
-	if v := m.Name.ValueString(); v != "" {
-		data["name"] = v
-	}
-	p := mount + "/creds/" + role
-	s, err := r.c.vault.Logical().WriteWithContext(ctx, p, data)
 	if err != nil {
-		if isMissingRole(err) {
-			resp.Diagnostics.AddAttributeError(path.Root("role"), "Role does not exist", missingRoleDetail(mount, role, m.Role.ValueString()))
-			return
-		}
-		addVaultError(&resp.Diagnostics, r.c, "issuing a key from "+p, err)
+		resp.Diagnostics.Append(vaultError(r.c, "issuing a key from "+mount+"/creds/"+role, err)...)
 		return
 	}
-	if s == nil {
-		resp.Diagnostics.AddError("Vault returned no key", "writing "+p+" returned an empty response")
-		return
-	}
-	d := s.Data
-	m.KeyID = types.StringValue(str(d, "key_id"))
-	m.LeaseID = types.StringValue(s.LeaseID)
-	m.APIKey = types.StringValue(str(d, "api_key"))
-	m.SecretKey = optString(str(d, "secret_key"))
-	m.PrivateKey = optString(str(d, "private_key"))
-	m.Environment = types.StringValue(str(d, "environment"))
-	m.ExpiresAt = rfc3339(str(d, "expires_at"))
+	m.issuedKeyAttrs.fromAPI(k, s)
 	resp.Diagnostics.Append(resp.Result.Set(ctx, &m)...)
 
 	priv := leasePrivate{
@@ -275,7 +245,7 @@ func (r *apiKeyEphemeralResource) Renew(ctx context.Context, req ephemeral.Renew
 	v := r.c.vault.WithNamespace(priv.Namespace)
 	s, err := renewLease(ctx, v, priv.LeaseID, priv.LeaseSeconds)
 	if err != nil {
-		addVaultError(&resp.Diagnostics, r.c, "renewing lease of key "+priv.KeyID, err)
+		resp.Diagnostics.Append(vaultError(r.c, "renewing lease of key "+priv.KeyID, err)...)
 		return
 	}
 	if s != nil && s.LeaseDuration > 0 {
@@ -292,6 +262,6 @@ func (r *apiKeyEphemeralResource) Close(ctx context.Context, req ephemeral.Close
 	}
 	v := r.c.vault.WithNamespace(priv.Namespace)
 	if err := revokeLease(ctx, v, priv.LeaseID); err != nil && !isNotFound(err) && !isInvalidLease(err) {
-		addVaultError(&resp.Diagnostics, r.c, "revoking lease of key "+priv.KeyID, err)
+		resp.Diagnostics.Append(vaultError(r.c, "revoking lease of key "+priv.KeyID, err)...)
 	}
 }

@@ -2,9 +2,10 @@ package provider
 
 import (
 	"context"
-	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"strings"
 	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
@@ -20,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 )
 
 var (
@@ -33,28 +35,17 @@ func newAPIKeyResource() resource.Resource { return &apiKeyResource{} }
 type apiKeyResource struct{ c *client }
 
 type apiKeyModel struct {
-	ID                 types.String         `tfsdk:"id"`
-	Mount              types.String         `tfsdk:"mount"`
-	Role               types.String         `tfsdk:"role"`
-	Name               types.String         `tfsdk:"name"`
-	TTL                timetypes.GoDuration `tfsdk:"ttl"`
-	Scopes             types.Set            `tfsdk:"scopes"`
+	ID types.String `tfsdk:"id"`
+	keyRequestAttrs
 	AllowedCIDRs       types.Set            `tfsdk:"allowed_cidrs"`
-	Metadata           types.Map            `tfsdk:"metadata"`
 	RotateBefore       timetypes.GoDuration `tfsdk:"rotate_before"`
 	RotationTriggers   types.Map            `tfsdk:"rotation_triggers"`
 	PublicKeyWO        types.String         `tfsdk:"public_key_wo"`
 	PublicKeyWOVersion types.Int64          `tfsdk:"public_key_wo_version"`
-	KeyID              types.String         `tfsdk:"key_id"`
-	LeaseID            types.String         `tfsdk:"lease_id"`
-	APIKey             types.String         `tfsdk:"api_key"`
-	SecretKey          types.String         `tfsdk:"secret_key"`
-	PrivateKey         types.String         `tfsdk:"private_key"`
-	PublicKey          types.String         `tfsdk:"public_key"`
-	Environment        types.String         `tfsdk:"environment"`
-	KeyType            types.String         `tfsdk:"key_type"`
-	ExpiresAt          timetypes.RFC3339    `tfsdk:"expires_at"`
-	ReadyForRotation   types.Bool           `tfsdk:"ready_for_rotation"`
+	issuedKeyAttrs
+	PublicKey        types.String `tfsdk:"public_key"`
+	KeyType          types.String `tfsdk:"key_type"`
+	ReadyForRotation types.Bool   `tfsdk:"ready_for_rotation"`
 }
 
 func (r *apiKeyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -170,29 +161,51 @@ func inRotationWindow(now time.Time, expiresAt timetypes.RFC3339, rotateBefore t
 // ModifyPlan plans a replacement once the key is inside its rotation window,
 // as terraform-provider-tls does for early certificate renewal: the plan
 // shows -/+, so create_before_destroy and replace_triggered_by work.
+//
+// It runs for every key in every plan, so it reads only the attributes it
+// decides on and writes ready_for_rotation only when that changes (a
+// whole-model Get or Set costs the framework a reflection walk over every
+// field).
 func (r *apiKeyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() || r.c == nil {
 		return
 	}
-	var state, plan apiKeyModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	var (
+		keyID        types.String
+		expiresAt    timetypes.RFC3339
+		rotateBefore timetypes.GoDuration
+		planned      types.Bool
+	)
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("key_id"), &keyID)...)
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("expires_at"), &expiresAt)...)
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("rotate_before"), &rotateBefore)...)
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("ready_for_rotation"), &planned)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if plan.RotateBefore.IsUnknown() {
-		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), types.BoolUnknown())...)
+	setPlanned := func(v types.Bool) {
+		if !planned.Equal(v) {
+			resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), v)...)
+		}
+	}
+	if rotateBefore.IsUnknown() {
+		setPlanned(types.BoolUnknown())
 		return
 	}
-	if !inRotationWindow(r.c.now(), state.ExpiresAt, plan.RotateBefore) {
+	now := r.c.now()
+	if !inRotationWindow(now, expiresAt, rotateBefore) {
 		// Set even when not due: a rotate_before edited to a shorter window
 		// must plan false over a state that a refresh made true.
-		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), false)...)
+		setPlanned(types.BoolValue(false))
 		return
 	}
+	tflog.Info(ctx, "key inside its rotation window: planning its replacement", map[string]any{
+		"key_id": keyID.ValueString(), "expires_at": expiresAt.ValueString(),
+		"rotate_before": rotateBefore.ValueString(), "now": now.UTC().Format(time.RFC3339),
+	})
 	// Unknown, not true: a refresh may already have stored true, and
 	// Terraform replaces only for an attribute whose value changes.
-	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("ready_for_rotation"), types.BoolUnknown())...)
+	setPlanned(types.BoolUnknown())
 	resp.RequiresReplace = append(resp.RequiresReplace, path.Root("ready_for_rotation"))
 }
 
@@ -209,57 +222,26 @@ func (r *apiKeyResource) Create(ctx context.Context, req resource.CreateRequest,
 	if !r.c.checkEngine(ctx, mount, &resp.Diagnostics) {
 		return
 	}
-	data := map[string]any{}
-	if s, ok := seconds(m.TTL, &resp.Diagnostics); ok {
-		data["ttl"] = s
+	body, d := m.keyRequestAttrs.toAPI(ctx)
+	resp.Diagnostics.Append(d...)
+	body.AllowedCIDRs = stringsOf(ctx, m.AllowedCIDRs, &resp.Diagnostics)
+	body.PublicKey = pub.ValueString()
+	if resp.Diagnostics.HasError() {
+		return
 	}
-	if v := stringsOf(ctx, m.Scopes, &resp.Diagnostics); v != nil {
-		data["scopes"] = v
-	}
-	if v := stringsOf(ctx, m.AllowedCIDRs, &resp.Diagnostics); v != nil {
-		data["allowed_cidrs"] = v
-	}
-	if v := mapOf(ctx, m.Metadata, &resp.Diagnostics); v != nil {
-		data["labels"] = v
-	}
-	if v := m.Name.ValueString(); v != "" {
-		data["name"] = v
-	}
-	if v := pub.ValueString(); v != "" {
-		data["public_key"] = v
-	}
-	p := mount + "/creds/" + m.Role.ValueString()
-	s, err := r.c.vault.Logical().WriteWithContext(ctx, p, data)
+	k, s, err := issueKey(ctx, r.c, mount, m.Role.ValueString(), body)
 	if err != nil {
-		addVaultError(&resp.Diagnostics, r.c, "issuing a key from "+p, err)
+		resp.Diagnostics.Append(vaultError(r.c, "issuing a key from "+mount+"/creds/"+m.Role.ValueString(), err)...)
 		return
 	}
-	if s == nil {
-		resp.Diagnostics.AddError("Vault returned no key", "writing "+p+" returned an empty response")
-		return
-	}
-	d := s.Data
 	m.Mount = types.StringValue(mount)
-	m.ID = types.StringValue(str(d, "key_id"))
-	m.KeyID = m.ID
-	m.LeaseID = types.StringValue(s.LeaseID)
-	m.APIKey = types.StringValue(str(d, "api_key"))
-	m.SecretKey = optString(str(d, "secret_key"))
-	m.PrivateKey = optString(str(d, "private_key"))
-	m.PublicKey = optString(str(d, "public_key"))
-	m.Environment = types.StringValue(str(d, "environment"))
-	m.KeyType = types.StringValue(str(d, "key_type"))
-	m.ExpiresAt = rfc3339(str(d, "expires_at"))
+	m.issuedKeyAttrs.fromAPI(k, s)
+	m.ID = m.KeyID
+	m.PublicKey = optString(k.PublicKey)
+	m.KeyType = types.StringValue(k.KeyType)
 	m.ReadyForRotation = types.BoolValue(false)
 	m.PublicKeyWO = types.StringNull()
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-}
-
-func optString(s string) types.String {
-	if s == "" {
-		return types.StringNull()
-	}
-	return types.StringValue(s)
 }
 
 func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -268,54 +250,72 @@ func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
-	found, live := r.read(ctx, &m, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
+	prior := m
+	status, d := r.read(ctx, &m)
+	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
 		return
 	}
 	// As terraform-provider-tls does for early renewal, the refreshed state
 	// says rotation is due, so `plan -refresh-only` and outputs show it.
 	m.ReadyForRotation = types.BoolValue(inRotationWindow(r.c.now(), m.ExpiresAt, m.RotateBefore))
-	if !found || !live {
+	if status != "" {
 		// Revoked, expired or tidied away outside Terraform: drop it from
 		// state so the plan issues a new one.
+		tflog.Info(ctx, "key no longer verifies: removing it from state, so the plan issues a new one", map[string]any{
+			"key_id": m.KeyID.ValueString(), "status": status,
+		})
 		resp.State.RemoveResource(ctx)
 		return
 	}
+	// The response starts as the prior state: a key whose refresh changed
+	// nothing (every key of a quiet plan) costs no whole-state Set.
+	if m.sameRefresh(prior) {
+		return
+	}
+	tflog.Debug(ctx, "key changed outside Terraform: refreshing its state", map[string]any{"key_id": m.KeyID.ValueString()})
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
-// read refreshes the key's metadata from keys/<key_id>.
-func (r *apiKeyResource) read(ctx context.Context, m *apiKeyModel, diags *diag.Diagnostics) (found, live bool) {
+// sameRefresh reports whether every attribute read sets is as in prior.
+func (m apiKeyModel) sameRefresh(prior apiKeyModel) bool {
+	return m.Mount.Equal(prior.Mount) && m.ID.Equal(prior.ID) && m.Role.Equal(prior.Role) &&
+		m.Name.Equal(prior.Name) && m.Environment.Equal(prior.Environment) && m.KeyType.Equal(prior.KeyType) &&
+		m.PublicKey.Equal(prior.PublicKey) && m.ExpiresAt.Equal(prior.ExpiresAt) && m.ReadyForRotation.Equal(prior.ReadyForRotation)
+}
+
+// read refreshes the key's metadata from keys/<key_id>. gone says why the
+// key no longer verifies (its status, or "not found"), or is "" for a live
+// key.
+func (r *apiKeyResource) read(ctx context.Context, m *apiKeyModel) (gone string, diags diag.Diagnostics) {
 	mount := r.c.mountOr(m.Mount)
 	p := mount + "/keys/" + m.KeyID.ValueString()
-	s, err := r.c.vault.Logical().ReadWithContext(ctx, p)
-	if err != nil {
-		addVaultError(diags, r.c, "reading "+p, err)
-		return false, false
+	k, found, diags := vaultRead[keyAPI](ctx, r.c, p)
+	if diags.HasError() {
+		return "", diags
 	}
-	if s == nil {
-		return false, false
+	if !found {
+		return "not found", diags
 	}
-	d := s.Data
 	m.Mount = types.StringValue(mount)
 	m.ID = m.KeyID
-	m.Role = types.StringValue(str(d, "role"))
+	m.Role = types.StringValue(k.Role)
 	// The label is the only request field the record keeps apart; scopes
 	// and metadata come back merged with the role's, so they stay as
 	// configured rather than read into a diff.
-	m.Name = optString(str(d, "name"))
-	m.Environment = types.StringValue(str(d, "environment"))
-	m.KeyType = types.StringValue(str(d, "key_type"))
-	m.PublicKey = optString(str(d, "public_key"))
-	m.ExpiresAt = rfc3339(str(d, "expires_at"))
-	st := str(d, "status")
-	live = st == "active" || st == "suspended"
+	m.Name = optString(k.Name)
+	m.Environment = types.StringValue(k.Environment)
+	m.KeyType = types.StringValue(k.KeyType)
+	m.PublicKey = optString(k.PublicKey)
+	m.ExpiresAt = rfc3339(k.ExpiresAt)
+	if !k.live() {
+		return k.Status, diags
+	}
 	// The engine marks a key expired when it notices; the plan should not
 	// wait for that.
-	if exp, dd := m.ExpiresAt.ValueRFC3339Time(); live && !m.ExpiresAt.IsNull() && !dd.HasError() && !r.c.now().Before(exp) {
-		live = false
+	if exp, dd := m.ExpiresAt.ValueRFC3339Time(); !m.ExpiresAt.IsNull() && !dd.HasError() && !r.c.now().Before(exp) {
+		return "expired", diags
 	}
-	return true, live
+	return "", diags
 }
 
 // Update only sees rotate_before change: everything else replaces the key.
@@ -326,7 +326,8 @@ func (r *apiKeyResource) Update(ctx context.Context, req resource.UpdateRequest,
 		return
 	}
 	planned := m.ExpiresAt
-	r.read(ctx, &m, &resp.Diagnostics)
+	_, d := r.read(ctx, &m)
+	resp.Diagnostics.Append(d...)
 	// Keep what the plan promised; a lease renewed outside Terraform
 	// shows at the next refresh instead of failing this apply.
 	if !planned.IsUnknown() {
@@ -355,14 +356,14 @@ func (r *apiKeyResource) Delete(ctx context.Context, req resource.DeleteRequest,
 			return
 		}
 		if !isNotFound(err) && !isInvalidLease(err) {
-			addVaultError(&resp.Diagnostics, r.c, "revoking the lease of key "+m.KeyID.ValueString(), err)
+			resp.Diagnostics.Append(vaultError(r.c, "revoking the lease of key "+m.KeyID.ValueString(), err)...)
 			return
 		}
 	}
 	// No lease (an imported key) or it is already gone: revoke the key itself.
 	p := r.c.mountOr(m.Mount) + "/keys/" + m.KeyID.ValueString()
 	if _, err := r.c.vault.Logical().DeleteWithDataWithContext(ctx, p, map[string][]string{"reason": {"destroyed by Terraform"}}); err != nil && !isNotFound(err) {
-		addVaultError(&resp.Diagnostics, r.c, "revoking "+p, err)
+		resp.Diagnostics.Append(vaultError(r.c, "revoking "+p, err)...)
 	}
 }
 

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -35,20 +36,20 @@ func (c *client) checkEngine(ctx context.Context, mount string, diags *diag.Diag
 		return true
 	}
 	p := mount + "/info"
-	s, err := c.vault.Logical().ReadWithContext(ctx, p)
+	info, found, err := readJSON[infoAPI](ctx, c, p)
 	if err != nil {
-		addVaultError(diags, c, "checking the cryptokeys engine at "+mount+"/ (read "+p+")", err)
+		diags.Append(vaultError(c, "checking the cryptokeys engine at "+mount+"/ (read "+p+")", err)...)
 		return false
 	}
-	if s == nil || s.Data == nil {
+	if !found {
 		diags.AddError("No cryptokeys engine at "+mount+"/",
 			fmt.Sprintf("Vault has nothing answering at %s. Enable the engine there (a cryptokeys_secrets_engine resource, or `vault secrets enable -path=%s %s`), "+
 				"or point the provider's `mount` (or the resource's) at the path where it is enabled.", p, mount, PluginName))
 		return false
 	}
-	if why := incompatible(s.Data); why != "" {
+	if why := incompatible(info); why != "" {
 		diags.AddError("Incompatible cryptokeys engine at "+mount+"/",
-			fmt.Sprintf("The engine (version %q) %s. Upgrade the provider or the plugin so that they match.", str(s.Data, "version"), why))
+			fmt.Sprintf("The engine (version %q) %s. Upgrade the provider or the plugin so that they match.", info.Version, why))
 		return false
 	}
 	c.mu.Lock()
@@ -63,20 +64,15 @@ func (c *client) checkEngine(ctx context.Context, mount string, diags *diag.Diag
 // incompatible says why an engine's info reply does not fit this provider,
 // or "" when it does. The provider depends on the key format (parse_key,
 // import by key_id) and on the key types its schema offers.
-func incompatible(info map[string]any) string {
-	kf, _ := info["key_format"].(map[string]any)
-	if kf == nil {
+func incompatible(info infoAPI) string {
+	if info.KeyFormat == nil {
 		return "does not describe its key format"
 	}
-	if got := str(kf, "pattern"); got != keyformat.Pattern {
+	if got := info.KeyFormat.Pattern; got != keyformat.Pattern {
 		return fmt.Sprintf("issues keys matching %q, but this provider expects %q", got, keyformat.Pattern)
 	}
-	types := map[string]bool{}
-	for _, t := range strList(info, "key_types") {
-		types[t] = true
-	}
 	for _, t := range keyTypes {
-		if !types[t] {
+		if !slices.Contains(info.KeyTypes, t) {
 			return fmt.Sprintf("does not support key_type %q", t)
 		}
 	}

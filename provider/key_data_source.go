@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 )
 
 var _ datasource.DataSourceWithConfigure = (*keyDataSource)(nil)
@@ -55,20 +57,44 @@ func keyAttributes() map[string]schema.Attribute {
 	return out
 }
 
-func keyObject(ctx context.Context, d map[string]any, diags *diag.Diagnostics) types.Object {
-	scopes, dd := types.SetValueFrom(ctx, types.StringType, strList(d, "scopes"))
-	diags.Append(dd...)
-	md, dd := types.MapValueFrom(ctx, types.StringType, strMap(d, "labels"))
-	diags.Append(dd...)
-	vals := map[string]attr.Value{"scopes": scopes, "metadata": md, "use_count": types.Int64Value(int64(num(d, "use_count")))}
-	for k := range keyAttrTypes {
-		if _, done := vals[k]; !done {
-			vals[k] = types.StringValue(str(d, k))
-		}
+// keyAttrs are a key's metadata as the data sources show it (keyAttrTypes
+// are their types): cryptokeys_key embeds them, cryptokeys_keys lists them.
+type keyAttrs struct {
+	KeyID        types.String `tfsdk:"key_id"`
+	Name         types.String `tfsdk:"name"`
+	Role         types.String `tfsdk:"role"`
+	Environment  types.String `tfsdk:"environment"`
+	Scopes       types.Set    `tfsdk:"scopes"`
+	KeyType      types.String `tfsdk:"key_type"`
+	Status       types.String `tfsdk:"status"`
+	CreatedAt    types.String `tfsdk:"created_at"`
+	CreatedBy    types.String `tfsdk:"created_by"`
+	ExpiresAt    types.String `tfsdk:"expires_at"`
+	RevokedAt    types.String `tfsdk:"revoked_at"`
+	RevokedBy    types.String `tfsdk:"revoked_by"`
+	RevokeReason types.String `tfsdk:"revoke_reason"`
+	LastUsedAt   types.String `tfsdk:"last_used_at"`
+	UseCount     types.Int64  `tfsdk:"use_count"`
+	Metadata     types.Map    `tfsdk:"metadata"`
+}
+
+func keyAttrsFromAPI(ctx context.Context, k keyAPI) (keyAttrs, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	a := keyAttrs{
+		KeyID: types.StringValue(k.KeyID), Name: types.StringValue(k.Name), Role: types.StringValue(k.Role),
+		Environment: types.StringValue(k.Environment), KeyType: types.StringValue(k.KeyType), Status: types.StringValue(k.Status),
+		CreatedAt: types.StringValue(k.CreatedAt), CreatedBy: types.StringValue(k.CreatedBy), ExpiresAt: types.StringValue(k.ExpiresAt),
+		RevokedAt: types.StringValue(k.RevokedAt), RevokedBy: types.StringValue(k.RevokedBy), RevokeReason: types.StringValue(k.RevokeReason),
+		LastUsedAt: types.StringValue(k.LastUsedAt), UseCount: types.Int64Value(k.UseCount),
+		Scopes:   setValue(ctx, nonNil(sortedCopy(k.Scopes)), emptySet, &diags),
+		Metadata: mapValue(ctx, wire.NonNilMap(k.Labels), emptyMap, &diags),
 	}
-	obj, dd := types.ObjectValue(keyAttrTypes, vals)
-	diags.Append(dd...)
-	return obj
+	return a, diags
+}
+
+type keyDataModel struct {
+	Mount types.String `tfsdk:"mount"`
+	keyAttrs
 }
 
 func (d *keyDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -88,29 +114,26 @@ func (d *keyDataSource) Configure(_ context.Context, req datasource.ConfigureReq
 }
 
 func (d *keyDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	var mount, keyID types.String
-	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, pathRoot("mount"), &mount)...)
-	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, pathRoot("key_id"), &keyID)...)
+	var m keyDataModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
 		return
 	}
-	m := d.c.mountOr(mount)
-	if !d.c.checkEngine(ctx, m, &resp.Diagnostics) {
+	mount := d.c.mountOr(m.Mount)
+	if !d.c.checkEngine(ctx, mount, &resp.Diagnostics) {
 		return
 	}
-	p := m + "/keys/" + keyID.ValueString()
-	s, err := d.c.vault.Logical().ReadWithContext(ctx, p)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, d.c, "reading "+p, err)
+	p := mount + "/keys/" + m.KeyID.ValueString()
+	k, found, diags := vaultRead[keyAPI](ctx, d.c, p)
+	if resp.Diagnostics.Append(diags...); resp.Diagnostics.HasError() {
 		return
 	}
-	if s == nil {
+	if !found {
 		resp.Diagnostics.AddError("Key not found", "no key at "+p)
 		return
 	}
-	obj := keyObject(ctx, s.Data, &resp.Diagnostics)
-	for k, v := range obj.Attributes() {
-		resp.Diagnostics.Append(resp.State.SetAttribute(ctx, pathRoot(k), v)...)
-	}
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, pathRoot("mount"), m)...)
+	a, diags := keyAttrsFromAPI(ctx, k)
+	resp.Diagnostics.Append(diags...)
+	m.Mount, m.keyAttrs = types.StringValue(mount), a
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }

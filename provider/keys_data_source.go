@@ -2,11 +2,9 @@ package provider
 
 import (
 	"context"
-	"sort"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
@@ -16,8 +14,6 @@ var _ datasource.DataSourceWithConfigure = (*keysDataSource)(nil)
 func newKeysDataSource() datasource.DataSource { return &keysDataSource{} }
 
 type keysDataSource struct{ c *client }
-
-func pathRoot(name string) path.Path { return path.Root(name) }
 
 func (d *keysDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_keys"
@@ -44,53 +40,58 @@ func (d *keysDataSource) Configure(_ context.Context, req datasource.ConfigureRe
 	d.c = configuredClient(req.ProviderData, &resp.Diagnostics)
 }
 
+type keysDataModel struct {
+	Mount       types.String `tfsdk:"mount"`
+	Role        types.String `tfsdk:"role"`
+	Environment types.String `tfsdk:"environment"`
+	Status      types.String `tfsdk:"status"`
+	Keys        []keyAttrs   `tfsdk:"keys"`
+}
+
 func (d *keysDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
-	var mount, role, env, status types.String
-	for name, dst := range map[string]*types.String{"mount": &mount, "role": &role, "environment": &env, "status": &status} {
-		resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root(name), dst)...)
-	}
+	var m keysDataModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
 		return
 	}
-	m := d.c.mountOr(mount)
-	if !d.c.checkEngine(ctx, m, &resp.Diagnostics) {
+	mount := d.c.mountOr(m.Mount)
+	if !d.c.checkEngine(ctx, mount, &resp.Diagnostics) {
 		return
 	}
 	query := map[string][]string{}
-	if v := role.ValueString(); v != "" {
+	if v := m.Role.ValueString(); v != "" {
 		query["role"] = []string{v}
 	}
-	if v := env.ValueString(); v != "" {
+	if v := m.Environment.ValueString(); v != "" {
 		query["environment"] = []string{v}
 	}
-	s, err := listWithQuery(ctx, d.c, m+"/keys", query)
+	s, err := listWithQuery(ctx, d.c, mount+"/keys", query)
 	if err != nil {
-		addVaultError(&resp.Diagnostics, d.c, "listing "+m+"/keys", err)
+		resp.Diagnostics.Append(vaultError(d.c, "listing "+mount+"/keys", err)...)
 		return
 	}
-	var ids []string
+	var list keyListAPI
 	if s != nil {
-		ids = strList(s.Data, "keys")
-	}
-	sort.Strings(ids)
-	objs := make([]types.Object, 0, len(ids))
-	for _, id := range ids {
-		ks, err := d.c.vault.Logical().ReadWithContext(ctx, m+"/keys/"+id)
-		if err != nil {
-			addVaultError(&resp.Diagnostics, d.c, "reading "+m+"/keys/"+id, err)
+		if list, err = decode[keyListAPI](s); err != nil {
+			resp.Diagnostics.Append(vaultError(d.c, "listing "+mount+"/keys", err)...)
 			return
 		}
-		if ks == nil || (env.ValueString() != "" && str(ks.Data, "environment") != env.ValueString()) ||
-			(status.ValueString() != "" && str(ks.Data, "status") != status.ValueString()) {
+	}
+	ids := sortedCopy(list.Keys)
+	m.Keys = make([]keyAttrs, 0, len(ids))
+	for _, id := range ids {
+		k, found, diags := vaultRead[keyAPI](ctx, d.c, mount+"/keys/"+id)
+		if resp.Diagnostics.Append(diags...); resp.Diagnostics.HasError() {
+			return
+		}
+		if !found || (m.Environment.ValueString() != "" && k.Environment != m.Environment.ValueString()) ||
+			(m.Status.ValueString() != "" && k.Status != m.Status.ValueString()) {
 			continue
 		}
-		objs = append(objs, keyObject(ctx, ks.Data, &resp.Diagnostics))
+		a, diags := keyAttrsFromAPI(ctx, k)
+		resp.Diagnostics.Append(diags...)
+		m.Keys = append(m.Keys, a)
 	}
-	list, dd := types.ListValueFrom(ctx, types.ObjectType{AttrTypes: keyAttrTypes}, objs)
-	resp.Diagnostics.Append(dd...)
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("keys"), list)...)
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("mount"), m)...)
-	for name, v := range map[string]types.String{"role": role, "environment": env, "status": status} {
-		resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root(name), v)...)
-	}
+	m.Mount = types.StringValue(mount)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }

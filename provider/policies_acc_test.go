@@ -129,7 +129,7 @@ func TestAccPolicies_pipelineLeasesScopedToItsMountAndRoles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		foreign = append(foreign, foreignLease{strings.SplitN(p, "/", 2)[0], s.LeaseID, str(s.Data, "api_key")})
+		foreign = append(foreign, foreignLease{strings.SplitN(p, "/", 2)[0], s.LeaseID, apiKeyOf(s.Data)})
 	}
 	for _, f := range foreign {
 		_, err := pipeline.Logical().Write("sys/leases/revoke/"+f.leaseID, nil)
@@ -216,4 +216,9 @@ func checkForeignValid(srv *vaulttest.Server, foreign []foreignLease) error {
 		}
 	}
 	return nil
+}
+
+func apiKeyOf(data map[string]any) string {
+	k, _ := data["api_key"].(string)
+	return k
 }

@@ -13,7 +13,12 @@ import (
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/vaulttest"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
+	"github.com/hashicorp/terraform-plugin-framework/function"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	fwresource "github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
@@ -124,34 +129,72 @@ func keyStatus(c *api.Client, mount, keyID string) string {
 	return st
 }
 
+// TestProvider_schemaValid builds the server, which validates every schema,
+// and checks that each resource, data source, ephemeral resource and
+// function the provider declares is served, named as the provider names it
+// (the list comes from the provider, not from this test).
 func TestProvider_schemaValid(t *testing.T) {
-	// Building the server validates every schema (framework checks).
-	srv, err := providerserver.NewProtocol6WithError(New("test")())()
+	ctx := t.Context()
+	p := New("test")().(*cryptokeysProvider)
+	srv, err := providerserver.NewProtocol6WithError(p)()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := srv.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{})
+	resp, err := srv.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range resp.Diagnostics {
 		t.Errorf("schema diagnostic: %s: %s", d.Summary, d.Detail)
 	}
-	for _, name := range []string{"cryptokeys_secrets_engine", "cryptokeys_role", "cryptokeys_api_key"} {
-		if _, ok := resp.ResourceSchemas[name]; !ok {
-			t.Errorf("resource %s missing", name)
+	var meta provider.MetadataResponse
+	p.Metadata(ctx, provider.MetadataRequest{}, &meta)
+	served := func(kind, name string, schemas map[string]*tfprotov6.Schema) {
+		t.Helper()
+		if !strings.HasPrefix(name, meta.TypeName+"_") {
+			t.Errorf("%s %q is not named %s_<thing>", kind, name, meta.TypeName)
+		}
+		if _, ok := schemas[name]; !ok {
+			t.Errorf("%s %s is declared but not served", kind, name)
 		}
 	}
-	if _, ok := resp.EphemeralResourceSchemas["cryptokeys_api_key"]; !ok {
-		t.Error("ephemeral cryptokeys_api_key missing")
-	}
-	for _, name := range []string{"cryptokeys_role", "cryptokeys_key", "cryptokeys_keys"} {
-		if _, ok := resp.DataSourceSchemas[name]; !ok {
-			t.Errorf("data source %s missing", name)
+	check := func(kind string, want int, schemas map[string]*tfprotov6.Schema) {
+		t.Helper()
+		if want == 0 || len(schemas) != want {
+			t.Errorf("%ss: the provider declares %d, the server serves %d", kind, want, len(schemas))
 		}
 	}
-	if _, ok := resp.Functions["parse_key"]; !ok {
-		t.Error("function parse_key missing")
+	rs := p.Resources(ctx)
+	for _, f := range rs {
+		var m fwresource.MetadataResponse
+		f().Metadata(ctx, fwresource.MetadataRequest{ProviderTypeName: meta.TypeName}, &m)
+		served("resource", m.TypeName, resp.ResourceSchemas)
+	}
+	check("resource", len(rs), resp.ResourceSchemas)
+	ds := p.DataSources(ctx)
+	for _, f := range ds {
+		var m datasource.MetadataResponse
+		f().Metadata(ctx, datasource.MetadataRequest{ProviderTypeName: meta.TypeName}, &m)
+		served("data source", m.TypeName, resp.DataSourceSchemas)
+	}
+	check("data source", len(ds), resp.DataSourceSchemas)
+	es := p.EphemeralResources(ctx)
+	for _, f := range es {
+		var m ephemeral.MetadataResponse
+		f().Metadata(ctx, ephemeral.MetadataRequest{ProviderTypeName: meta.TypeName}, &m)
+		served("ephemeral resource", m.TypeName, resp.EphemeralResourceSchemas)
+	}
+	check("ephemeral resource", len(es), resp.EphemeralResourceSchemas)
+	fs := p.Functions(ctx)
+	for _, f := range fs {
+		var m function.MetadataResponse
+		f().Metadata(ctx, function.MetadataRequest{}, &m)
+		if _, ok := resp.Functions[m.Name]; !ok {
+			t.Errorf("function %s is declared but not served", m.Name)
+		}
+	}
+	if len(fs) == 0 || len(resp.Functions) != len(fs) {
+		t.Errorf("functions: the provider declares %d, the server serves %d", len(fs), len(resp.Functions))
 	}
 }
 

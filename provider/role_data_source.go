@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 
+	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -14,24 +15,11 @@ func newRoleDataSource() datasource.DataSource { return &roleDataSource{} }
 
 type roleDataSource struct{ c *client }
 
+// roleDataModel shares the resource's role attributes (roleAttrs).
 type roleDataModel struct {
-	Mount         types.String  `tfsdk:"mount"`
-	Name          types.String  `tfsdk:"name"`
-	Environment   types.String  `tfsdk:"environment"`
-	Scopes        types.Set     `tfsdk:"scopes"`
-	KeyType       types.String  `tfsdk:"key_type"`
-	TTL           types.String  `tfsdk:"ttl"`
-	MaxTTL        types.String  `tfsdk:"max_ttl"`
-	AllowedCIDRs  types.Set     `tfsdk:"allowed_cidrs"`
-	RateLimit     types.Float64 `tfsdk:"rate_limit"`
-	RateBurst     types.Int64   `tfsdk:"rate_burst"`
-	MaxActiveKeys types.Int64   `tfsdk:"max_active_keys"`
-	RecvWindow    types.Int64   `tfsdk:"recv_window"`
-	Metadata      types.Map     `tfsdk:"metadata"`
-	Description   types.String  `tfsdk:"description"`
-	OnAnomaly     types.String  `tfsdk:"on_anomaly"`
-	AnomalyRate   types.Float64 `tfsdk:"anomaly_rate"`
-	FlagNewSource types.Bool    `tfsdk:"flag_new_source"`
+	Mount types.String `tfsdk:"mount"`
+	Name  types.String `tfsdk:"name"`
+	roleAttrs
 }
 
 func (d *roleDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -50,8 +38,8 @@ func (d *roleDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, r
 			"environment":     schema.StringAttribute{Computed: true, Description: "Environment of the role's keys."},
 			"scopes":          computedSet("Scopes of the role's keys."),
 			"key_type":        schema.StringAttribute{Computed: true, Description: "bearer, hmac or ed25519."},
-			"ttl":             schema.StringAttribute{Computed: true, Description: "Lease TTL (Go duration; 0s = engine default)."},
-			"max_ttl":         schema.StringAttribute{Computed: true, Description: "Maximum lifetime (Go duration; 0s = engine default)."},
+			"ttl":             schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Computed: true, Description: "Lease TTL (Go duration; 0s = engine default)."},
+			"max_ttl":         schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Computed: true, Description: "Maximum lifetime (Go duration; 0s = engine default)."},
 			"allowed_cidrs":   computedSet("Allowed source CIDR blocks."),
 			"rate_limit":      schema.Float64Attribute{Computed: true, Description: "Requests per second per key (0 = unlimited)."},
 			"rate_burst":      schema.Int64Attribute{Computed: true, Description: "Token bucket size."},
@@ -81,31 +69,15 @@ func (d *roleDataSource) Read(ctx context.Context, req datasource.ReadRequest, r
 		return
 	}
 	p := rolePath(mount, m.Name.ValueString())
-	s, err := d.c.vault.Logical().ReadWithContext(ctx, p)
-	if err != nil {
-		addVaultError(&resp.Diagnostics, d.c, "reading "+p, err)
+	role, found, diags := vaultRead[roleAPI](ctx, d.c, p)
+	if resp.Diagnostics.Append(diags...); resp.Diagnostics.HasError() {
 		return
 	}
-	if s == nil {
+	if !found {
 		resp.Diagnostics.AddError("Role not found", "no role at "+p)
 		return
 	}
-	r := s.Data
 	m.Mount = types.StringValue(mount)
-	m.Environment = types.StringValue(str(r, "environment"))
-	m.Scopes, _ = types.SetValueFrom(ctx, types.StringType, strList(r, "scopes"))
-	m.KeyType = types.StringValue(str(r, "key_type"))
-	m.TTL = types.StringValue(shortDuration(secondsDuration(num(r, "ttl"))))
-	m.MaxTTL = types.StringValue(shortDuration(secondsDuration(num(r, "max_ttl"))))
-	m.AllowedCIDRs, _ = types.SetValueFrom(ctx, types.StringType, strList(r, "allowed_cidrs"))
-	m.RateLimit = types.Float64Value(num(r, "rate_limit"))
-	m.RateBurst = types.Int64Value(int64(num(r, "rate_burst")))
-	m.MaxActiveKeys = types.Int64Value(int64(num(r, "max_active_keys")))
-	m.RecvWindow = types.Int64Value(int64(num(r, "recv_window")))
-	m.Metadata, _ = types.MapValueFrom(ctx, types.StringType, strMap(r, "labels"))
-	m.Description = types.StringValue(str(r, "description"))
-	m.OnAnomaly = types.StringValue(str(r, "on_anomaly"))
-	m.AnomalyRate = types.Float64Value(num(r, "anomaly_rate"))
-	m.FlagNewSource = types.BoolValue(boolean(r, "flag_new_source"))
+	resp.Diagnostics.Append(m.fromAPI(ctx, role, false)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
+
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -21,7 +23,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 )
 
 var (
@@ -35,10 +39,9 @@ func newRoleResource() resource.Resource { return &roleResource{} }
 
 type roleResource struct{ c *client }
 
-type roleModel struct {
-	ID            types.String         `tfsdk:"id"`
-	Mount         types.String         `tfsdk:"mount"`
-	Name          types.String         `tfsdk:"name"`
+// roleAttrs are a role's settings, shared by the cryptokeys_role resource
+// and data source (each model embeds them).
+type roleAttrs struct {
 	Environment   types.String         `tfsdk:"environment"`
 	Scopes        types.Set            `tfsdk:"scopes"`
 	KeyType       types.String         `tfsdk:"key_type"`
@@ -54,6 +57,76 @@ type roleModel struct {
 	OnAnomaly     types.String         `tfsdk:"on_anomaly"`
 	AnomalyRate   types.Float64        `tfsdk:"anomaly_rate"`
 	FlagNewSource types.Bool           `tfsdk:"flag_new_source"`
+}
+
+type roleModel struct {
+	ID    types.String `tfsdk:"id"`
+	Mount types.String `tfsdk:"mount"`
+	Name  types.String `tfsdk:"name"`
+	roleAttrs
+}
+
+// toAPI is the role's full write: unset attributes are sent as their zero
+// value, so removing one from the configuration clears it in Vault.
+func (a roleAttrs) toAPI(ctx context.Context) (roleAPI, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	ttl, _ := seconds(a.TTL, &diags)
+	maxTTL, _ := seconds(a.MaxTTL, &diags)
+	labels := mapOf(ctx, a.Metadata, &diags)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return roleAPI{
+		Environment:   a.Environment.ValueString(),
+		Scopes:        nonNil(stringsOf(ctx, a.Scopes, &diags)),
+		KeyType:       a.KeyType.ValueString(),
+		TTL:           ttl,
+		MaxTTL:        maxTTL,
+		AllowedCIDRs:  nonNil(stringsOf(ctx, a.AllowedCIDRs, &diags)),
+		RateLimit:     a.RateLimit.ValueFloat64(),
+		RateBurst:     a.RateBurst.ValueInt64(),
+		MaxActiveKeys: a.MaxActiveKeys.ValueInt64(),
+		RecvWindow:    a.RecvWindow.ValueInt64(),
+		Labels:        labels,
+		Description:   a.Description.ValueString(),
+		OnAnomaly:     a.OnAnomaly.ValueString(),
+		AnomalyRate:   a.AnomalyRate.ValueFloat64(),
+		FlagNewSource: a.FlagNewSource.ValueBool(),
+	}, diags
+}
+
+// fromAPI sets a from what Vault holds. With keepUnset (the resource), a
+// value Vault reports as zero or empty stays null where a was null, so an
+// attribute the configuration leaves out never shows a diff; without it
+// (the data source) every attribute gets Vault's value.
+func (a *roleAttrs) fromAPI(ctx context.Context, r roleAPI, keepUnset bool) diag.Diagnostics {
+	var diags diag.Diagnostics
+	if !keepUnset {
+		*a = roleAttrs{
+			TTL: nonNullDuration(a.TTL), MaxTTL: nonNullDuration(a.MaxTTL),
+			Scopes: emptySet, AllowedCIDRs: emptySet, Metadata: emptyMap,
+			RateLimit: types.Float64Value(0), RateBurst: types.Int64Value(0), MaxActiveKeys: types.Int64Value(0),
+			AnomalyRate: types.Float64Value(0), Description: types.StringValue(""),
+		}
+	}
+	a.Environment = types.StringValue(r.Environment)
+	a.Scopes = setValue(ctx, nonNil(sortedCopy(r.Scopes)), a.Scopes, &diags)
+	a.KeyType = types.StringValue(r.KeyType)
+	a.TTL = durationValue(float64(r.TTL), a.TTL)
+	a.MaxTTL = durationValue(float64(r.MaxTTL), a.MaxTTL)
+	a.AllowedCIDRs = setValue(ctx, nonNil(sortedCopy(r.AllowedCIDRs)), a.AllowedCIDRs, &diags)
+	a.RateLimit = optFloat(r.RateLimit, a.RateLimit)
+	a.RateBurst = optInt(r.RateBurst, a.RateBurst)
+	a.MaxActiveKeys = optInt(r.MaxActiveKeys, a.MaxActiveKeys)
+	a.RecvWindow = types.Int64Value(r.RecvWindow)
+	a.Metadata = mapValue(ctx, wire.NonNilMap(r.Labels), a.Metadata, &diags)
+	if r.Description != "" || !a.Description.IsNull() {
+		a.Description = types.StringValue(r.Description)
+	}
+	a.OnAnomaly = types.StringValue(r.OnAnomaly)
+	a.AnomalyRate = optFloat(r.AnomalyRate, a.AnomalyRate)
+	a.FlagNewSource = types.BoolValue(r.FlagNewSource)
+	return diags
 }
 
 func (r *roleResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -249,34 +322,6 @@ func (r *roleResource) Configure(_ context.Context, req resource.ConfigureReques
 
 func rolePath(mount, name string) string { return mount + "/roles/" + name }
 
-// roleData is the full write: unset attributes are sent as their zero value
-// so that removing one from the configuration clears it in Vault.
-func roleData(ctx context.Context, m roleModel, diags *diag.Diagnostics) map[string]any {
-	ttl, _ := seconds(m.TTL, diags)
-	maxTTL, _ := seconds(m.MaxTTL, diags)
-	md := mapOf(ctx, m.Metadata, diags)
-	if md == nil {
-		md = map[string]string{}
-	}
-	return map[string]any{
-		"environment":     m.Environment.ValueString(),
-		"scopes":          nonNil(stringsOf(ctx, m.Scopes, diags)),
-		"key_type":        m.KeyType.ValueString(),
-		"ttl":             ttl,
-		"max_ttl":         maxTTL,
-		"allowed_cidrs":   nonNil(stringsOf(ctx, m.AllowedCIDRs, diags)),
-		"rate_limit":      m.RateLimit.ValueFloat64(),
-		"rate_burst":      m.RateBurst.ValueInt64(),
-		"max_active_keys": m.MaxActiveKeys.ValueInt64(),
-		"recv_window":     fmt.Sprint(m.RecvWindow.ValueInt64()),
-		"labels":          md,
-		"description":     m.Description.ValueString(),
-		"on_anomaly":      m.OnAnomaly.ValueString(),
-		"anomaly_rate":    m.AnomalyRate.ValueFloat64(),
-		"flag_new_source": m.FlagNewSource.ValueBool(),
-	}
-}
-
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -284,61 +329,50 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (r *roleResource) write(ctx context.Context, m *roleModel, diags *diag.Diagnostics) {
-	if !ready(r.c, diags) {
-		return
+// apply is Create and Update: both write the planned role in full and
+// store what Vault then holds.
+func (r *roleResource) apply(ctx context.Context, plan tfsdk.Plan, state *tfsdk.State) diag.Diagnostics {
+	var m roleModel
+	diags := plan.Get(ctx, &m)
+	if diags.HasError() || !ready(r.c, &diags) {
+		return diags
 	}
 	mount := r.c.mountOr(m.Mount)
-	if !r.c.checkEngine(ctx, mount, diags) {
-		return
+	if !r.c.checkEngine(ctx, mount, &diags) {
+		return diags
 	}
-	data := roleData(ctx, *m, diags)
-	if diags.HasError() {
-		return
+	body, d := m.toAPI(ctx)
+	if diags.Append(d...); diags.HasError() {
+		return diags
 	}
 	p := rolePath(mount, m.Name.ValueString())
-	if _, err := r.c.vault.Logical().WriteWithContext(ctx, p, data); err != nil {
-		addVaultError(diags, r.c, "writing "+p, err)
-		return
+	if _, _, err := vaultWrite[struct{}](ctx, r.c, p, body); err != nil {
+		return append(diags, vaultError(r.c, "writing "+p, err)...)
 	}
 	m.Mount = types.StringValue(mount)
 	m.ID = types.StringValue(p)
-	r.read(ctx, m, diags)
+	found, d := r.read(ctx, &m)
+	if diags.Append(d...); diags.HasError() {
+		return diags
+	}
+	if !found {
+		diags.AddError("Role vanished", "the role at "+p+" was written but could not be read back")
+		return diags
+	}
 	// Again after the write: the plan may not have seen the mount (created
 	// in the same apply) or its final max_lease_ttl.
-	warnAboveMountMax(ctx, r.c, mount, *m, false, diags)
+	warnAboveMountMax(ctx, r.c, mount, m, false, &diags)
+	return append(diags, state.Set(ctx, &m)...)
 }
 
-// read refreshes m from Vault; it reports false when the role is gone.
-func (r *roleResource) read(ctx context.Context, m *roleModel, diags *diag.Diagnostics) bool {
+// read refreshes m from Vault; found is false when the role is gone.
+func (r *roleResource) read(ctx context.Context, m *roleModel) (bool, diag.Diagnostics) {
 	p := rolePath(r.c.mountOr(m.Mount), m.Name.ValueString())
-	s, err := r.c.vault.Logical().ReadWithContext(ctx, p)
-	if err != nil {
-		addVaultError(diags, r.c, "reading "+p, err)
-		return false
+	role, found, diags := vaultRead[roleAPI](ctx, r.c, p)
+	if !found {
+		return false, diags
 	}
-	if s == nil {
-		return false
-	}
-	d := s.Data
-	m.Environment = types.StringValue(str(d, "environment"))
-	m.Scopes = setValue(ctx, strList(d, "scopes"), m.Scopes, diags)
-	m.KeyType = types.StringValue(str(d, "key_type"))
-	m.TTL = durationValue(num(d, "ttl"), m.TTL)
-	m.MaxTTL = durationValue(num(d, "max_ttl"), m.MaxTTL)
-	m.AllowedCIDRs = setValue(ctx, strList(d, "allowed_cidrs"), m.AllowedCIDRs, diags)
-	m.RateLimit = optFloat(num(d, "rate_limit"), m.RateLimit)
-	m.RateBurst = optInt(num(d, "rate_burst"), m.RateBurst)
-	m.MaxActiveKeys = optInt(num(d, "max_active_keys"), m.MaxActiveKeys)
-	m.RecvWindow = types.Int64Value(int64(num(d, "recv_window")))
-	m.Metadata = mapValue(ctx, strMap(d, "labels"), m.Metadata, diags)
-	if desc := str(d, "description"); desc != "" || !m.Description.IsNull() {
-		m.Description = types.StringValue(desc)
-	}
-	m.OnAnomaly = types.StringValue(str(d, "on_anomaly"))
-	m.AnomalyRate = optFloat(num(d, "anomaly_rate"), m.AnomalyRate)
-	m.FlagNewSource = types.BoolValue(boolean(d, "flag_new_source"))
-	return true
+	return true, append(diags, m.fromAPI(ctx, role, true)...)
 }
 
 func optFloat(v float64, prior types.Float64) types.Float64 {
@@ -348,24 +382,19 @@ func optFloat(v float64, prior types.Float64) types.Float64 {
 	return types.Float64Value(v)
 }
 
-func optInt(v float64, prior types.Int64) types.Int64 {
+func optInt(v int64, prior types.Int64) types.Int64 {
 	if v == 0 && prior.IsNull() {
 		return types.Int64Null()
 	}
-	return types.Int64Value(int64(v))
+	return types.Int64Value(v)
 }
 
 func (r *roleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m roleModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	r.write(ctx, &m, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	resp.Diagnostics.Append(r.apply(ctx, req.Plan, &resp.State)...)
+}
+
+func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	resp.Diagnostics.Append(r.apply(ctx, req.Plan, &resp.State)...)
 }
 
 func (r *roleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -374,23 +403,13 @@ func (r *roleResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
-	if !r.read(ctx, &m, &resp.Diagnostics) {
-		if !resp.Diagnostics.HasError() {
-			resp.State.RemoveResource(ctx) // deleted outside Terraform: plan re-creates it
-		}
+	found, d := r.read(ctx, &m)
+	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
 		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-}
-
-func (r *roleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m roleModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	r.write(ctx, &m, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
+	if !found {
+		tflog.Info(ctx, "role deleted outside Terraform: removing it from state, so the plan re-creates it", map[string]any{"role": m.ID.ValueString()})
+		resp.State.RemoveResource(ctx)
 		return
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
@@ -404,7 +423,7 @@ func (r *roleResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 	}
 	p := rolePath(r.c.mountOr(m.Mount), m.Name.ValueString())
 	if _, err := r.c.vault.Logical().DeleteWithContext(ctx, p); err != nil && !isNotFound(err) {
-		addVaultError(&resp.Diagnostics, r.c, "deleting "+p, err)
+		resp.Diagnostics.Append(vaultError(r.c, "deleting "+p, err)...)
 	}
 }
 

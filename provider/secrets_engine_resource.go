@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -126,22 +127,37 @@ func (r *secretsEngineResource) Schema(_ context.Context, _ resource.SchemaReque
 				Attributes: map[string]schema.Attribute{
 					"key_prefix": schema.StringAttribute{
 						Optional: true, Computed: true,
-						Description: "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
-						Validators:  []validator.String{prefixValidator()},
+						Description:   "Prefix of issued keys, [a-z][a-z0-9]{1,7}. Default ck. Fixed once keys exist.",
+						Validators:    []validator.String{prefixValidator()},
+						PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 					},
-					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "TTL for roles that set none.", PlanModifiers: durationModifiers()},
-					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "Upper bound on every key's lifetime.", PlanModifiers: durationModifiers()},
+					"default_ttl": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "TTL for roles that set none.", PlanModifiers: keepUnsetDuration()},
+					"max_ttl":     schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "Upper bound on every key's lifetime.", PlanModifiers: keepUnsetDuration()},
 					"scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scope catalog; empty allows any.",
-						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator()), setvalidator.SizeAtMost(wire.MaxScopes)}},
+						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator()), setvalidator.SizeAtMost(wire.MaxScopes)}, PlanModifiers: keepUnsetSet()},
 					"environments": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Allowed environments; empty allows any.",
-						Validators: []validator.Set{setvalidator.ValueStringsAre(environmentValidator()), setvalidator.SizeAtMost(wire.MaxEnvironments)}},
+						Validators: []validator.Set{setvalidator.ValueStringsAre(environmentValidator()), setvalidator.SizeAtMost(wire.MaxEnvironments)}, PlanModifiers: keepUnsetSet()},
 					"signed_scopes": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true, Description: "Scopes granted only to signed requests.",
-						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}},
-					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: durationModifiers()},
+						Validators: []validator.Set{setvalidator.ValueStringsAre(scopeValidator())}, PlanModifiers: keepUnsetSet()},
+					"retention": schema.StringAttribute{CustomType: timetypes.GoDurationType{}, Optional: true, Computed: true, Validators: []validator.String{durationAtLeast(0)}, Description: "How long records of ended keys are kept. Default 720h.", PlanModifiers: keepUnsetDuration()},
 				},
 			},
 		},
 	}
+}
+
+// keepUnsetDuration and keepUnsetSet are the config attributes' plan
+// modifiers: an attribute the configuration leaves out keeps its current
+// value (the framework would plan it unknown whenever any other config
+// attribute is respelled or changed, and so plan a change forever for a
+// duration written "43200m" over a state of "720h"), and a duration
+// written differently but as long is no change.
+func keepUnsetDuration() []planmodifier.String {
+	return durationModifiers(stringplanmodifier.UseStateForUnknown())
+}
+
+func keepUnsetSet() []planmodifier.Set {
+	return []planmodifier.Set{setplanmodifier.UseStateForUnknown()}
 }
 
 func (r *secretsEngineResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -187,7 +203,7 @@ func (r *secretsEngineResource) Create(ctx context.Context, req resource.CreateR
 		return
 	}
 	if err := r.c.vault.Sys().MountWithContext(ctx, p, in); err != nil {
-		addVaultError(&resp.Diagnostics, r.c, "enabling the "+m.PluginName.ValueString()+" plugin at "+p+" (is it registered in the plugin catalog?)", err)
+		resp.Diagnostics.Append(vaultError(r.c, "enabling the "+m.PluginName.ValueString()+" plugin at "+p+" (is it registered in the plugin catalog?)", err)...)
 		return
 	}
 	// From here the mount exists: record it even if config fails, so
@@ -211,26 +227,33 @@ func (r *secretsEngineResource) writeConfig(ctx context.Context, m *secretsEngin
 	if diags.HasError() {
 		return
 	}
-	data := map[string]any{}
+	var body configWrite
 	if v := cm.KeyPrefix; !v.IsNull() && !v.IsUnknown() {
-		data["key_prefix"] = v.ValueString()
+		body.KeyPrefix = v.ValueStringPointer()
 	}
-	for name, d := range map[string]timetypes.GoDuration{"default_ttl": cm.DefaultTTL, "max_ttl": cm.MaxTTL, "retention": cm.Retention} {
-		if s, ok := seconds(d, diags); ok {
-			data[name] = s
+	for _, d := range []struct {
+		v   timetypes.GoDuration
+		dst **int64
+	}{{cm.DefaultTTL, &body.DefaultTTL}, {cm.MaxTTL, &body.MaxTTL}, {cm.Retention, &body.Retention}} {
+		if s, ok := seconds(d.v, diags); ok {
+			*d.dst = &s
 		}
 	}
-	for name, set := range map[string]types.Set{"scopes": cm.Scopes, "environments": cm.Environments, "signed_scopes": cm.SignedScopes} {
-		if !set.IsNull() && !set.IsUnknown() {
-			data[name] = nonNil(stringsOf(ctx, set, diags))
+	for _, l := range []struct {
+		v   types.Set
+		dst **[]string
+	}{{cm.Scopes, &body.Scopes}, {cm.Environments, &body.Environments}, {cm.SignedScopes, &body.SignedScopes}} {
+		if !l.v.IsNull() && !l.v.IsUnknown() {
+			v := nonNil(stringsOf(ctx, l.v, diags))
+			*l.dst = &v
 		}
 	}
-	if len(data) == 0 || diags.HasError() {
+	if body == (configWrite{}) || diags.HasError() {
 		return
 	}
 	p := m.Path.ValueString() + "/config"
-	if _, err := r.c.vault.Logical().WriteWithContext(ctx, p, data); err != nil {
-		addVaultError(diags, r.c, "writing "+p, err)
+	if _, _, err := vaultWrite[struct{}](ctx, r.c, p, body); err != nil {
+		diags.Append(vaultError(r.c, "writing "+p, err)...)
 	}
 }
 
@@ -239,7 +262,7 @@ func (r *secretsEngineResource) read(ctx context.Context, m *secretsEngineModel,
 	p := m.Path.ValueString()
 	mounts, err := r.c.vault.Sys().ListMountsWithContext(ctx)
 	if err != nil {
-		addVaultError(diags, r.c, "listing secrets engines", err)
+		diags.Append(vaultError(r.c, "listing secrets engines", err)...)
 		return false
 	}
 	mo, ok := mounts[p+"/"]
@@ -263,27 +286,22 @@ func (r *secretsEngineResource) read(ctx context.Context, m *secretsEngineModel,
 	if td.HasError() {
 		return true
 	}
-	s, err := r.c.vault.Logical().ReadWithContext(ctx, p+"/config")
-	if err != nil {
-		addVaultError(diags, r.c, "reading "+p+"/config", err)
-		return true
-	}
-	if s == nil {
+	c, found, d := vaultRead[configAPI](ctx, r.c, p+"/config")
+	if diags.Append(d...); !found {
 		return true
 	}
 	var prior engineConfigModel
 	if !m.Config.IsNull() && !m.Config.IsUnknown() {
 		diags.Append(m.Config.As(ctx, &prior, objectAsOptions)...)
 	}
-	d := s.Data
 	cm := engineConfigModel{
-		KeyPrefix:    types.StringValue(str(d, "key_prefix")),
-		DefaultTTL:   durationValue(num(d, "default_ttl"), nonNullDuration(prior.DefaultTTL)),
-		MaxTTL:       durationValue(num(d, "max_ttl"), nonNullDuration(prior.MaxTTL)),
-		Scopes:       setValue(ctx, strList(d, "scopes"), types.SetValueMust(types.StringType, nil), diags),
-		Environments: setValue(ctx, strList(d, "environments"), types.SetValueMust(types.StringType, nil), diags),
-		SignedScopes: setValue(ctx, strList(d, "signed_scopes"), types.SetValueMust(types.StringType, nil), diags),
-		Retention:    durationValue(num(d, "retention"), nonNullDuration(prior.Retention)),
+		KeyPrefix:    types.StringValue(c.KeyPrefix),
+		DefaultTTL:   durationValue(float64(c.DefaultTTL), nonNullDuration(prior.DefaultTTL)),
+		MaxTTL:       durationValue(float64(c.MaxTTL), nonNullDuration(prior.MaxTTL)),
+		Scopes:       setValue(ctx, nonNil(sortedCopy(c.Scopes)), emptySet, diags),
+		Environments: setValue(ctx, nonNil(sortedCopy(c.Environments)), emptySet, diags),
+		SignedScopes: setValue(ctx, nonNil(sortedCopy(c.SignedScopes)), emptySet, diags),
+		Retention:    durationValue(float64(c.Retention), nonNullDuration(prior.Retention)),
 	}
 	obj, dd := types.ObjectValueFrom(ctx, engineConfigTypes, cm)
 	diags.Append(dd...)
@@ -298,7 +316,7 @@ func (r *secretsEngineResource) readTune(ctx context.Context, m *secretsEngineMo
 	p := m.Path.ValueString()
 	t, err := r.c.vault.Sys().MountConfigWithContext(ctx, p)
 	if err != nil {
-		addVaultError(diags, r.c, "reading sys/mounts/"+p+"/tune", err)
+		diags.Append(vaultError(r.c, "reading sys/mounts/"+p+"/tune", err)...)
 		return
 	}
 	m.DefaultLeaseTTL = durationValue(float64(t.DefaultLeaseTTL), nonNullDuration(m.DefaultLeaseTTL))
@@ -390,13 +408,13 @@ func (r *secretsEngineResource) Update(ctx context.Context, req resource.UpdateR
 	}
 	if changed {
 		if err := r.c.vault.Sys().TuneMountAllowNilWithContext(ctx, p, tune); err != nil {
-			addVaultError(&resp.Diagnostics, r.c, "tuning "+p, err)
+			resp.Diagnostics.Append(vaultError(r.c, "tuning "+p, err)...)
 			return
 		}
 		if tune.PluginVersion != nil {
 			// A new version runs only once the mount is reloaded.
 			if _, err := r.c.vault.Sys().ReloadPluginWithContext(ctx, &api.ReloadPluginInput{Mounts: []string{p}}); err != nil {
-				addVaultError(&resp.Diagnostics, r.c, "reloading the plugin at "+p, err)
+				resp.Diagnostics.Append(vaultError(r.c, "reloading the plugin at "+p, err)...)
 				return
 			}
 		}
@@ -416,7 +434,7 @@ func (r *secretsEngineResource) Delete(ctx context.Context, req resource.DeleteR
 		return
 	}
 	if err := r.c.vault.Sys().UnmountWithContext(ctx, m.Path.ValueString()); err != nil && !isNotFound(err) {
-		addVaultError(&resp.Diagnostics, r.c, "disabling "+m.Path.ValueString(), err)
+		resp.Diagnostics.Append(vaultError(r.c, "disabling "+m.Path.ValueString(), err)...)
 	}
 }
 

@@ -375,3 +375,77 @@ resource "cryptokeys_role" "r" {
 		},
 	})
 }
+
+// The engine's config: written on create, changed in place, a list set to
+// [] cleared in Vault, and a change made outside Terraform planned back.
+func TestAccSecretsEngine_config(t *testing.T) {
+	srv, _ := accServer(t)
+	mount := fmt.Sprintf("ck-cfg-%d", time.Now().UnixNano()%1000000)
+	t.Cleanup(func() { _ = srv.Client.Sys().Unmount(mount) })
+	config := func(body string) string {
+		return providerBlock(srv, mount) + fmt.Sprintf(`
+resource "cryptokeys_secrets_engine" "e" {
+  path           = %q
+  plugin_version = %q
+  config = {
+%s
+  }
+}
+`, mount, srv.PluginVersion, body)
+	}
+	addr := "cryptokeys_secrets_engine.e"
+	cfg := func(attr string) tfjsonpath.Path { return tfjsonpath.New("config").AtMapKey(attr) }
+	readConfig := func(field string) any {
+		s, err := srv.Client.Logical().Read(mount + "/config")
+		if err != nil || s == nil {
+			t.Fatalf("reading %s/config: %v", mount, err)
+		}
+		return s.Data[field]
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{
+				Config: config(`    key_prefix = "acme"
+    scopes     = ["read", "trade"]
+    max_ttl    = "720h"`),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, cfg("key_prefix"), knownvalue.StringExact("acme")),
+					statecheck.ExpectKnownValue(addr, cfg("scopes"), knownvalue.SetExact([]knownvalue.Check{knownvalue.StringExact("read"), knownvalue.StringExact("trade")})),
+					statecheck.ExpectKnownValue(addr, cfg("max_ttl"), knownvalue.StringExact("720h")),
+					statecheck.ExpectKnownValue(addr, cfg("environments"), knownvalue.SetSizeExact(0)),
+				},
+			},
+			{
+				// "60m" for "1h" is no change; scopes = [] clears the catalog.
+				Config: config(`    key_prefix = "acme"
+    scopes     = []
+    max_ttl    = "43200m"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate)},
+				},
+				Check: func(*terraform.State) error {
+					if got := readConfig("scopes"); fmt.Sprint(got) != "[]" {
+						return fmt.Errorf("scopes in Vault after scopes = []: %v", got)
+					}
+					return nil
+				},
+			},
+			{
+				PreConfig: func() { srv.MustCLI(t, "write", mount+"/config", "key_prefix=evil") },
+				Config: config(`    key_prefix = "acme"
+    scopes     = []
+    max_ttl    = "43200m"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate)},
+				},
+				Check: func(*terraform.State) error {
+					if got := readConfig("key_prefix"); got != "acme" {
+						return fmt.Errorf("key_prefix in Vault after the apply: %v, want acme back", got)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -43,12 +42,20 @@ func (c *client) mountOr(v types.String) string {
 	return c.mount
 }
 
-// addVaultError turns a Vault API error into a diagnostic that says what
-// went wrong and what to do. The operation names what was attempted; no
-// request data (which may hold keys) is included.
-func addVaultError(diags *diag.Diagnostics, c *client, operation string, err error) {
+// vaultError turns a Vault API error into the diagnostic that says what
+// went wrong and what to do: every Vault failure is reported through it.
+// The operation names what was attempted; no request data (which may hold
+// keys) is included.
+func vaultError(c *client, operation string, err error) diag.Diagnostics {
+	var diags diag.Diagnostics
 	var re *api.ResponseError
+	var shape *replyShapeError
 	switch {
+	case errors.As(err, &shape):
+		diags.AddError("Unexpected reply from Vault",
+			fmt.Sprintf("%s: the engine's reply does not have the shape this provider expects (%v). Check that the provider's and the plugin's versions match.", operation, shape.err))
+	case errors.Is(err, errNoReply):
+		diags.AddError("Vault returned no data", fmt.Sprintf("%s: %v", operation, err))
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
 		diags.AddError("Permission denied by Vault",
 			fmt.Sprintf("%s: the token has no policy allowing it (403). Give the token's policy the capability on that path, or use another token. Vault said: %s", operation, strings.Join(re.Errors, "; ")))
@@ -67,6 +74,7 @@ func addVaultError(diags *diag.Diagnostics, c *client, operation string, err err
 	default:
 		diags.AddError("Vault request failed", fmt.Sprintf("%s: %v", operation, err))
 	}
+	return diags
 }
 
 func isUnreachable(err error) bool {
@@ -91,53 +99,11 @@ func isNotFound(err error) bool {
 	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
 }
 
-// Helpers to read the engine's JSON replies (numbers come as json.Number).
-
-func str(d map[string]any, k string) string {
-	s, _ := d[k].(string)
-	return s
-}
-
-func num(d map[string]any, k string) float64 {
-	switch v := d[k].(type) {
-	case json.Number:
-		f, _ := v.Float64()
-		return f
-	case float64:
-		return v
-	case int:
-		return float64(v)
-	case int64:
-		return float64(v)
-	}
-	return 0
-}
-
-func boolean(d map[string]any, k string) bool {
-	b, _ := d[k].(bool)
-	return b
-}
-
-func strList(d map[string]any, k string) []string {
-	l, _ := d[k].([]any)
-	out := make([]string, 0, len(l))
-	for _, x := range l {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func strMap(d map[string]any, k string) map[string]string {
-	m, _ := d[k].(map[string]any)
-	out := make(map[string]string, len(m))
-	for key, v := range m {
-		out[key], _ = v.(string)
-	}
-	return out
-}
+// emptySet and emptyMap are the known, empty values.
+var (
+	emptySet = types.SetValueMust(types.StringType, []attr.Value{})
+	emptyMap = types.MapValueMust(types.StringType, map[string]attr.Value{})
+)
 
 // setValue is a Terraform set of strings; empty lists read back as empty
 // sets only when the configuration had one, else null, so an unset
@@ -233,8 +199,6 @@ var _ attr.Value = timetypes.GoDuration{}
 type attrType = attr.Type
 
 var objectAsOptions = basetypes.ObjectAsOptions{UnhandledNullAsEmpty: true, UnhandledUnknownAsEmpty: true}
-
-func secondsDuration(s float64) time.Duration { return time.Duration(s) * time.Second }
 
 // listWithQuery is a LIST with query parameters, which api.Logical lacks:
 // a GET with list=true, which Vault treats (and authorizes) as a LIST.

@@ -132,6 +132,9 @@ func (e *testEnv) do(op logical.Operation, path string, data map[string]any) *lo
 	if err != nil && resp == nil {
 		e.t.Fatalf("%s %s: %v", op, path, err)
 	}
+	if err == nil {
+		checkDeclared(e.t, e.b, op, path, resp)
+	}
 	return resp
 }
 

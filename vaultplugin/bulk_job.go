@@ -568,8 +568,9 @@ func pathBulkJobs(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
-					Callback: b.pathBulkJobsList,
-					Summary:  "List bulk revocation jobs, with each one's state and progress.",
+					Callback:  b.pathBulkJobsList,
+					Responses: listed("The bulk revocation jobs.", "Per job: scope, target, state, done, left, revoked_before."),
+					Summary:   "List bulk revocation jobs, with each one's state and progress.",
 				},
 			},
 			HelpSynopsis:    "Bulk revocation jobs.",
@@ -586,8 +587,9 @@ func pathBulkJobs(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathBulkJobRead,
-					Summary:  "Read a bulk revocation job's progress.",
+					Callback:  b.pathBulkJobRead,
+					Responses: okResponse("The job and its progress.", bulkJobResponseFields),
+					Summary:   "Read a bulk revocation job's progress.",
 				},
 			},
 			HelpSynopsis: "A bulk revocation job's progress.",

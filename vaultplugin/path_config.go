@@ -91,16 +91,19 @@ func pathConfig(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.pathConfigRead,
-				Summary:  "Read the engine configuration (the pepper is never returned).",
+				Callback:  b.pathConfigRead,
+				Responses: okResponse("The engine's config (never the pepper).", configResponseFields),
+				Summary:   "Read the engine configuration (the pepper is never returned).",
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathConfigWrite),
-				Summary:  "Configure key prefix, TTL bounds, scope catalog and allowed environments.",
+				Callback:  strict(b.pathConfigWrite),
+				Responses: noContent("Config written."),
+				Summary:   "Configure key prefix, TTL bounds, scope catalog and allowed environments.",
 			},
 			logical.CreateOperation: &framework.PathOperation{
-				Callback: strict(b.pathConfigWrite),
-				Summary:  "Configure key prefix, TTL bounds, scope catalog and allowed environments.",
+				Callback:  strict(b.pathConfigWrite),
+				Responses: noContent("Config written."),
+				Summary:   "Configure key prefix, TTL bounds, scope catalog and allowed environments.",
 			},
 		},
 		ExistenceCheck:  b.pathConfigExists,

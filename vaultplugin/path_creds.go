@@ -66,15 +66,17 @@ func pathCreds(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: strict(b.pathCredsIssue),
-				Summary:  "Issue a key with the role's defaults.",
+				Callback:  strict(b.pathCredsIssue),
+				Responses: okResponse("A new key as a leased secret.", issuedKeyResponseFields),
+				Summary:   "Issue a key with the role's defaults.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb: "issue",
 				},
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathCredsIssue),
-				Summary:  "Issue a key, optionally narrowing ttl, scopes and allowed_cidrs.",
+				Callback:  strict(b.pathCredsIssue),
+				Responses: okResponse("A new key as a leased secret.", issuedKeyResponseFields),
+				Summary:   "Issue a key, optionally narrowing ttl, scopes and allowed_cidrs.",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb: "issue-with-parameters",
 				},
@@ -153,7 +155,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	if r == nil {
-		return logical.ErrorResponse("role: %q does not exist", roleName), nil
+		return respond(badField("role", "%q does not exist", roleName))
 	}
 	if _, err := b.configForIssue(ctx, req.Storage); err != nil {
 		return nil, err
@@ -176,7 +178,7 @@ func (b *backend) pathCredsIssue(ctx context.Context, req *logical.Request, d *f
 			return nil, err
 		}
 		if n >= r.MaxActiveKeys {
-			return logical.ErrorResponse("max_active_keys: role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n), nil
+			return respond(badField("max_active_keys", "role %q already has %d live keys, its maximum; revoke one or raise max_active_keys", roleName, n))
 		}
 	}
 	resp, _, err := b.issue(ctx, req, cfg, t)

@@ -22,8 +22,9 @@ func pathInfo(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.pathInfoRead,
-				Summary:  "Engine version, key format and features. Touches no storage.",
+				Callback:  b.pathInfoRead,
+				Responses: okResponse("This engine build.", infoResponseFields),
+				Summary:   "Engine version, key format and features. Touches no storage.",
 			},
 		},
 		HelpSynopsis:    "Describe this engine build.",

@@ -39,8 +39,9 @@ func pathKeys(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
-					Callback: b.pathKeysList,
-					Summary:  "List key_ids, with each key's role, environment, status and expiry.",
+					Callback:  b.pathKeysList,
+					Responses: listed("key_ids.", "Per key: name, role, environment, status, expires_at."),
+					Summary:   "List key_ids, with each key's role, environment, status and expiry.",
 				},
 			},
 			HelpSynopsis:    "List issued keys (metadata only).",
@@ -59,12 +60,14 @@ func pathKeys(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathKeyRead,
-					Summary:  "Read a key's metadata (never its secret).",
+					Callback:  b.pathKeyRead,
+					Responses: okResponse("The key's metadata, never its secret.", keyResponseFields),
+					Summary:   "Read a key's metadata (never its secret).",
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback: strict(b.pathKeyRevoke),
-					Summary:  "Revoke a key now. Idempotent.",
+					Callback:  strict(b.pathKeyRevoke),
+					Responses: noContent("Revoked (also when it was revoked, expired or gone already)."),
+					Summary:   "Revoke a key now. Idempotent.",
 					DisplayAttrs: &framework.DisplayAttributes{
 						OperationVerb: "revoke",
 					},

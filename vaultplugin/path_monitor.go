@@ -26,8 +26,9 @@ func pathMonitor(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: strict(b.pathResume),
-					Summary:  "Lift an anomaly suspension.",
+					Callback:  strict(b.pathResume),
+					Responses: okResponse("The key, its suspension lifted.", keyResponseFields),
+					Summary:   "Lift an anomaly suspension.",
 				},
 			},
 			HelpSynopsis:    "Lift a key's anomaly suspension.",
@@ -42,8 +43,9 @@ func pathMonitor(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathAnomalies,
-					Summary:  "List keys flagged for anomalous use.",
+					Callback:  b.pathAnomalies,
+					Responses: listed("key_ids of flagged keys.", "Per key: role, environment, status, suspended, anomalies."),
+					Summary:   "List keys flagged for anomalous use.",
 				},
 			},
 			HelpSynopsis:    "List flagged keys.",

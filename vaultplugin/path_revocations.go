@@ -60,8 +60,9 @@ func pathRevocations(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: b.pathRevocationsRead,
-				Summary:  "Keys revoked, rotated out or suspended since a cursor.",
+				Callback:  b.pathRevocationsRead,
+				Responses: okResponse("Events after the cursor.", feedResponseFields),
+				Summary:   "Keys revoked, rotated out or suspended since a cursor.",
 			},
 		},
 		HelpSynopsis: "Feed of revocations for local verifiers.",

@@ -44,8 +44,9 @@ func pathRevoke(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: strict(b.pathRevokeRole),
-					Summary:  "Revoke every live key of a role (incident response).",
+					Callback:  strict(b.pathRevokeRole),
+					Responses: okResponse("The bulk revocation job, finished inline or going on in the background.", bulkRevokeResponseFields),
+					Summary:   "Revoke every live key of a role (incident response).",
 				},
 			},
 			HelpSynopsis:    "Revoke every live key issued from a role.",
@@ -64,8 +65,9 @@ func pathRevoke(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: strict(b.pathRevokeEnvironment),
-					Summary:  "Revoke every live key of an environment (incident response).",
+					Callback:  strict(b.pathRevokeEnvironment),
+					Responses: okResponse("The bulk revocation job, finished inline or going on in the background.", bulkRevokeResponseFields),
+					Summary:   "Revoke every live key of an environment (incident response).",
 				},
 			},
 			HelpSynopsis:    "Revoke every live key of an environment.",
@@ -84,8 +86,9 @@ func pathRevoke(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: strict(b.pathRevokeLeaked),
-					Summary:  "Revoke every key of this mount found in a text.",
+					Callback:  strict(b.pathRevokeLeaked),
+					Responses: okResponse("What was found in the text and revoked.", revokeLeakedResponseFields),
+					Summary:   "Revoke every key of this mount found in a text.",
 				},
 			},
 			HelpSynopsis: "Revoke keys found in leaked text.",

@@ -141,8 +141,9 @@ func pathRoles(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
-					Callback: b.pathRoleList,
-					Summary:  "List roles.",
+					Callback:  b.pathRoleList,
+					Responses: listed("Role names.", ""),
+					Summary:   "List roles.",
 				},
 			},
 			HelpSynopsis:    "List the roles of this mount.",
@@ -159,20 +160,24 @@ func pathRoles(b *backend) []*framework.Path {
 			ExistenceCheck: b.pathRoleExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathRoleRead,
-					Summary:  "Read a role.",
+					Callback:  b.pathRoleRead,
+					Responses: okResponse("The role.", roleResponseFields),
+					Summary:   "Read a role.",
 				},
 				logical.CreateOperation: &framework.PathOperation{
-					Callback: strict(b.pathRoleWrite),
-					Summary:  "Create a role.",
+					Callback:  strict(b.pathRoleWrite),
+					Responses: noContent("Role written (with warnings when a TTL exceeds what Vault allows)."),
+					Summary:   "Create a role.",
 				},
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: strict(b.pathRoleWrite),
-					Summary:  "Update a role; fields not given keep their value.",
+					Callback:  strict(b.pathRoleWrite),
+					Responses: noContent("Role written (with warnings when a TTL exceeds what Vault allows)."),
+					Summary:   "Update a role; fields not given keep their value.",
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback: b.pathRoleDelete,
-					Summary:  "Delete a role. Its keys stay valid until they expire or are revoked.",
+					Callback:  b.pathRoleDelete,
+					Responses: noContent("Role deleted; its keys stay valid."),
+					Summary:   "Delete a role. Its keys stay valid until they expire or are revoked.",
 				},
 			},
 			HelpSynopsis: "Manage the roles keys are issued from.",

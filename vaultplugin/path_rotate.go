@@ -42,8 +42,9 @@ func pathRotate(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathRotate),
-				Summary:  "Issue a successor key and retire this one after a grace period.",
+				Callback:  strict(b.pathRotate),
+				Responses: okResponse("The successor, as a leased secret, and the key it replaces.", rotateResponseFields),
+				Summary:   "Issue a successor key and retire this one after a grace period.",
 			},
 		},
 		HelpSynopsis: "Rotate a key with overlap.",

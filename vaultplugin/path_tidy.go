@@ -30,8 +30,9 @@ func pathTidy(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathTidy),
-				Summary:  "Drop records of keys revoked or expired longer than the retention ago.",
+				Callback:  strict(b.pathTidy),
+				Responses: okResponse("What tidy did.", tidyResponseFields),
+				Summary:   "Drop records of keys revoked or expired longer than the retention ago.",
 			},
 		},
 		HelpSynopsis: "Remove old key records.",

@@ -114,8 +114,9 @@ func pathUsage(b *backend) []*framework.Path {
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathUsageReport),
-				Summary:  "Add usage counted by a local verifier.",
+				Callback:  strict(b.pathUsageReport),
+				Responses: okResponse("How many reports were counted.", usageResponseFields),
+				Summary:   "Add usage counted by a local verifier.",
 			},
 		},
 		HelpSynopsis: "Report usage counted outside the engine.",

@@ -41,8 +41,9 @@ func pathVerify(b *backend) []*framework.Path {
 			// its type once more (rate-limit quotas): two round trips a
 			// read does not make (docs/performance.md has the figures).
 			logical.ReadOperation: &framework.PathOperation{
-				Callback: strict(b.pathVerifyRead),
-				Summary:  "Check a key sent in the " + wire.VerifyHeader + " header (the mount must pass it through).",
+				Callback:  strict(b.pathVerifyRead),
+				Responses: okResponse("The verdict: always 200.", verifyResponseFields),
+				Summary:   "Check a key sent in the " + wire.VerifyHeader + " header (the mount must pass it through).",
 				DisplayAttrs: &framework.DisplayAttributes{
 					OperationVerb:   "verify",
 					OperationSuffix: "api-key-from-header",
@@ -51,8 +52,9 @@ func pathVerify(b *backend) []*framework.Path {
 				ForwardPerformanceSecondary: false,
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback: strict(b.pathVerify),
-				Summary:  "Check whether a presented key may make a request.",
+				Callback:  strict(b.pathVerify),
+				Responses: okResponse("The verdict: always 200.", verifyResponseFields),
+				Summary:   "Check whether a presented key may make a request.",
 				// Verify only reads: standbys answer it themselves.
 				ForwardPerformanceStandby:   false,
 				ForwardPerformanceSecondary: false,

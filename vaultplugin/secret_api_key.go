@@ -69,11 +69,11 @@ func (b *backend) secretRenew(ctx context.Context, req *logical.Request, _ *fram
 		return nil, err
 	}
 	if rec == nil {
-		return logical.ErrorResponse("key %s no longer exists", keyID), nil
+		return respond(badRequest("key %s no longer exists", keyID))
 	}
 	now := b.now()
 	if st := rec.status(now); st != statusActive {
-		return logical.ErrorResponse("key %s is %s and cannot be renewed", keyID, st), nil
+		return respond(badRequest("key %s is %s and cannot be renewed", keyID, st))
 	}
 	start := req.Secret.IssueTime
 	if start.IsZero() {
@@ -86,19 +86,19 @@ func (b *backend) secretRenew(ctx context.Context, req *logical.Request, _ *fram
 	}
 	leaseMax := rec.MaxExpiresAt.Sub(start).Truncate(time.Second)
 	if leaseMax < time.Second || rec.MaxExpiresAt.Sub(now) < time.Second {
-		return logical.ErrorResponse("key %s has reached its max_ttl", keyID), nil
+		return respond(badRequest("key %s has reached its max_ttl", keyID))
 	}
 	// CalculateTTL reads the wall clock; the start is passed relative to
 	// it, so an engine clock of its own (tests) gives the same answer.
 	ttl, warnings, err := framework.CalculateTTL(sys, req.Secret.Increment, rec.TTL, 0, leaseMax, 0, time.Now().Add(start.Sub(now)))
 	if err != nil {
-		return logical.ErrorResponse("key %s cannot be renewed: %v", keyID, err), nil
+		return respond(badRequest("key %s cannot be renewed: %v", keyID, err))
 	}
 	if remaining := rec.MaxExpiresAt.Sub(now); ttl > remaining {
 		ttl = remaining.Truncate(time.Second)
 	}
 	if ttl < time.Second {
-		return logical.ErrorResponse("key %s has reached its max_ttl (the mount's max_lease_ttl may be lower than the role's)", keyID), nil
+		return respond(badRequest("key %s has reached its max_ttl (the mount's max_lease_ttl may be lower than the role's)", keyID))
 	}
 	rec.ExpiresAt = now.Add(ttl)
 	// A lowered mount maximum also lowers the key's last possible end.

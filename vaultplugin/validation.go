@@ -21,15 +21,33 @@ import (
 // with a clear message, and the provider checks them at plan time.
 const maxReasonLen = 512
 
-// fieldError is a 400 that names the field and the rule it broke.
+// The engine's one convention for a 400: a callback returns
+// respond(badField(field, rule...)) for a field that broke a rule, or
+// respond(badRequest(...)) for a request refused as a whole, and respond
+// turns it into logical.ErrorResponse (which Vault answers with 400). Any
+// other error passes on as an error (a 500, or Vault's own status for a
+// coded one).
+
+// fieldError is a 400 that names the field and the rule it broke, or with
+// no field, why the request was refused.
 type fieldError struct {
 	field, rule string
 }
 
-func (e *fieldError) Error() string { return e.field + ": " + e.rule }
+func (e *fieldError) Error() string {
+	if e.field == "" {
+		return e.rule
+	}
+	return e.field + ": " + e.rule
+}
 
 func badField(field, format string, args ...any) *fieldError {
 	return &fieldError{field: field, rule: fmt.Sprintf(format, args...)}
+}
+
+// badRequest is a 400 about the request as a whole, not one field.
+func badRequest(format string, args ...any) *fieldError {
+	return &fieldError{rule: fmt.Sprintf(format, args...)}
 }
 
 // respond turns a fieldError into a 400 response and passes other errors on.
@@ -58,8 +76,8 @@ func strict(cb framework.OperationFunc) framework.OperationFunc {
 				known = append(known, k)
 			}
 			sort.Strings(known)
-			return logical.ErrorResponse("unknown field %s: this path accepts %s",
-				quoteJoin(unknown), strings.Join(known, ", ")), nil
+			return respond(badRequest("unknown field %s: this path accepts %s",
+				quoteJoin(unknown), strings.Join(known, ", ")))
 		}
 		return cb(ctx, req, d)
 	}
