@@ -215,11 +215,8 @@ func (r *apiKeyResource) Create(ctx context.Context, req resource.CreateRequest,
 	// Write-only values are only in the configuration, never in the plan.
 	var pub types.String
 	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("public_key_wo"), &pub)...)
-	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
-		return
-	}
-	mount := r.c.mountOr(m.Mount)
-	if !r.c.checkEngine(ctx, mount, &resp.Diagnostics) {
+	mount, ok := engineAt(ctx, r.c, m.Mount, &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	body, d := m.keyRequestAttrs.toAPI(ctx)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
 // ready reports whether the provider was configured; resources and data
@@ -21,6 +22,18 @@ func ready(c *client, diags *diag.Diagnostics) bool {
 		"The cryptokeys provider has no Vault connection yet, usually because its configuration depends on values known only after apply. "+
 			"Set address and token from values known at plan time, or apply the resources they depend on first (-target).")
 	return false
+}
+
+// engineAt is the start of every request a resource or data source makes:
+// the provider is configured, the mount is the one given (or the
+// provider's), and the engine there has been checked. ok is false, with
+// diags saying why, when the request must not go on.
+func engineAt(ctx context.Context, c *client, mount types.String, diags *diag.Diagnostics) (string, bool) {
+	if diags.HasError() || !ready(c, diags) {
+		return "", false
+	}
+	m := c.mountOr(mount)
+	return m, c.checkEngine(ctx, m, diags)
 }
 
 // checkEngine reads <mount>/info the first time a mount is used, so that a

@@ -116,11 +116,8 @@ func (d *keyDataSource) Configure(_ context.Context, req datasource.ConfigureReq
 func (d *keyDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
 	var m keyDataModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
-		return
-	}
-	mount := d.c.mountOr(m.Mount)
-	if !d.c.checkEngine(ctx, mount, &resp.Diagnostics) {
+	mount, ok := engineAt(ctx, d.c, m.Mount, &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	p := mount + "/keys/" + m.KeyID.ValueString()

@@ -51,11 +51,8 @@ type keysDataModel struct {
 func (d *keysDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
 	var m keysDataModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
-		return
-	}
-	mount := d.c.mountOr(m.Mount)
-	if !d.c.checkEngine(ctx, mount, &resp.Diagnostics) {
+	mount, ok := engineAt(ctx, d.c, m.Mount, &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	query := map[string][]string{}

@@ -61,11 +61,8 @@ func (d *roleDataSource) Configure(_ context.Context, req datasource.ConfigureRe
 func (d *roleDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
 	var m roleDataModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || !ready(d.c, &resp.Diagnostics) {
-		return
-	}
-	mount := d.c.mountOr(m.Mount)
-	if !d.c.checkEngine(ctx, mount, &resp.Diagnostics) {
+	mount, ok := engineAt(ctx, d.c, m.Mount, &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	p := rolePath(mount, m.Name.ValueString())

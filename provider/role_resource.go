@@ -334,11 +334,8 @@ func nonNil(s []string) []string {
 func (r *roleResource) apply(ctx context.Context, plan tfsdk.Plan, state *tfsdk.State) diag.Diagnostics {
 	var m roleModel
 	diags := plan.Get(ctx, &m)
-	if diags.HasError() || !ready(r.c, &diags) {
-		return diags
-	}
-	mount := r.c.mountOr(m.Mount)
-	if !r.c.checkEngine(ctx, mount, &diags) {
+	mount, ok := engineAt(ctx, r.c, m.Mount, &diags)
+	if !ok {
 		return diags
 	}
 	body, d := m.toAPI(ctx)

@@ -395,9 +395,9 @@ func applyRole(r *role, d *framework.FieldData, cfg *engineConfig) error {
 		r.AllowedCIDRs = cidrs
 	}
 	if v, ok := d.GetOk("rate_limit"); ok {
-		rl := v.(float64)
-		if math.IsNaN(rl) || rl < 0 || rl > maxRateLimit {
-			return badField("rate_limit", "must be between 0 (unlimited) and %g requests per second", maxRateLimit)
+		rl, err := perSecond("rate_limit", v.(float64), "unlimited")
+		if err != nil {
+			return err
 		}
 		r.RateLimit = rl
 	}
@@ -444,9 +444,9 @@ func applyRole(r *role, d *framework.FieldData, cfg *engineConfig) error {
 		r.OnAnomaly = oa
 	}
 	if v, ok := d.GetOk("anomaly_rate"); ok {
-		ar := v.(float64)
-		if math.IsNaN(ar) || ar < 0 || ar > maxRateLimit {
-			return badField("anomaly_rate", "must be between 0 (off) and %g requests per second", maxRateLimit)
+		ar, err := perSecond("anomaly_rate", v.(float64), "off")
+		if err != nil {
+			return err
 		}
 		r.AnomalyRate = ar
 	}
@@ -510,4 +510,13 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	err := req.Storage.Delete(ctx, roleStoragePrefix+name)
 	b.roles.drop(name)
 	return nil, err
+}
+
+// perSecond checks a requests-per-second field: 0 (which means zero, e.g.
+// "unlimited" or "off") up to maxRateLimit, never NaN.
+func perSecond(field string, v float64, zero string) (float64, error) {
+	if math.IsNaN(v) || v < 0 || v > maxRateLimit {
+		return 0, badField(field, "must be between 0 (%s) and %g requests per second", zero, maxRateLimit)
+	}
+	return v, nil
 }

@@ -3,7 +3,6 @@ package vaultplugin
 import (
 	"context"
 	"crypto/hmac"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,7 +245,7 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in wire.VerifyR
 	if in.Environment != "" && in.Environment != rec.Environment {
 		return refuse(wire.CodeEnvironmentMismatch, "key belongs to environment "+rec.Environment+", not "+printable(in.Environment))
 	}
-	if len(rec.cidrs) > 0 && !ipAllowed(in.SourceIP, rec.cidrs) {
+	if len(rec.cidrs) > 0 && !wire.SourceAllowed(in.SourceIP, rec.cidrs) {
 		return refuse(wire.CodeIPNotAllowed, "source_ip is not in the key's allowed_cidrs")
 	}
 	signed := rec.KeyType != keyTypeBearer
@@ -283,20 +282,6 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in wire.VerifyR
 
 func suspendedMessage(keyID string, at time.Time) string {
 	return "key was suspended at " + formatTime(at) + " for anomalous use; write keys/" + keyID + "/resume to lift it"
-}
-
-func ipAllowed(sourceIP string, cidrs []netip.Prefix) bool {
-	a, err := netip.ParseAddr(sourceIP)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range cidrs {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // checkSignature applies the replay window, then the signature. It returns

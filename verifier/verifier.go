@@ -362,7 +362,7 @@ func (v *Verifier) fromCache(e *entry, req Request, now time.Time) (Result, bool
 	}
 	res := e.result()
 	res.Cached = true
-	if len(e.cidrs) > 0 && !allowed(req.SourceIP, e.cidrs) {
+	if len(e.cidrs) > 0 && !wire.SourceAllowed(req.SourceIP, e.cidrs) {
 		res.Valid, res.Code, res.Message = false, wire.CodeIPNotAllowed, "source_ip is not in the key's allowed_cidrs"
 		v.refusedFromCache.Add(1)
 		return res, true
@@ -606,20 +606,6 @@ func (v *Verifier) addSourcesLocked(u *usageCount, others map[string]int64) {
 			u.others[ip] = max(old, at)
 		}
 	}
-}
-
-func allowed(sourceIP string, cidrs []netip.Prefix) bool {
-	a, err := netip.ParseAddr(sourceIP)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range cidrs {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // facts are what the cache needs beyond the Result.

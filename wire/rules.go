@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"net/netip"
 	"regexp"
 	"strings"
 
@@ -67,3 +68,21 @@ func HasControl(s string) bool { return strings.ContainsFunc(s, IsControl) }
 
 // IsControl reports whether r is a C0 control character or DEL.
 func IsControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// SourceAllowed reports whether sourceIP lies in one of a key's
+// allowed_cidrs (an IPv4-mapped IPv6 address counts as its IPv4 form). A
+// missing or unparsable address is not allowed. The engine's verify and
+// the local verifier decide IP_NOT_ALLOWED with it.
+func SourceAllowed(sourceIP string, cidrs []netip.Prefix) bool {
+	a, err := netip.ParseAddr(sourceIP)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range cidrs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

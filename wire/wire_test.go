@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -172,5 +173,17 @@ func TestWireLiteralsLiveHere(t *testing.T) {
 	}
 	if len(found) > 0 {
 		t.Errorf("wire strings spelled outside package wire (use its constants):\n%s", strings.Join(found, "\n"))
+	}
+}
+
+func TestSourceAllowed(t *testing.T) {
+	cidrs := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	for ip, want := range map[string]bool{
+		"10.1.2.3": true, "::ffff:10.1.2.3": true, "2001:db8::1": true,
+		"192.0.2.1": false, "": false, "not-an-ip": false, "2001:db9::1": false,
+	} {
+		if got := SourceAllowed(ip, cidrs); got != want {
+			t.Errorf("SourceAllowed(%q) = %v, want %v", ip, got, want)
+		}
 	}
 }
