@@ -855,6 +855,13 @@ func (m *model) checkEngine() {
 // racing the operation. A key whose record is being written is verified;
 // otherwise one the seed picks.
 func (m *model) interleaved(storageKey string) {
+	// While a watermark is written with the watermark cache unloaded (after
+	// a failed write), verify waits for that write: it must not answer
+	// before it knows every watermark. A verify run inside the write, on the
+	// writer's own goroutine, would wait for itself; it is skipped.
+	if strings.HasPrefix(storageKey, watermarkPrefix) {
+		return
+	}
 	var k *modelKey
 	if id, ok := strings.CutPrefix(storageKey, keyStoragePrefix); ok {
 		k = m.byID[id]
