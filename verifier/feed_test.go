@@ -309,3 +309,25 @@ func TestFeed_bulkRevocationDropsItsRoleOrEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// A wall clock stepped back must not bring back a cached key whose end the
+// verifier has already seen pass: expiry is read on a wall clock held at
+// the latest time Verify saw (staleness stays on the monotonic clock).
+func TestVerify_wallClockSteppedBackKeepsAnEndedKeyEnded(t *testing.T) {
+	r := newRig(t, "ab12cd34.5", nil)
+	apiKey, id := r.key(t, "t1")
+	answer := r.valid(id, "t1")
+	answer["expires_at"] = r.clk.now().Add(30 * time.Second).Format(time.RFC3339)
+	r.eng.answer(apiKey, answer)
+	req := Request{APIKey: apiKey}
+	r.cached(t, req)
+
+	r.clk.wall.Add(int64(40 * time.Second)) // past the key's end
+	if res := r.verify(t, req); res.Cached {
+		t.Fatalf("past its end the key was answered from the cache: %s", res.Code)
+	}
+	r.clk.wall.Add(-int64(40 * time.Second)) // NTP steps the clock back
+	if res := r.verify(t, req); res.Cached {
+		t.Fatalf("after the clock stepped back, the ended key was answered from the cache again: %s", res.Code)
+	}
+}

@@ -156,6 +156,9 @@ type Verifier struct {
 	// monotonic time (cfg.monotonic) at which the read that reached the
 	// feed's head was sent.
 	lastFeedOK atomic.Int64
+	// wallHW is the latest wall time (unix nanoseconds) Verify has seen,
+	// kept to the millisecond: see notBefore.
+	wallHW atomic.Int64
 	// waitMax is the longest blocking read the engine's last reply said it
 	// answers, in seconds; 0 when it does not block (it is polled).
 	waitMax atomic.Int64
@@ -321,6 +324,10 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	if v.stale(now) {
 		return Result{Code: CodeUnavailable, Message: ErrStale.Error()}, ErrStale
 	}
+	// Expiry and cache lifetimes compare wall times; staleness (above) is
+	// monotonic and reads now's own monotonic reading, so only what
+	// follows gets the held wall clock.
+	now = v.notBefore(now)
 	if req.Signature == "" {
 		if e := v.cache.get(key.KeyID); e != nil && e.matches(key, secretHash(key)) {
 			if res, ok := v.fromCache(e, req, now); ok {
@@ -330,6 +337,24 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	}
 	v.misses.Add(1)
 	return v.askEngine(ctx, key, req, now)
+}
+
+// notBefore holds the wall clock at the latest time Verify has seen when
+// the wall clock steps back (NTP, a VM restored): a cached key whose end
+// this verifier has seen pass must not verify again because the clock now
+// reads earlier. The engine's clock does the same (vaultplugin's
+// neverBackwards). The high-water mark is written at most once a
+// millisecond, so parallel verifies rarely write the shared word.
+func (v *Verifier) notBefore(now time.Time) time.Time {
+	n := now.UnixNano()
+	l := v.wallHW.Load()
+	if n < l {
+		return time.Unix(0, l)
+	}
+	if n-l > int64(time.Millisecond) {
+		v.wallHW.CompareAndSwap(l, n)
+	}
+	return now
 }
 
 // stale reports whether the verifier has not been caught up with the feed
