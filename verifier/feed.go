@@ -125,6 +125,10 @@ func (v *Verifier) pollWait(ctx context.Context, wait time.Duration) (held, news
 			}
 			v.lastFeedOK.Store(int64(caughtUp))
 			v.polled.Store(true)
+			// A verifier that serves nothing still polls: its held wall
+			// clock (notBefore) moves with every read, so a step back
+			// after an idle spell cannot bring back a key whose end passed.
+			v.notBefore(v.cfg.Now())
 			return held, news, nil
 		}
 		wait = 0 // the next pages are there already

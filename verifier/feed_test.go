@@ -331,3 +331,23 @@ func TestVerify_wallClockSteppedBackKeepsAnEndedKeyEnded(t *testing.T) {
 		t.Fatalf("after the clock stepped back, the ended key was answered from the cache again: %s", res.Code)
 	}
 }
+
+// The held wall clock also moves with feed reads: a verifier that served
+// nothing while time passed still refuses, after a step back, to answer a
+// key whose end passed from its cache.
+func TestVerify_feedReadsMoveTheHeldWallClock(t *testing.T) {
+	r := newRig(t, "ab12cd34.5", nil)
+	apiKey, id := r.key(t, "t1")
+	answer := r.valid(id, "t1")
+	answer["expires_at"] = r.clk.now().Add(30 * time.Second).Format(time.RFC3339)
+	r.eng.answer(apiKey, answer)
+	req := Request{APIKey: apiKey}
+	r.cached(t, req)
+
+	r.clk.wall.Add(int64(40 * time.Second)) // time passes; only the feed is read
+	r.poll(t)
+	r.clk.wall.Add(-int64(40 * time.Second)) // NTP steps the clock back
+	if res := r.verify(t, req); res.Cached {
+		t.Fatalf("after an idle spell and a step back, the ended key was answered from the cache: %s", res.Code)
+	}
+}
