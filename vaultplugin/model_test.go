@@ -783,6 +783,13 @@ func (m *model) opClockForward() string {
 	// request); here it reads it when time moves, so a later step back
 	// starts from a time the engine has seen, as it would.
 	m.b.now()
+	// So does a running local verifier: its feed reads (every couple of
+	// seconds) move its held wall clock. One read lets it see this time.
+	if m.vs != nil {
+		if err := m.vs.syncPoll(); err != nil {
+			m.violate("harness", "verifier poll after a clock step: %v", err)
+		}
+	}
 	return fmt.Sprintf("clock +%v → %s", d, m.clock.Now().Format(time.RFC3339))
 }
 
