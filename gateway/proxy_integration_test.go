@@ -33,12 +33,22 @@ func TestIntegration_ProxiesDecide(t *testing.T) {
 	e := newEngine(t, vaulttest.Shared(t))
 	gw := startGateway(t, e, e.token(t), "")
 	up := newUpstream(t)
+	testFrontsDecide(t, e, up, fronts(t, gw, up))
+}
+
+// testFrontsDecide runs the forward-auth cases through each front (a proxy
+// with its shipped config, in front of up and asking a gateway of e): what
+// passes with which headers, what is refused with which status, a
+// revocation, a burst past rate_burst. Also run for Traefik
+// (traefik_integration_test.go).
+func testFrontsDecide(t *testing.T, e *engine, up *upstream, fs []front) {
+	t.Helper()
 	prodKey := e.issue(t, "prod-reader")
 	unknown, err := keyformat.Generate("ck", "dev")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range fronts(t, gw, up) {
+	for _, f := range fs {
 		t.Run(f.name, func(t *testing.T) {
 			reader := e.issue(t, "dev-reader")
 
@@ -164,7 +174,14 @@ func TestIntegration_ProxiesFailClosed(t *testing.T) {
 	e := newEngine(t, srv)
 	gw := startGateway(t, e, "", "")
 	up := newUpstream(t)
-	fs := fronts(t, gw, up)
+	testFrontsFailClosed(t, srv, e, gw, fronts(t, gw, up))
+}
+
+// testFrontsFailClosed stops srv (the Vault the gateway gw of e reads) past
+// max_staleness and checks each front answers 503, then recovers. Also run
+// for Traefik (traefik_integration_test.go).
+func testFrontsFailClosed(t *testing.T, srv *vaulttest.Server, e *engine, gw *runningGateway, fs []front) {
+	t.Helper()
 	k := e.issue(t, "dev-reader")
 	for _, f := range fs {
 		if st, _, body := get(t, f.url+"/v1/market/x", bearer(k.key)); st != 200 {
