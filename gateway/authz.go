@@ -121,7 +121,8 @@ func (g *Gateway) clientIP(r *http.Request) string {
 }
 
 // clientFrom is clientIP's rule for a peer address and the forwarding
-// headers that came with it.
+// headers that came with it. It allocates nothing when the address it
+// returns is already written in canonical form (what proxies send).
 func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 	peer, err := netip.ParseAddr(host)
 	if err != nil {
@@ -129,12 +130,17 @@ func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 	}
 	peer = peer.Unmap()
 	if !g.trusted(peer) {
-		return peer.String()
+		return addrString(peer, host)
 	}
 	if len(xff) > 0 {
-		var hops []string
+		// The hops of every X-Forwarded-For line in order; on the stack
+		// for the usual few.
+		var buf [8]string
+		hops := buf[:0]
 		for _, v := range xff {
-			for _, h := range strings.Split(v, ",") {
+			for v != "" {
+				var h string
+				h, v, _ = strings.Cut(v, ",")
 				if h = strings.TrimSpace(h); h != "" {
 					hops = append(hops, h)
 				}
@@ -147,16 +153,26 @@ func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 			}
 			a = a.Unmap()
 			if !g.trusted(a) || i == 0 {
-				return a.String()
+				return addrString(a, hops[i])
 			}
 		}
 	}
 	if xr := strings.TrimSpace(realIP); xr != "" {
 		if a, err := netip.ParseAddr(xr); err == nil {
-			return a.Unmap().String()
+			a = a.Unmap()
+			return addrString(a, xr)
 		}
 	}
-	return peer.String()
+	return addrString(peer, host)
+}
+
+// addrString is a.String(), or s itself when s already reads so (no copy).
+func addrString(a netip.Addr, s string) string {
+	var b [64]byte
+	if string(a.AppendTo(b[:0])) == s {
+		return s
+	}
+	return a.String()
 }
 
 func (g *Gateway) trusted(a netip.Addr) bool {
