@@ -51,6 +51,10 @@ type anomalyTracker struct {
 	// verifiers answered from their caches, which verify never saw).
 	reported map[string]*reportWindow
 	pending  map[string]*pendingAnomalies
+	// decided is closed (and replaced) when a suspension is decided, so a
+	// held read of the feed, which carries unwritten suspensions, answers
+	// at once without looking for them on a timer.
+	decided chan struct{}
 }
 
 type rateWindow struct {
@@ -84,7 +88,7 @@ func (pa *pendingAnomalies) liftedBy(rec *keyRecord) bool {
 }
 
 func newAnomalyTracker() *anomalyTracker {
-	return &anomalyTracker{windows: map[string]*rateWindow{}, reported: map[string]*reportWindow{}, pending: map[string]*pendingAnomalies{}}
+	return &anomalyTracker{windows: map[string]*rateWindow{}, reported: map[string]*reportWindow{}, pending: map[string]*pendingAnomalies{}, decided: make(chan struct{})}
 }
 
 // observe looks at one authenticated request of a key that watches for
@@ -171,6 +175,8 @@ func (t *anomalyTracker) foundLocked(rec *keyRecord, now time.Time, kinds []stri
 	}
 	if p.OnAnomaly == anomalySuspend {
 		pa.suspendedAt, pa.resumes = now, rec.Resumes
+		close(t.decided)
+		t.decided = make(chan struct{})
 		return true
 	}
 	return false
@@ -303,6 +309,15 @@ func (t *anomalyTracker) pendingKeys() []string {
 		}
 	}
 	return ids
+}
+
+// suspensionDecided returns a channel closed when this node next decides a
+// suspension. Take it before looking at suspendedKeys, so none is missed
+// between the look and the wait.
+func (t *anomalyTracker) suspensionDecided() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.decided
 }
 
 // suspendedKeys lists keys suspended on this node and not yet flushed.

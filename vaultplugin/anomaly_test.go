@@ -131,7 +131,7 @@ func TestAnomaly_resumeRacingAFlushStaysResumed(t *testing.T) {
 		e.b.cache.drop(id)
 		stored, _ := e.b.loadKey(t.Context(), e.storage, id)
 		if !stored.SuspendedAt.IsZero() {
-			t.Fatalf("failing=%v: the flush brought the suspension back: suspended_at %s, resumed_at %s", failing, stored.SuspendedAt, stored.ResumedAt)
+			t.Fatalf("failing=%v: the flush brought the suspension back: suspended_at %s, resumed_at %s", failing, stored.SuspendedAt, stored.notes().ResumedAt)
 		}
 		e.wantCode(from("10.0.0.1"), wire.CodeValid)
 		if st := e.ok(logical.ReadOperation, "keys/"+id, nil).Data["status"]; st == statusSuspended {

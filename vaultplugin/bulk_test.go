@@ -128,8 +128,8 @@ func TestBulk_watermarkTakesEffectBeforeTheJob(t *testing.T) {
 			}
 			for _, k := range keys {
 				r := e.storedRecord(k["key_id"].(string))
-				if !r.RevokedAt.Equal(mustTime(t, before)) || r.RevokeJob != id || r.RevokeReason != "INC-9" {
-					t.Errorf("stored record %s after the job: revoked_at %v job %q reason %q", r.KeyID, r.RevokedAt, r.RevokeJob, r.RevokeReason)
+				if !r.RevokedAt.Equal(mustTime(t, before)) || r.notes().RevokeJob != id || r.notes().RevokeReason != "INC-9" {
+					t.Errorf("stored record %s after the job: revoked_at %v job %q reason %q", r.KeyID, r.RevokedAt, r.notes().RevokeJob, r.notes().RevokeReason)
 				}
 				e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeRevoked)
 			}
@@ -250,7 +250,7 @@ func TestBulk_jobResumesAfterRestart(t *testing.T) {
 		t.Errorf("the resumed job wrote %d entries for %d keys left: work was redone", w, n-bulkPage)
 	}
 	for _, r := range e.storageRecords(t) {
-		if r.RevokeJob != id {
+		if r.notes().RevokeJob != id {
 			t.Fatalf("stored record %s not revoked by the job", r.KeyID)
 		}
 	}
@@ -276,8 +276,8 @@ func TestBulk_twoWatermarks(t *testing.T) {
 	}
 	e.releaseBulk(second.(string))
 	e.waitJob(first.(string))
-	if r := e.storedRecord(a["key_id"].(string)); r.RevokeReason != "one" {
-		t.Errorf("a: reason %q", r.RevokeReason)
+	if r := e.storedRecord(a["key_id"].(string)); r.notes().RevokeReason != "one" {
+		t.Errorf("a: reason %q", r.notes().RevokeReason)
 	}
 }
 

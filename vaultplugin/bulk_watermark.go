@@ -227,7 +227,8 @@ func (m *markSnapshot) covering(r *keyRecord) *watermark {
 // time by w's author for w's reason.
 func (w *watermark) apply(r *keyRecord) *keyRecord {
 	c := *r
-	c.RevokedAt, c.RevokedBy, c.RevokeReason, c.RevokeJob = w.Before, w.By, w.Reason, w.JobID
+	c.RevokedAt = w.Before
+	c.editNotes(func(n *KeyNotes) { n.RevokedBy, n.RevokeReason, n.RevokeJob = w.By, w.Reason, w.JobID })
 	// In effect as written: no clock (a lagging standby's) brings it back.
 	c.Ended = true
 	if c.MaxExpiresAt.After(w.Before) {

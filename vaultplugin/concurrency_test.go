@@ -810,7 +810,8 @@ func TestConcurrency_cacheFillDuringInvalidation(t *testing.T) {
 	if err != nil || rec == nil {
 		t.Fatalf("record %s: %v", id, err)
 	}
-	rec.RevokedAt, rec.RevokedBy, rec.RevokeReason = e.clock.Now(), "active node", "leaked"
+	rec.RevokedAt = e.clock.Now()
+	rec.editNotes(func(n *KeyNotes) { n.RevokedBy, n.RevokeReason = "active node", "leaked" })
 	ent, err := logical.StorageEntryJSON(keyStoragePrefix+id, rec)
 	if err != nil {
 		t.Fatal(err)

@@ -74,7 +74,17 @@ func parseFeedName(name string) (uint64, bool) {
 type pendingEvent struct {
 	seq   uint64
 	value []byte
+	ev    revocationEvent
 }
+
+// recentEvents is how many of the newest events a node keeps decoded in
+// memory. A revocation wakes every reader held at the head, all at the same
+// cursor; without this each of them would read the same event from storage
+// (a round trip from the plugin to Vault), and for a fleet of verifiers
+// those reads were most of the burst. An event's bytes never change once
+// its Put succeeded (a failed one is rewritten with the same bytes), so a
+// copy taken then, or read from storage below head, stays true.
+const recentEvents = 1024
 
 type feedLog struct {
 	epoch string
@@ -86,13 +96,16 @@ type feedLog struct {
 	// tidy deletes from the low end, so every number in [tail, head] exists.
 	tail    uint64
 	pending *pendingEvent
+	// recent holds event seq at recent[seq%recentEvents] when its Seq is
+	// seq (see recentEvents).
+	recent []revocationEvent
 	// changed is closed (and replaced) whenever head advances, so a reader
 	// can wait for an event newer than its cursor.
 	changed chan struct{}
 }
 
 func newFeedLog() *feedLog {
-	return &feedLog{epoch: feedEpochFallback, changed: make(chan struct{})}
+	return &feedLog{epoch: feedEpochFallback, changed: make(chan struct{}), recent: make([]revocationEvent, recentEvents)}
 }
 
 // loadLocked reads head and tail from storage once: one List of the feed.
@@ -128,6 +141,9 @@ func (f *feedLog) relistLocked(ctx context.Context, s logical.Storage) error {
 		}
 	}
 	f.raiseLocked(hi)
+	// Storage is what was just listed: forget copies taken before (a
+	// restore may have put other events under the same numbers).
+	clear(f.recent)
 	if lo == 0 || lo > f.head {
 		lo = f.head + 1
 	}
@@ -168,9 +184,10 @@ func (f *feedLog) append(ctx context.Context, s logical.Storage, ev revocationEv
 		return 0, err
 	}
 	if err := s.Put(ctx, &logical.StorageEntry{Key: feedKey(ev.Seq), Value: value}); err != nil {
-		f.pending = &pendingEvent{seq: ev.Seq, value: value}
+		f.pending = &pendingEvent{seq: ev.Seq, value: value, ev: ev}
 		return 0, fmt.Errorf("writing revocations feed event %d: %w", ev.Seq, err)
 	}
+	f.rememberLocked(ev)
 	f.raiseLocked(ev.Seq)
 	return ev.Seq, nil
 }
@@ -186,8 +203,37 @@ func (f *feedLog) flushPendingLocked(ctx context.Context, s logical.Storage) err
 		return fmt.Errorf("writing revocations feed event %d again: %w", p.seq, err)
 	}
 	f.pending = nil
+	f.rememberLocked(p.ev)
 	f.raiseLocked(p.seq)
 	return nil
+}
+
+// rememberLocked keeps a copy of an event that is in storage. f.mu must be
+// held.
+func (f *feedLog) rememberLocked(ev revocationEvent) {
+	f.recent[ev.Seq%recentEvents] = ev
+}
+
+// remember keeps a copy of an event read from storage.
+func (f *feedLog) remember(ev revocationEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rememberLocked(ev)
+}
+
+// recall appends to out the copies it holds of events from, from+1 ... up
+// to head, at most limit in all, stopping at the first it does not hold.
+func (f *feedLog) recall(out []revocationEvent, from, head uint64, limit int) []revocationEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for seq := from; seq <= head && len(out) < limit; seq++ {
+		ev := f.recent[seq%recentEvents]
+		if ev.Seq != seq {
+			break
+		}
+		out = append(out, ev)
+	}
+	return out
 }
 
 // retryPending writes a pending event again without waiting for the next
@@ -229,6 +275,10 @@ func (f *feedLog) invalidated(name string) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.recent[seq%recentEvents].Seq == seq {
+		// Written by another node: read it from storage, not a copy.
+		f.recent[seq%recentEvents] = revocationEvent{}
+	}
 	if f.loaded {
 		f.raiseLocked(seq)
 	}
@@ -330,7 +380,13 @@ func (b *backend) readFeed(ctx context.Context, s logical.Storage, since string,
 		return &feedRead{cursor: current, reset: true}, nil
 	}
 	out := &feedRead{cursor: c}
-	for seq := c.seq + 1; seq <= head && len(out.events) < limit; seq++ {
+	// The copies this node holds first (a burst of readers at one cursor
+	// reads storage at most once), storage for the rest.
+	out.events = b.feed.recall(nil, c.seq+1, head, limit)
+	if n := len(out.events); n > 0 {
+		out.cursor.seq = out.events[n-1].Seq
+	}
+	for seq := out.cursor.seq + 1; seq <= head && len(out.events) < limit; seq++ {
 		e, err := s.Get(ctx, feedKey(seq))
 		if err != nil {
 			return nil, err
@@ -345,6 +401,7 @@ func (b *backend) readFeed(ctx context.Context, s logical.Storage, since string,
 			return nil, fmt.Errorf("decoding revocations feed event %d: %w", seq, err)
 		}
 		ev.Seq = seq
+		b.feed.remember(ev)
 		out.events = append(out.events, ev)
 		out.cursor.seq = seq
 	}

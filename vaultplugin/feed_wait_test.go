@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/wire"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -178,5 +179,71 @@ func TestFeedWait_manyWaitersLeakNoGoroutines(t *testing.T) {
 	}
 	if after > before {
 		t.Fatalf("%d goroutines after %d held reads ended, %d before", after, 2*n, before)
+	}
+}
+
+// A revocation wakes every reader held at the head, all at one cursor: on
+// the node that wrote the event they are answered from its copy, so the
+// burst reads the event from storage no times at all, not once per reader.
+// A reader behind the copies still reads storage (and the copy it takes
+// serves the next).
+func TestFeedWait_aBurstOfReadersAtOneCursorReadsStorageOnce(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod"})
+	k, _ := e.issue("r", nil)
+	_, cursor, _ := e.feed("")
+	const n = 200
+	held := make([]*heldRead, n)
+	for i := range held {
+		held[i] = e.holdFeed(t.Context(), cursor, "30")
+	}
+	time.Sleep(200 * time.Millisecond)
+	e.ok(logical.DeleteOperation, "keys/"+k["key_id"].(string), nil)
+	for _, h := range held {
+		if r, _ := h.answer(t, 10*time.Second); len(r.Data["events"].([]map[string]any)) != 1 {
+			t.Fatalf("woken with %v", r.Data)
+		}
+	}
+	if got := e.storage.readsOf(feedKey(1)); got != 0 {
+		t.Fatalf("%d readers woken by one event read it from storage %d times; want 0 (the writer's copy)", n, got)
+	}
+
+	// Another node learns of the event by Invalidate and holds no copy:
+	// its first reader reads storage, the rest read that reader's copy.
+	standby := standbyOf(t, e)
+	standby.b.invalidate(t.Context(), feedKey(1))
+	for range 20 {
+		if evs, _, reset := standby.feed(cursor); reset || len(evs) != 1 {
+			t.Fatalf("the standby's read: %v reset %v", evs, reset)
+		}
+	}
+	if got := standby.storage.readsOf(feedKey(1)); got != 1 {
+		t.Fatalf("20 reads on the standby read the event from storage %d times; want 1", got)
+	}
+}
+
+// A suspension decided in memory (not yet a feed event) answers a held
+// read at once: the read waits on the decision, not on a timer.
+func TestFeedWait_aSuspensionAnswersAHeldReadAtOnce(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "suspend", "anomaly_rate": 0.1})
+	k, _ := e.issue("r", nil)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeValid)
+	_, cursor, _ := e.feed("")
+
+	decided := e.b.anomalies.suspensionDecided()
+	h := e.holdFeed(t.Context(), cursor, "30")
+	time.Sleep(100 * time.Millisecond)
+	h.stillHeld(t)
+	e.wantCode(map[string]any{"api_key": k["api_key"]}, wire.CodeSuspended)
+	select {
+	case <-decided:
+	default:
+		t.Fatal("deciding a suspension did not close the channel held reads wait on")
+	}
+	r, _ := h.answer(t, 5*time.Second)
+	evs := r.Data["events"].([]map[string]any)
+	if len(evs) != 1 || evs[0]["key_id"] != k["key_id"] || evs[0]["kind"] != eventSuspended || evs[0]["seq"] != uint64(0) {
+		t.Fatalf("held read answered with %v; want the unwritten suspension", r.Data)
 	}
 }

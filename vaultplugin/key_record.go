@@ -71,12 +71,10 @@ type keyRecord struct {
 	// stepped back, or a node whose clock lags the writer's, cannot bring
 	// the key back. Only a rotated-out key in its grace period has a
 	// RevokedAt in the future, and no Ended.
-	Ended        bool   `json:"ended,omitempty"`
-	RevokedBy    string `json:"revoked_by,omitempty"`
-	RevokeReason string `json:"revoke_reason,omitempty"`
-	// RevokeJob names the bulk revocation job (revoke/jobs/<id>) that
-	// revoked the key, if one did.
-	RevokeJob string `json:"revoke_job,omitempty"`
+	Ended bool `json:"ended,omitempty"`
+	// Who ended, suspended or resumed the key and why (stored inline, as
+	// these fields always were).
+	*KeyNotes
 
 	RotatedFrom string `json:"rotated_from,omitempty"`
 	RotatedTo   string `json:"rotated_to,omitempty"`
@@ -91,12 +89,8 @@ type keyRecord struct {
 	// SourceIPs are the most recent distinct source addresses, newest last.
 	SourceIPs []string `json:"source_ips,omitempty"`
 
-	Anomalies     []anomaly `json:"anomalies,omitempty"`
-	SuspendedAt   time.Time `json:"suspended_at,omitzero"`
-	SuspendReason string    `json:"suspend_reason,omitempty"`
-	ResumedAt     time.Time `json:"resumed_at,omitzero"`
-	ResumedBy     string    `json:"resumed_by,omitempty"`
-	ResumeReason  string    `json:"resume_reason,omitempty"`
+	Anomalies   []anomaly `json:"anomalies,omitempty"`
+	SuspendedAt time.Time `json:"suspended_at,omitzero"`
 	// Resumes counts the resumes of this key. A suspension decided in
 	// memory remembers the count it saw; once a resume has moved it on, the
 	// suspension is lifted, whatever a flush that took it before the
@@ -105,8 +99,52 @@ type keyRecord struct {
 
 	// pub and cidrs are PublicKey and AllowedCIDRs parsed once when the
 	// record is loaded, so verify parses neither per request.
-	pub   ed25519.PublicKey
+	pub   *[ed25519.PublicKeySize]byte
 	cidrs []netip.Prefix
+}
+
+// KeyNotes are the words about a key's end, suspension and resume. Few keys
+// have any, and the engine caches up to 200,000 records: behind a pointer
+// they make a record 640 bytes rather than 768 (with pub as an array
+// pointer), about 13 MB less at 100,000 cached keys. They are embedded so
+// the stored JSON is as before (encoding/json inlines an embedded pointer's
+// fields, and allocates it when one is present). Exported only because
+// encoding/json cannot allocate an embedded pointer to an unexported type.
+//
+// Read them with notes() and change them with editNotes(): a record is
+// copied (c := *r) before a change and cached records are never changed
+// in place, so the pointer a copy shares with its original must never be
+// written through.
+type KeyNotes struct {
+	RevokedBy    string `json:"revoked_by,omitempty"`
+	RevokeReason string `json:"revoke_reason,omitempty"`
+	// RevokeJob names the bulk revocation job (revoke/jobs/<id>) that
+	// revoked the key, if one did.
+	RevokeJob     string    `json:"revoke_job,omitempty"`
+	SuspendReason string    `json:"suspend_reason,omitempty"`
+	ResumedAt     time.Time `json:"resumed_at,omitzero"`
+	ResumedBy     string    `json:"resumed_by,omitempty"`
+	ResumeReason  string    `json:"resume_reason,omitempty"`
+}
+
+// notes returns the record's notes (zero when it has none).
+func (r *keyRecord) notes() KeyNotes {
+	if r.KeyNotes == nil {
+		return KeyNotes{}
+	}
+	return *r.KeyNotes
+}
+
+// editNotes changes the record's notes on a fresh copy, never through the
+// pointer it may share with the record it was copied from.
+func (r *keyRecord) editNotes(edit func(n *KeyNotes)) {
+	n := r.notes()
+	edit(&n)
+	if n == (KeyNotes{}) {
+		r.KeyNotes = nil
+		return
+	}
+	r.KeyNotes = &n
 }
 
 // decodeKeyRecord decodes a stored record and prepares derived fields.
@@ -121,7 +159,9 @@ func decodeKeyRecord(e *logical.StorageEntry) (*keyRecord, error) {
 
 func (r *keyRecord) prepare() {
 	if r.PublicKey != "" && r.pub == nil {
-		r.pub, _ = parseEd25519PublicKey(r.PublicKey)
+		if k, err := parseEd25519PublicKey(r.PublicKey); err == nil && len(k) == ed25519.PublicKeySize {
+			r.pub = (*[ed25519.PublicKeySize]byte)(k)
+		}
 	}
 	if len(r.AllowedCIDRs) > 0 && r.cidrs == nil {
 		r.cidrs = make([]netip.Prefix, 0, len(r.AllowedCIDRs))

@@ -172,9 +172,9 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 		"expires_at":           formatTime(rec.end()),
 		"max_expires_at":       formatTime(rec.MaxExpiresAt),
 		"revoked_at":           formatTime(rec.RevokedAt),
-		"revoked_by":           rec.RevokedBy,
-		"revoke_reason":        rec.RevokeReason,
-		"revoke_job":           rec.RevokeJob,
+		"revoked_by":           rec.notes().RevokedBy,
+		"revoke_reason":        rec.notes().RevokeReason,
+		"revoke_job":           rec.notes().RevokeJob,
 		"rotated_from":         rec.RotatedFrom,
 		"rotated_to":           rec.RotatedTo,
 		"last_used_at":         formatTime(lastUsed),
@@ -204,9 +204,10 @@ func (b *backend) keyView(rec *keyRecord) map[string]any {
 		out["status"] = statusSuspended
 	}
 	out["suspended_at"] = formatTime(suspendedAt)
-	out["resumed_at"] = formatTime(rec.ResumedAt)
-	out["resumed_by"] = rec.ResumedBy
-	out["resume_reason"] = rec.ResumeReason
+	notes := rec.notes()
+	out["resumed_at"] = formatTime(notes.ResumedAt)
+	out["resumed_by"] = notes.ResumedBy
+	out["resume_reason"] = notes.ResumeReason
 	out["source_ips"] = nonNil(appendSourceIPs(rec.SourceIPs, u.ips...))
 	return out
 }

@@ -79,8 +79,11 @@ func (b *backend) pathResume(ctx context.Context, req *logical.Request, d *frame
 		rec.Anomalies = mergeAnomalies(rec.Anomalies, anomalyMap(pending))
 	}
 	b.anomalies.forget(keyID)
-	rec.SuspendedAt, rec.SuspendReason = time.Time{}, ""
-	rec.ResumedAt, rec.ResumedBy, rec.ResumeReason = b.now(), requester(req), reason
+	rec.SuspendedAt = time.Time{}
+	rec.editNotes(func(n *KeyNotes) {
+		n.SuspendReason = ""
+		n.ResumedAt, n.ResumedBy, n.ResumeReason = b.now(), requester(req), reason
+	})
 	rec.Resumes++
 	if err := b.putKey(ctx, req.Storage, rec); err != nil {
 		return nil, err

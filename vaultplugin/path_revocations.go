@@ -114,19 +114,21 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 	}
 	var r *feedRead
 	for {
-		// Taken before the read: an event written after it closes this
-		// channel, so none is missed between the read and the wait.
+		// Taken before the read: an event written, or a suspension
+		// decided, after it closes one of these, so none is missed
+		// between the read and the wait.
 		changed := b.feed.headChanged()
+		decided := b.anomalies.suspensionDecided()
 		var err error
 		if r, err = b.readFeed(ctx, req.Storage, since, maxFeedEvents); err != nil {
 			return respond(err)
 		}
+		// A suspension verify decides is not a feed event until the usage
+		// flush writes it, so it is answered at once (below, seq 0).
 		if deadline == nil || r.reset || len(r.events) > 0 || len(b.anomalies.suspendedKeys()) > 0 {
 			break
 		}
-		// A suspension verify decides here is not a feed event until the
-		// usage flush writes it, so the wait also looks for those.
-		if !waitForFeed(ctx, changed, deadline, func() bool { return len(b.anomalies.suspendedKeys()) > 0 }) {
+		if !waitForFeed(ctx, changed, decided, deadline) {
 			break
 		}
 	}
@@ -140,28 +142,18 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 	return &logical.Response{Data: map[string]any{"events": events, "cursor": r.cursor.String(), "reset": r.reset, "wait_max": int(maxFeedWait / time.Second)}}, nil
 }
 
-// suspensionCheckEvery is how often a blocking read looks for suspensions
-// decided in memory (they wake no one: only written events do).
-const suspensionCheckEvery = 250 * time.Millisecond
-
 // waitForFeed waits for the feed's head to move (true: read again), or for
-// the deadline, the request's end or an unwritten suspension (false:
-// answer now).
-func waitForFeed(ctx context.Context, changed <-chan struct{}, deadline <-chan time.Time, suspended func() bool) bool {
-	tick := time.NewTicker(suspensionCheckEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-changed:
-			return true
-		case <-deadline:
-			return false
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-			if suspended() {
-				return false
-			}
-		}
+// a suspension to be decided, the deadline or the request's end (false:
+// answer now). It wakes for nothing else: an idle held read costs no CPU.
+func waitForFeed(ctx context.Context, changed, decided <-chan struct{}, deadline <-chan time.Time) bool {
+	select {
+	case <-changed:
+		return true
+	case <-decided:
+		return false
+	case <-deadline:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }

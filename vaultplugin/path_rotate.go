@@ -204,7 +204,8 @@ func (b *backend) pathRotate(ctx context.Context, req *logical.Request, d *frame
 	// The old key is revoked when the grace ends (now, by default), unless
 	// it expires before that; either way no renewal can take it further.
 	if end := now.Add(grace); end.Before(old.ExpiresAt) {
-		old.RevokedAt, old.RevokedBy, old.RevokeReason = end, requester(req), reason
+		old.RevokedAt = end
+		old.editNotes(func(n *KeyNotes) { n.RevokedBy, n.RevokeReason = requester(req), reason })
 		old.MaxExpiresAt = end
 		old.Ended = grace == 0
 	} else {

@@ -234,7 +234,7 @@ func (b *backend) verify(ctx context.Context, s logical.Storage, in wire.VerifyR
 	// The key's status: revoked, expired, suspended or active.
 	switch st, at := b.keyStatus(rec, now); st {
 	case statusRevoked:
-		return refuse(wire.CodeRevoked, "key was revoked at "+formatTime(rec.RevokedAt)+": "+rec.RevokeReason)
+		return refuse(wire.CodeRevoked, "key was revoked at "+formatTime(rec.RevokedAt)+": "+rec.notes().RevokeReason)
 	case statusExpired:
 		return refuse(wire.CodeExpired, "key expired at "+formatTime(rec.ExpiresAt))
 	case statusSuspended:

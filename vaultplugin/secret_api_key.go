@@ -200,8 +200,7 @@ func (b *backend) revokeKeyNoting(ctx context.Context, s logical.Storage, keyID,
 		return false, successor, b.putKey(ctx, s, rec)
 	}
 	rec.RevokedAt, rec.Ended = now, true
-	rec.RevokedBy = by
-	rec.RevokeReason = reason
+	rec.editNotes(func(n *KeyNotes) { n.RevokedBy, n.RevokeReason = by, reason })
 	if err := b.putKey(ctx, s, rec); err != nil {
 		return false, successor, err
 	}

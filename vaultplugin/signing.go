@@ -11,7 +11,10 @@ func signatureValid(rec *keyRecord, message []byte, signature string) bool {
 	case keyTypeHMAC:
 		return wire.CheckHMAC(rec.SecretKey, message, signature)
 	case keyTypeEd25519:
-		return wire.CheckEd25519(rec.pub, message, signature)
+		if rec.pub == nil {
+			return false // no public key that parses: nothing verifies
+		}
+		return wire.CheckEd25519(rec.pub[:], message, signature)
 	}
 	return false
 }

@@ -223,7 +223,7 @@ func (b *backend) flushOne(ctx context.Context, s logical.Storage, id string, u 
 		// not written back.
 		if !pa.suspendedAt.IsZero() && !pa.liftedBy(rec) && (rec.SuspendedAt.IsZero() || rec.SuspendedAt.Equal(pa.suspendedAt)) {
 			rec.SuspendedAt = pa.suspendedAt
-			rec.SuspendReason = "anomalous use"
+			rec.editNotes(func(n *KeyNotes) { n.SuspendReason = "anomalous use" })
 			suspend = true
 		}
 	}
