@@ -72,7 +72,25 @@ func gatewayFigures(t *testing.T, r *report, srv *vaulttest.Server, mount string
 
 	fast := startGatewayProcess(t, srv, bin, mount, "")
 	slow := startGatewayProcess(t, srv, bin, mount, `cache_ttl = "1ns"`+"\n")
-	ports := startBenchNginx(t, nginx, strings.TrimPrefix(up.URL, "http://"), fast.addr, slow.addr)
+	ports, nginxPID := startBenchNginx(t, nginx, strings.TrimPrefix(up.URL, "http://"), fast.addr, slow.addr)
+	// Where each path's CPU goes: nginx (master and workers), each gateway,
+	// Vault and its plugin, and this process (load generator and upstream).
+	vaultCPU := cpuMeter(t, srv)
+	meter := func() map[string]time.Duration {
+		out := vaultCPU()
+		add := func(name string, pid int) {
+			if d, err := ProcessCPU(pid); err == nil {
+				out[name] += d
+			}
+		}
+		add("nginx", nginxPID)
+		for _, pid := range childPIDs(nginxPID) {
+			add("nginx", pid)
+		}
+		add("gateway", fast.pid)
+		add("gateway_engine", slow.pid)
+		return out
+	}
 
 	c := NewClient("http://"+ports[0], "", m.concurrency)
 	cg := NewClient("http://"+ports[1], "", m.concurrency)
@@ -87,7 +105,7 @@ func gatewayFigures(t *testing.T, r *report, srv *vaulttest.Server, mount string
 	ok := []byte(`"ok":true`)
 	pick := func(w, i int) http.Header { return hdrs[(w*7919+i)%len(hdrs)] }
 	waitQuiet(t, r, m, "before the gateway measurements")
-	res := RunInterleaved(m.concurrency, m.duration, m.rounds, nil, []Op{
+	res := RunInterleaved(m.concurrency, m.duration, m.rounds, meter, []Op{
 		{Name: "nginx_plain", Do: func(w, i int) error { return c.DoWith("GET", "market/btc-usd", pick(w, i), nil, 200, ok) }},
 		{Name: "nginx_gateway", Do: func(w, i int) error { return cg.DoWith("GET", "market/btc-usd", pick(w, i), nil, 200, ok) }},
 		{Name: "nginx_gateway_engine", Do: func(w, i int) error { return ce.DoWith("GET", "market/btc-usd", pick(w, i), nil, 200, ok) }},
@@ -95,7 +113,8 @@ func gatewayFigures(t *testing.T, r *report, srv *vaulttest.Server, mount string
 	for _, name := range []string{"nginx_plain", "nginx_gateway", "nginx_gateway_engine"} {
 		mm := res[name]
 		r.Measurements[name] = mm
-		t.Logf("%-22s %9.0f req/s  p50 %6.0f us  p99 %6.0f us  (%d errors)", name, mm.RPS, mm.P50us, mm.P99us, mm.Errors)
+		c := mm.CPUusPerRequest
+		t.Logf("%-22s %9.0f req/s  p50 %6.0f us  p99 %6.0f us  (%d errors)  CPU per request: nginx %.0f us, gateway %.0f us, engine gateway %.0f us, vault %.0f us, plugin %.0f us, load+upstream %.0f us; idle %.0f us", name, mm.RPS, mm.P50us, mm.P99us, mm.Errors, c["nginx"], c["gateway"], c["gateway_engine"], c["vault"], c["plugin"], c["load"], c["idle"])
 		if mm.Requests == 0 || mm.Errors > mm.Requests/100 {
 			t.Errorf("%s: %d requests, %d errors", name, mm.Requests, mm.Errors)
 		}
@@ -183,8 +202,8 @@ route "GET /v1/market/*" {
 
 // startBenchNginx runs nginx with the shipped auth_request snippets:
 // three servers, plain, through the fast gateway and through the engine
-// gateway. It returns their addresses in that order.
-func startBenchNginx(t *testing.T, nginx, upstream, fast, slow string) []string {
+// gateway. It returns their addresses in that order, and the master's pid.
+func startBenchNginx(t *testing.T, nginx, upstream, fast, slow string) ([]string, int) {
 	t.Helper()
 	dir := t.TempDir()
 	ex := func(rel string, repl ...string) string {
@@ -280,7 +299,25 @@ http {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return addrs
+	return addrs, cmd.Process.Pid
+}
+
+// childPIDs are the children of pid (nginx's workers of its master).
+func childPIDs(pid int) []int {
+	var out []int
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/children") // #nosec G304 -- a pid this test started
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // fillCache asks the gateway's /authz once for every key, so each is
@@ -367,4 +404,23 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestBenchGateway measures only the gateway figures, for work on the
+// gateway (the report is logged, bin/bench.json is left alone):
+//
+//	CK_BENCH_ONLY=gateway CK_BENCH=full go test ./bench -run TestBenchGateway -v -timeout 30m
+func TestBenchGateway(t *testing.T) {
+	if os.Getenv("CK_BENCH_ONLY") != "gateway" {
+		t.Skip("set CK_BENCH_ONLY=gateway (TestBenchHarness measures these figures with the rest)")
+	}
+	m := benchMode(t)
+	srv := vaulttest.Start(t)
+	mount := srv.Mount(t)
+	srv.MustCLI(t, "write", mount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
+	keys := seed(t, NewClient(srv.Addr, srv.Token, m.concurrency), mount, "bench", m.largeKeys, m.concurrency*2)
+	r := &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}}
+	waitQuiet(t, r, m, "before the gateway")
+	gatewayFigures(t, r, srv, mount, keys, m)
+	t.Logf("gateway_nginx_vs_nginx %.2f, gateway_vs_engine_verify %.2f, notes %q", r.Ratios["gateway_nginx_vs_nginx"], r.Ratios["gateway_vs_engine_verify"], r.Notes)
 }

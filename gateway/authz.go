@@ -121,7 +121,8 @@ func (g *Gateway) clientIP(r *http.Request) string {
 }
 
 // clientFrom is clientIP's rule for a peer address and the forwarding
-// headers that came with it.
+// headers that came with it. It allocates nothing when the address it
+// returns is already written in canonical form (what proxies send).
 func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 	peer, err := netip.ParseAddr(host)
 	if err != nil {
@@ -129,12 +130,17 @@ func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 	}
 	peer = peer.Unmap()
 	if !g.trusted(peer) {
-		return peer.String()
+		return addrString(peer, host)
 	}
 	if len(xff) > 0 {
-		var hops []string
+		// The hops of every X-Forwarded-For line in order; on the stack
+		// for the usual few.
+		var buf [8]string
+		hops := buf[:0]
 		for _, v := range xff {
-			for _, h := range strings.Split(v, ",") {
+			for v != "" {
+				var h string
+				h, v, _ = strings.Cut(v, ",")
 				if h = strings.TrimSpace(h); h != "" {
 					hops = append(hops, h)
 				}
@@ -147,16 +153,26 @@ func (g *Gateway) clientFrom(host string, xff []string, realIP string) string {
 			}
 			a = a.Unmap()
 			if !g.trusted(a) || i == 0 {
-				return a.String()
+				return addrString(a, hops[i])
 			}
 		}
 	}
 	if xr := strings.TrimSpace(realIP); xr != "" {
 		if a, err := netip.ParseAddr(xr); err == nil {
-			return a.Unmap().String()
+			a = a.Unmap()
+			return addrString(a, xr)
 		}
 	}
-	return peer.String()
+	return addrString(peer, host)
+}
+
+// addrString is a.String(), or s itself when s already reads so (no copy).
+func addrString(a netip.Addr, s string) string {
+	var b [64]byte
+	if string(a.AppendTo(b[:0])) == s {
+		return s
+	}
+	return a.String()
 }
 
 func (g *Gateway) trusted(a netip.Addr) bool {
@@ -210,37 +226,92 @@ func (g *Gateway) decide(ctx context.Context, key, method, uri, sourceIP string,
 func (g *Gateway) serveAuthz(w http.ResponseWriter, r *http.Request) {
 	o := originalOf(r)
 	d := g.decide(r.Context(), keyOf(r.Header), o.method, o.uri, g.clientIP(r), nil)
-	g.m.decisions.WithLabelValues(d.code).Inc()
+	g.m.decided(d.code)
 	writeDecision(w, d)
+}
+
+// answer is what every response for one code shares, made once: the body,
+// and header values as slices of their own (len == cap, so an Add by
+// anyone later appends to a copy, never into the shared array). net/http
+// copies a handler's headers when it writes them, so sharing is safe.
+type answer struct {
+	status  int
+	code    []string // X-Cryptokeys-Code
+	body    []byte   // {"code": ..., "message": ...} and a newline
+	length  []string // Content-Length of body
+	wwwAuth []string // WWW-Authenticate, for 401
+}
+
+// Constant header values, shared by every response.
+var (
+	valJSON       = []string{"application/json"}
+	valNoStore    = []string{"no-store"}
+	valRetryOne   = []string{"1"}
+	valBearer     = []string{`Bearer realm="cryptokeys"`}
+	valBearerInvl = []string{`Bearer realm="cryptokeys", error="invalid_token"`}
+)
+
+// answers holds the answer of every code in messages; answerOf makes one
+// for any other code.
+var answers = func() map[string]*answer {
+	m := make(map[string]*answer, len(messages))
+	for code := range messages {
+		m[code] = newAnswer(code)
+	}
+	return m
+}()
+
+func newAnswer(code string) *answer {
+	msg := messages[code]
+	if msg == "" {
+		msg = "refused"
+	}
+	b, _ := json.Marshal(map[string]string{"code": code, "message": msg})
+	b = append(b, '\n')
+	a := &answer{status: statusOf(code), code: []string{code}, body: b, length: []string{strconv.Itoa(len(b))}}
+	if a.status == http.StatusUnauthorized {
+		a.wwwAuth = valBearerInvl
+		if code == CodeNoKey {
+			a.wwwAuth = valBearer
+		}
+	}
+	return a
+}
+
+func answerOf(code string) *answer {
+	if a := answers[code]; a != nil {
+		return a
+	}
+	return newAnswer(code)
 }
 
 // writeDecision writes a decision as the design's table says.
 func writeDecision(w http.ResponseWriter, d decision) {
+	a := answerOf(d.code)
+	// Header keys are already canonical: set directly, without Set's
+	// canonicalisation and its one slice per value.
 	h := w.Header()
-	h.Set(HeaderCode, d.code)
-	status := statusOf(d.code)
-	switch status {
+	h[HeaderCode] = a.code
+	switch a.status {
 	case http.StatusOK:
-		h.Set(HeaderKeyID, d.res.KeyID)
-		h.Set(HeaderRole, d.res.Role)
-		h.Set(HeaderEnvironment, d.res.Environment)
-		h.Set(HeaderScopes, strings.Join(d.res.Scopes, ","))
+		// One allocation for the four values of this key.
+		v := &[4]string{d.res.KeyID, d.res.Role, d.res.Environment, strings.Join(d.res.Scopes, ",")}
+		h[HeaderKeyID] = v[0:1:1]
+		h[HeaderRole] = v[1:2:2]
+		h[HeaderEnvironment] = v[2:3:3]
+		h[HeaderScopes] = v[3:4:4]
 	case http.StatusUnauthorized:
-		if d.code == CodeNoKey {
-			h.Set("WWW-Authenticate", `Bearer realm="cryptokeys"`)
-		} else {
-			h.Set("WWW-Authenticate", `Bearer realm="cryptokeys", error="invalid_token"`)
-		}
+		h["Www-Authenticate"] = a.wwwAuth
 	case http.StatusTooManyRequests:
-		h.Set("Retry-After", strconv.Itoa(retrySeconds(d.retryAfter)))
+		h["Retry-After"] = []string{strconv.Itoa(retrySeconds(d.retryAfter))}
 	case http.StatusServiceUnavailable:
-		h.Set("Retry-After", "1")
+		h["Retry-After"] = valRetryOne
 	}
-	body := map[string]string{"code": d.code, "message": messages[d.code]}
-	if body["message"] == "" {
-		body["message"] = "refused"
-	}
-	writeJSON(w, status, body)
+	h["Content-Type"] = valJSON
+	h["Cache-Control"] = valNoStore
+	h["Content-Length"] = a.length
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
 }
 
 // retrySeconds rounds up, at least 1 (Retry-After is whole seconds).

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -83,7 +82,7 @@ func (x *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 		signed = &verifier.Request{Signature: sig, Timestamp: hdr.Get(HeaderTimestamp), Method: method, Path: uri, Body: body}
 	}
 	d := g.decide(ctx, keyOf(hdr), method, uri, g.envoyClientIP(ctx, req, hdr), signed)
-	g.m.decisions.WithLabelValues(d.code).Inc()
+	g.m.decided(d.code)
 	return checkResponse(d, hdr), nil
 }
 
@@ -180,17 +179,13 @@ func checkResponse(d decision, hdr http.Header) *authv3.CheckResponse {
 		rpc = codes.Unavailable
 		headers = append(headers, set("Retry-After", "1"))
 	}
-	msg := messages[d.code]
-	if msg == "" {
-		msg = "refused"
-	}
-	body, _ := json.Marshal(map[string]string{"code": d.code, "message": msg})
+	body := answerOf(d.code).body
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(rpc), Message: d.code}, // #nosec G115 -- a gRPC code (0 to 16)
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(st)}, // #nosec G115 -- st is one of statusOf's HTTP statuses (401 to 503)
 			Headers: headers,
-			Body:    string(body) + "\n",
+			Body:    string(body),
 		}},
 	}
 }

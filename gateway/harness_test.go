@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -103,6 +104,22 @@ type runningGateway struct {
 	grpcAddr string
 	log      *syncBuffer
 	stop     func() error
+	// accepts counts the connections the HTTP listener accepted.
+	accepts *atomic.Int64
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 const baseConfig = `
@@ -144,17 +161,18 @@ func startGatewayOpts(t *testing.T, e *engine, tok, extra string, opts Options) 
 		tok = e.srv.Token
 	}
 	client.SetToken(tok)
-	rg := &runningGateway{log: &syncBuffer{}}
+	rg := &runningGateway{log: &syncBuffer{}, accepts: &atomic.Int64{}}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: rg.log, Level: hclog.Debug})
 	opts.Client, opts.Logger, opts.TokenFileInterval, opts.StartRetry = client, logger, 100*time.Millisecond, 200*time.Millisecond
 	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := countingListener{tcp, rg.accepts}
 	gln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

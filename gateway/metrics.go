@@ -3,6 +3,7 @@ package gateway
 import (
 	"math"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/verifier"
@@ -19,6 +20,13 @@ type metrics struct {
 	verifies      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	tokenRenewals prometheus.Counter
+
+	// Series resolved once rather than by WithLabelValues on every request
+	// (a hash of the label value and a locked map lookup each): a code's
+	// counters on its first use, so /metrics shows the same series as
+	// before (none for a code never answered).
+	decisionsBy, verifiesBy sync.Map // code -> prometheus.Counter
+	latencyBy               sync.Map // source -> prometheus.Observer
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -70,12 +78,33 @@ func (m *metrics) observe(res verifier.Result, d time.Duration) {
 	if code == "" {
 		code = verifier.CodeUnavailable
 	}
-	m.verifies.WithLabelValues(code).Inc()
+	counterOf(&m.verifiesBy, m.verifies, code).Inc()
 	source := "engine"
 	if res.Cached {
 		source = "cache"
 	}
-	m.latency.WithLabelValues(source).Observe(d.Seconds())
+	o, ok := m.latencyBy.Load(source)
+	if !ok {
+		o = m.latency.WithLabelValues(source)
+		m.latencyBy.Store(source, o)
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
+}
+
+// decided counts one answer given, by code.
+func (m *metrics) decided(code string) {
+	counterOf(&m.decisionsBy, m.decisions, code).Inc()
+}
+
+// counterOf is vec's counter for code, resolved once. Codes are the
+// verifier's and the gateway's own, a bounded set.
+func counterOf(by *sync.Map, vec *prometheus.CounterVec, code string) prometheus.Counter {
+	if c, ok := by.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c := vec.WithLabelValues(code)
+	by.Store(code, c)
+	return c
 }
 
 func (m *metrics) handler() http.Handler {

@@ -74,7 +74,7 @@ func (g *Gateway) reverseProxy() http.Handler {
 		}
 		ip := g.clientIP(r)
 		d := g.decide(r.Context(), keyOf(r.Header), r.Method, r.RequestURI, ip, signed)
-		g.m.decisions.WithLabelValues(d.code).Inc()
+		g.m.decided(d.code)
 		if d.code != wire.CodeValid {
 			writeDecision(w, d)
 			return

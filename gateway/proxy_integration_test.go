@@ -237,3 +237,37 @@ func first(h map[string][]string, k string) string {
 	}
 	return ""
 }
+
+// nginx keeps its connections to the gateway: an auth subrequest's answer
+// with a body nginx does not read would close the connection after every
+// check (the shipped snippet asks with HEAD), and a new connection per
+// request costs the gateway more than the check itself.
+func TestIntegration_NginxKeepsConnectionsToTheGateway(t *testing.T) {
+	e := newEngine(t, vaulttest.Shared(t))
+	gw := startGateway(t, e, e.token(t), "")
+	up := newUpstream(t)
+	url := startNginx(t, gw, up)
+	k := e.issue(t, "dev-reader")
+	unknown, err := keyformat.Generate("ck", "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, body := get(t, url+"/v1/market/x", bearer(k.key)); st != 200 {
+		t.Fatalf("first request: %d %s", st, body)
+	}
+	before := gw.accepts.Load()
+	const n = 40
+	for i := range n {
+		hdr, want := bearer(k.key), 200
+		if i%2 == 1 {
+			hdr, want = bearer(unknown.Raw()), 401
+		}
+		if st, _, body := get(t, url+"/v1/market/x", hdr); st != want {
+			t.Fatalf("request %d: %d %s, want %d", i, st, body, want)
+		}
+	}
+	// One connection per nginx worker at most: keepalive reuses them.
+	if got := gw.accepts.Load() - before; got > 4 {
+		t.Errorf("%d requests through nginx opened %d new connections to the gateway, want them kept alive", n, got)
+	}
+}

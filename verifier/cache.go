@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 	"unsafe"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/keyformat"
@@ -18,16 +19,31 @@ import (
 
 // entry is one cached positive verdict. Its verdict fields never change
 // once cached; usage counters are atomics, the limiter has its own lock.
+//
+// A gateway holds 100,000 of these (make bench), so an entry keeps only
+// what a hit needs (TestCache_bytesPerEntry): the verdict's fields rather
+// than a whole Result (whose code and message a hit sets anyway), strings
+// that repeat across keys (prefix, environment, role, scope names) interned,
+// and nothing that points into the request that filled it (its key_id and
+// prefix were substrings of the presented key, which kept each key's whole
+// header value alive in the cache).
 type entry struct {
-	prefix, environment string
+	// keyID is the engine's key_id (its own allocation, also the cache's
+	// map key); prefix and environment are the presented key's.
+	keyID, prefix, environment string
 	// secretHash is SHA-256 of the key's secret part: the cache holds no
 	// usable key, and the public parts are compared in clear.
-	secretHash  [32]byte
-	res         Result
-	cidrs       []netip.Prefix
-	expiresAt   time.Time
-	cachedUntil time.Time
-	limiter     *rate.Limiter
+	secretHash [32]byte
+	// The verdict, as result returns it. scopes has a backing array of its
+	// own per entry (only the strings are shared), so a caller that writes
+	// into a Result's Scopes changes no other key's answer.
+	role, keyEnv string
+	scopes       []string
+	labels       map[string]string
+	expiresAt    time.Time
+	cachedUntil  time.Time
+	cidrs        []netip.Prefix
+	limiter      *rate.Limiter
 	// approved are the scopes the engine has said VALID to for this key,
 	// each within CacheTTL of now (see cache.put).
 	approved []string
@@ -49,6 +65,14 @@ type entry struct {
 	// from one address pays one atomic load per use for it.
 	othersMu sync.Mutex
 	others   map[string]int64
+}
+
+// intern is the one shared copy of s: values that repeat across cached
+// keys (prefix, environment, role, scope names, source addresses) are held
+// once, and a copy never points into the buffer of the request it came
+// from. unique's table drops a value no entry uses any more.
+func intern(s string) string {
+	return unique.Make(s).Value()
 }
 
 // maxReportSources bounds the distinct source addresses reported per key and
@@ -78,9 +102,10 @@ func equalHash(a, b *[32]byte) bool {
 }
 
 func (e *entry) result() Result {
-	r := e.res
-	r.Valid, r.Code, r.Message = true, wire.CodeValid, ""
-	return r
+	return Result{
+		Valid: true, Code: wire.CodeValid, KeyID: e.keyID, Role: e.role, Environment: e.keyEnv,
+		Scopes: e.scopes, ExpiresAt: e.expiresAt, Labels: e.labels,
+	}
 }
 
 func (e *entry) countUse(now time.Time, sourceIP string) {
@@ -98,7 +123,7 @@ func (e *entry) countUse(now time.Time, sourceIP string) {
 				}
 			}
 			delete(e.others, sourceIP)
-			ip := sourceIP
+			ip := intern(sourceIP)
 			e.lastIP.Store(&ip)
 			e.othersMu.Unlock()
 		}
@@ -185,7 +210,7 @@ func (c *cache) put(keyID string, e *entry, gen uint64, now time.Time) bool {
 	if old := c.get(keyID); old != nil && old.secretHash == e.secretHash {
 		if now.Before(old.cachedUntil) {
 			for _, s := range old.approved {
-				if !slices.Contains(e.approved, s) && slices.Contains(e.res.Scopes, s) {
+				if !slices.Contains(e.approved, s) && slices.Contains(e.scopes, s) {
 					e.approved = append(e.approved, s)
 				}
 			}

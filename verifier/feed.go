@@ -52,14 +52,14 @@ func (v *Verifier) apply(m map[string]any) {
 	case kind == wire.KindRevokedRole && id == "":
 		if role, _ := m["role"].(string); role != "" {
 			v.logger.Info("bulk revocation of a role: dropping its cached keys", "role", role)
-			v.cache.dropWhere(func(e *entry) bool { return e.res.Role == role })
+			v.cache.dropWhere(func(e *entry) bool { return e.role == role })
 			return
 		}
 		v.cache.clear()
 	case kind == wire.KindRevokedEnvironment && id == "":
 		if env, _ := m["environment"].(string); env != "" {
 			v.logger.Info("bulk revocation of an environment: dropping its cached keys", "environment", env)
-			v.cache.dropWhere(func(e *entry) bool { return e.res.Environment == env || e.environment == env })
+			v.cache.dropWhere(func(e *entry) bool { return e.keyEnv == env || e.environment == env })
 			return
 		}
 		v.cache.clear()

@@ -128,8 +128,10 @@ type Result struct {
 	Environment string
 	Scopes      []string
 	ExpiresAt   time.Time
-	Labels      map[string]string
-	RetryAfter  time.Duration
+	// Labels is nil for a key without labels. Scopes and Labels may be
+	// shared with other answers for the same key: read them, do not write.
+	Labels     map[string]string
+	RetryAfter time.Duration
 	// Cached is true when the answer came from the local cache.
 	Cached bool
 }
@@ -456,9 +458,9 @@ func (v *Verifier) askEngine(ctx context.Context, key keyformat.Key, req Request
 	}
 	if res.Valid && req.Signature == "" && res.KeyID == key.KeyID {
 		e := newEntry(res, facts, req.Scopes, now.Add(v.cfg.CacheTTL))
-		e.prefix, e.environment, e.secretHash = key.Prefix, key.Environment, h
+		e.prefix, e.environment, e.secretHash = intern(key.Prefix), intern(key.Environment), h
 		e.ticketAt = int64(v.cfg.monotonic())
-		v.cache.put(key.KeyID, e, gen, now)
+		v.cache.put(e.keyID, e, gen, now)
 	}
 	return res, nil
 }
@@ -658,7 +660,11 @@ func verdictOf(d wire.VerifyResponse) (Result, facts) {
 	if k.ExpiresAt != "" {
 		r.ExpiresAt, _ = time.Parse(time.RFC3339, k.ExpiresAt)
 	}
-	r.Labels = k.Labels
+	// No labels is nil (as in a Result without a key), not an empty map
+	// per cached key.
+	if len(k.Labels) > 0 {
+		r.Labels = k.Labels
+	}
 	for _, c := range k.AllowedCIDRs {
 		if p, err := netip.ParsePrefix(c); err == nil {
 			f.cidrs = append(f.cidrs, p)
@@ -668,8 +674,28 @@ func verdictOf(d wire.VerifyResponse) (Result, facts) {
 	return r, f
 }
 
+// internAll is a copy of s (never nil for a non-nil s) holding interned
+// strings.
+func internAll(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = intern(v)
+	}
+	return out
+}
+
+// newEntry caches the verdict r. Its key_id must be a string of its own
+// (the engine's, not a substring of the presented key): it is the cache's
+// map key.
 func newEntry(r Result, f facts, approved []string, cachedUntil time.Time) *entry {
-	e := &entry{res: r, cidrs: f.cidrs, expiresAt: r.ExpiresAt, cachedUntil: cachedUntil, approved: slices.Clone(approved), ticket: f.ticket}
+	e := &entry{
+		keyID: r.KeyID, role: intern(r.Role), keyEnv: intern(r.Environment), scopes: internAll(r.Scopes),
+		labels: r.Labels, expiresAt: r.ExpiresAt, cachedUntil: cachedUntil,
+		cidrs: f.cidrs, approved: internAll(approved), ticket: f.ticket,
+	}
 	if f.rateLimit > 0 {
 		burst := f.rateBurst
 		if burst <= 0 {

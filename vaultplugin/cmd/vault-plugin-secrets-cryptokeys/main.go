@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/gcpace"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
@@ -19,7 +20,7 @@ func main() {
 		return
 	}
 
-	tuneGC()
+	gcpace.Start()
 
 	meta := &api.PluginAPIClientMeta{}
 	flags := meta.FlagSet()

@@ -1,4 +1,4 @@
-package main
+package gcpace
 
 import (
 	"runtime"
@@ -43,7 +43,7 @@ func TestGCPacerFollowsTheLiveHeap(t *testing.T) {
 	var sets []int
 	var live atomic.Uint64
 	var looks atomic.Int64
-	p := &gcPacer{
+	p := &Pacer{
 		set: func(q int) int {
 			mu.Lock()
 			defer mu.Unlock()
@@ -91,8 +91,8 @@ func TestGCPacerFollowsTheLiveHeap(t *testing.T) {
 	}
 }
 
-// The plugin paces its own GC unless its environment sets GOGC.
-func TestTuneGC(t *testing.T) {
+// A process is paced unless its environment sets GOGC.
+func TestStart(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100)) // restore whatever ran before
 	gogc := func() uint64 {
 		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
@@ -102,7 +102,7 @@ func TestTuneGC(t *testing.T) {
 
 	t.Setenv("GOGC", "200")
 	debug.SetGCPercent(200) // as the runtime would have read it at start
-	if p := tuneGC(); p != nil {
+	if p := Start(); p != nil {
 		p.stopped.Store(true)
 		t.Fatal("GOGC=200 in the environment, yet a pacer was started")
 	}
@@ -113,7 +113,7 @@ func TestTuneGC(t *testing.T) {
 
 	t.Setenv("GOGC", "")
 	debug.SetGCPercent(100)
-	p := tuneGC()
+	p := Start()
 	if p == nil {
 		t.Fatal("GOGC unset, yet no pacer was started")
 	}

@@ -1,4 +1,7 @@
-package main
+// Package gcpace paces a long-running process's garbage collector by its
+// live heap: the plugin and `cryptokeys gateway` both hold a large, long-lived
+// key cache, for which Go's default GOGC=100 doubles the resident memory.
+package gcpace
 
 import (
 	"os"
@@ -8,8 +11,8 @@ import (
 	"sync/atomic"
 )
 
-// The plugin's GC pacing, unless its environment sets GOGC (a GOGC in the
-// plugin's catalog entry, the `env` of sys/plugins/catalog, wins).
+// The pacing, unless the process's environment sets GOGC (for the plugin, a
+// GOGC in its catalog entry, the `env` of sys/plugins/catalog, wins).
 //
 // The engine's heap is mostly its record cache, which lives long. With Go's
 // default GOGC=100 a process holding 100,000 cached keys grows to twice its
@@ -34,40 +37,40 @@ func gcPercentFor(live uint64) int {
 	return int(max(gcPercentLarge, min(gcPercentMax, p)))
 }
 
-// tuneGC paces the GC by the live heap after every collection, unless the
-// environment sets GOGC (then it returns nil).
-func tuneGC() *gcPacer {
+// Start paces the GC by the live heap after every collection, unless the
+// environment sets GOGC (then it returns nil). Call it once, early in main.
+func Start() *Pacer {
 	if os.Getenv("GOGC") != "" {
 		return nil
 	}
-	p := &gcPacer{set: debug.SetGCPercent, live: liveHeap}
+	p := &Pacer{set: debug.SetGCPercent, live: liveHeap}
 	p.set(gcPercentLarge)
 	p.percent = gcPercentLarge
 	p.arm()
 	return p
 }
 
-// gcPacer sets GOGC after each collection from the heap that survived it.
+// Pacer sets GOGC after each collection from the heap that survived it.
 // It learns of a collection through a cleanup on an unreachable sentinel,
 // which the runtime runs once the GC has found it unreachable, and then
 // arms a new one. So one pacer has one cleanup pending at a time, and its
 // fields need no lock.
-type gcPacer struct {
+type Pacer struct {
 	set     func(int) int // debug.SetGCPercent
 	live    func() uint64 // the live heap after the last collection
 	percent int           // the GOGC last set
-	stopped atomic.Bool   // tests stop the pacer; the plugin never does
+	stopped atomic.Bool   // tests stop the pacer; the processes never do
 }
 
 // gcSentinel holds a pointer so the runtime's tiny allocator, which may
 // share one slot between objects, never delays its cleanup.
 type gcSentinel struct{ _ *byte }
 
-func (p *gcPacer) arm() {
-	runtime.AddCleanup(&gcSentinel{}, (*gcPacer).afterGC, p)
+func (p *Pacer) arm() {
+	runtime.AddCleanup(&gcSentinel{}, (*Pacer).afterGC, p)
 }
 
-func (p *gcPacer) afterGC() {
+func (p *Pacer) afterGC() {
 	if p.stopped.Load() {
 		return
 	}
