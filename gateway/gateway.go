@@ -22,7 +22,7 @@ import (
 type Options struct {
 	// Client reaches Vault. Default: api.NewClient(api.DefaultConfig()),
 	// which reads VAULT_ADDR, VAULT_CACERT, VAULT_TOKEN, ... as the vault
-	// CLI does.
+	// CLI does, keeping vaultIdleConns idle connections.
 	Client *api.Client
 	Logger hclog.Logger
 	// TokenFileInterval is how often token_file is checked for a change.
@@ -69,6 +69,10 @@ type Gateway struct {
 // New starts a gateway's background work: the token watch (and token_file
 // re-reads) and the embedded verifier (retried until the engine answers).
 // Call Close when done.
+// vaultIdleConns is how many idle connections to Vault the gateway keeps:
+// about the concurrency of requests that miss the cache at once.
+const vaultIdleConns = 64
+
 func New(cfg *Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.New(&hclog.LoggerOptions{Name: "gateway", Output: os.Stderr, Level: hclog.Info})
@@ -84,6 +88,13 @@ func New(cfg *Config, opts Options) (*Gateway, error) {
 		vc := api.DefaultConfig()
 		if vc.Error != nil {
 			return nil, fmt.Errorf("reading the VAULT_* environment: %w", vc.Error)
+		}
+		// The default transport keeps GOMAXPROCS+1 idle connections to
+		// Vault: a burst of cache misses (a cold start, a flush) from
+		// concurrent requests then opens and closes a connection per
+		// verify. Keep as many as such a burst uses.
+		if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
+			t.MaxIdleConnsPerHost = vaultIdleConns
 		}
 		var err error
 		if client, err = api.NewClient(vc); err != nil {
