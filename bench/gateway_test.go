@@ -411,15 +411,12 @@ func freeAddr(t *testing.T) string {
 //
 //	CK_BENCH_ONLY=gateway CK_BENCH=full go test ./bench -run TestBenchGateway -v -timeout 30m
 func TestBenchGateway(t *testing.T) {
-	if os.Getenv("CK_BENCH_ONLY") != "gateway" {
-		t.Skip("set CK_BENCH_ONLY=gateway (TestBenchHarness measures these figures with the rest)")
-	}
-	m := benchMode(t)
+	m := onlyPart(t, "gateway")
 	srv := vaulttest.Start(t)
 	mount := srv.Mount(t)
 	srv.MustCLI(t, "write", mount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
 	keys := seed(t, NewClient(srv.Addr, srv.Token, m.concurrency), mount, "bench", m.largeKeys, m.concurrency*2)
-	r := &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}}
+	r := newReport(m)
 	waitQuiet(t, r, m, "before the gateway")
 	gatewayFigures(t, r, srv, mount, keys, m)
 	t.Logf("gateway_nginx_vs_nginx %.2f, gateway_vs_engine_verify %.2f, notes %q", r.Ratios["gateway_nginx_vs_nginx"], r.Ratios["gateway_vs_engine_verify"], r.Notes)

@@ -69,12 +69,27 @@ type report struct {
 	Notes   []string           `json:"notes,omitempty"`
 }
 
+// newReport is an empty report of mode m on this machine.
+func newReport(m mode) *report {
+	return &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}, Machine: machine()}
+}
+
+// onlyPart skips a test that measures one part of the harness alone unless
+// CK_BENCH_ONLY names that part, and returns the mode to measure it in.
+func onlyPart(t *testing.T, part string) mode {
+	t.Helper()
+	if os.Getenv("CK_BENCH_ONLY") != part {
+		t.Skipf("set CK_BENCH_ONLY=%s (TestBenchHarness measures these figures with the rest)", part)
+	}
+	return benchMode(t)
+}
+
 func TestBenchHarness(t *testing.T) {
 	m := benchMode(t)
 	srv := vaulttest.Start(t)
 	mount := srv.Mount(t)
 	c := NewClient(srv.Addr, srv.Token, m.concurrency)
-	r := &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}, Machine: machine()}
+	r := newReport(m)
 	record := func(name string, res Measurement) Measurement {
 		t.Helper()
 		r.Measurements[name] = res
@@ -734,10 +749,7 @@ resource "cryptokeys_api_key" "k" {
 //
 //	CK_BENCH_ONLY=terraform CK_BENCH=full go test ./bench -run TestBenchTerraformPlan -v
 func TestBenchTerraformPlan(t *testing.T) {
-	if os.Getenv("CK_BENCH_ONLY") != "terraform" {
-		t.Skip("set CK_BENCH_ONLY=terraform (TestBenchHarness measures these figures with the rest)")
-	}
-	m := benchMode(t)
+	m := onlyPart(t, "terraform")
 	srv := vaulttest.Start(t)
 	mount := srv.Mount(t)
 	srv.MustCLI(t, "write", mount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
@@ -753,12 +765,9 @@ func TestBenchTerraformPlan(t *testing.T) {
 //
 //	CK_BENCH_ONLY=fleet CK_BENCH=full go test ./bench -run TestBenchFleet -v
 func TestBenchFleet(t *testing.T) {
-	if os.Getenv("CK_BENCH_ONLY") != "fleet" {
-		t.Skip("set CK_BENCH_ONLY=fleet (TestBenchHarness measures these figures with the rest)")
-	}
-	m := benchMode(t)
+	m := onlyPart(t, "fleet")
 	srv := vaulttest.Start(t)
-	r := &report{Mode: m.name, Measurements: map[string]Measurement{}, Ratios: map[string]float64{}, Machine: machine()}
+	r := newReport(m)
 	fleet(t, r, srv, m)
 	t.Logf("fleet_propagation_p99_ms %.0f (p50 %.0f), fleet_vault_cpu_per_idle_us_s %.1f", r.FleetP99ms, r.FleetP50ms, r.FleetIdleCPUus)
 }

@@ -209,7 +209,9 @@ func TestFeedWait_aBurstOfReadersAtOneCursorReadsStorageOnce(t *testing.T) {
 	}
 
 	// Another node learns of the event by Invalidate and holds no copy:
-	// its first reader reads storage, the rest read that reader's copy.
+	// its first reader reads storage, the readers after it read that
+	// reader's copy. (Readers woken at the same instant are not made to
+	// wait for one another, so each may read storage once.)
 	standby := standbyOf(t, e)
 	standby.b.invalidate(t.Context(), feedKey(1))
 	for range 20 {
