@@ -191,12 +191,7 @@ func TestBenchHarness(t *testing.T) {
 	r.PluginRSSMB = pluginRSSMB(t)
 
 	waitQuiet(t, r, m, "before the write measurements")
-	writes := runSide(
-		Op{Name: "creds", Do: func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) }},
-		Op{Name: "kv_write", Do: func(w, i int) error {
-			return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
-		}},
-	)
+	writes := runSide(writeOps(c, mount)...)
 	creds, kvWrite := writes["creds"], writes["kv_write"]
 
 	// verify_vs_info is the read form (the key in a header), the one
@@ -251,6 +246,47 @@ func TestBenchHarness(t *testing.T) {
 	waitQuiet(t, r, m, "before the bulk revocation")
 	bulkRevoke(t, r, big, bigMount, large, m)
 	writeReport(t, r)
+}
+
+// writeOps are the two writes creds_vs_kv_write compares: a key issued
+// from the bearer role "bench" and a KV v2 write (into mount "kvb"), each
+// worker writing its own secret.
+func writeOps(c *Client, mount string) []Op {
+	return []Op{
+		{Name: "creds", Do: func(w, i int) error { return c.Do("GET", mount+"/creds/bench", nil, 200, []byte(`"api_key"`)) }},
+		{Name: "kv_write", Do: func(w, i int) error {
+			return c.Do("POST", fmt.Sprintf("kvb/data/w%d", w), []byte(`{"data":{"api_key":"stored"}}`), 200, nil)
+		}},
+	}
+}
+
+// TestBenchCreds measures only creds_vs_kv_write, for work on the issue
+// path: the same two writes as TestBenchHarness, run side by side on a
+// fresh server holding as many keys as the harness's first one does when it
+// measures them.
+//
+//	CK_BENCH_ONLY=creds CK_BENCH=full go test ./bench -run TestBenchCreds -v
+func TestBenchCreds(t *testing.T) {
+	m := onlyPart(t, "creds")
+	srv := vaulttest.Start(t)
+	mount := srv.Mount(t)
+	c := NewClient(srv.Addr, srv.Token, m.concurrency)
+	r := newReport(m)
+	srv.MustCLI(t, "write", mount+"/roles/bench", "environment=prod", "scopes=read,trade", "ttl=24h")
+	srv.MustCLI(t, "secrets", "enable", "-path=kvb", "-version=2", "kv")
+	seed(t, c, mount, "bench", m.smallKeys, m.concurrency)
+	waitQuiet(t, r, m, "before the write measurements")
+	ops := writeOps(c, mount)
+	res := RunInterleaved(m.concurrency, m.duration, m.rounds, cpuMeter(t, srv), ops)
+	for _, op := range ops {
+		x := res[op.Name]
+		u := x.CPUusPerRequest
+		t.Logf("%-10s %7.0f req/s  p50 %6.0f us  p99 %6.0f us  (%d errors)  CPU per request: vault %.0f us, plugin %.0f us, load %.0f us; machine idle %.0f us", op.Name, x.RPS, x.P50us, x.P99us, x.Errors, u["vault"], u["plugin"], u["load"], u["idle"])
+		if x.Requests == 0 || x.Errors > x.Requests/100 {
+			t.Errorf("%s: %d requests, %d errors", op.Name, x.Requests, x.Errors)
+		}
+	}
+	t.Logf("creds_vs_kv_write %.3f", res["creds"].RPS/res["kv_write"].RPS)
 }
 
 type issuedKey struct{ apiKey, keyID, secret string }
