@@ -90,8 +90,9 @@ type backend struct {
 	// only on a miss. Every change to a record goes through putKey/dropKey,
 	// and Invalidate keeps other nodes' caches honest.
 	cache *storeCache[*keyRecord]
-	// roles holds roles' stored JSON for creds and rotate, by role name.
-	roles *storeCache[[]byte]
+	// roles holds roles as decoded from storage for creds and rotate, by
+	// role name. A cached role is never changed: getRole hands out copies.
+	roles *storeCache[*role]
 
 	// feed numbers and writes the revocations feed (feed.go).
 	feed *feedLog
@@ -118,7 +119,7 @@ func newBackend(now func() time.Time) *backend {
 		roleLocks: locksutil.CreateLocks(),
 		keyLocks:  locksutil.CreateLocks(),
 		cache:     newStoreCache[*keyRecord](defaultCacheSize),
-		roles:     newStoreCache[[]byte](roleCacheSize),
+		roles:     newStoreCache[*role](roleCacheSize),
 		feed:      newFeedLog(),
 		bulk:      newBulkRunner(),
 		usage:     newUsageTracker(),

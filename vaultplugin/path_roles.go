@@ -3,6 +3,7 @@ package vaultplugin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -189,26 +190,43 @@ its keys valid until they expire or are revoked.`,
 	}
 }
 
-// getRole reads a role through b.roles. The cache holds the stored JSON, not
-// a *role, so every caller decodes its own copy: a role write that fails
-// half-way through applying its fields then cannot leave a half-changed
-// role behind in memory.
+// getRole reads a role through b.roles. The cache holds roles as decoded
+// from storage and never changed; every caller gets its own copy (clone),
+// so a role write that fails half-way through applying its fields cannot
+// leave a half-changed role behind in memory. (The cache held the stored
+// JSON, decoded on every issue, before: a tenth of the plugin's CPU on
+// creds.)
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*role, error) {
-	raw, found, err := b.roles.through(name, func() ([]byte, bool, error) {
+	r, found, err := b.roles.through(name, func() (*role, bool, error) {
 		e, err := s.Get(ctx, roleStoragePrefix+name)
 		if err != nil || e == nil {
 			return nil, false, err
 		}
-		return e.Value, true, nil
+		r, err := decodeRole(e.Value)
+		return r, err == nil, err
 	})
 	if err != nil || !found {
 		return nil, err
 	}
+	return r.clone(), nil
+}
+
+func decodeRole(raw []byte) (*role, error) {
 	r := new(role)
 	if err := jsonutil.DecodeJSON(raw, r); err != nil {
 		return nil, fmt.Errorf("decoding role: %w", err)
 	}
 	return r, nil
+}
+
+// clone is a copy of r that shares no memory with it: every slice and map
+// is copied (nil stays nil, empty stays empty, as decoding gives them).
+func (r *role) clone() *role {
+	c := *r
+	c.Scopes = slices.Clone(r.Scopes)
+	c.AllowedCIDRs = slices.Clone(r.AllowedCIDRs)
+	c.Labels = maps.Clone(r.Labels)
+	return &c
 }
 
 func (b *backend) pathRoleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -313,7 +331,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		b.roles.drop(name) // the write may have landed
 		return nil, err
 	}
-	b.roles.put(name, e.Value)
+	// Cached as a reader decoding storage would see it.
+	if stored, err := decodeRole(e.Value); err == nil {
+		b.roles.put(name, stored)
+	} else {
+		b.roles.drop(name)
+	}
 	return roleWriteWarnings(r, b.System().MaxLeaseTTL(), strings.TrimSuffix(req.MountPoint, "/")), nil
 }
 

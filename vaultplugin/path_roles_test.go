@@ -2,6 +2,7 @@ package vaultplugin
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -173,4 +174,49 @@ func scopesOf(t *testing.T, issued map[string]any) []string {
 		t.Fatalf("scopes: %#v", issued["scopes"])
 	}
 	return s
+}
+
+// The role cache holds decoded roles and getRole hands out copies: a
+// caller changing its role (a role write applying its fields, creds
+// narrowing a template) must never change the cached one. Every field of
+// reference type is checked, so a slice or map added to role without
+// being copied in clone fails here.
+func TestRoleCache_getRoleReturnsPrivateCopies(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "scopes": "read,trade", "allowed_cidrs": "10.0.0.0/8", "labels": map[string]any{"team": "desk"}})
+	ctx := context.Background()
+	a, err := e.b.getRole(ctx, e.storage, "r")
+	if err != nil || a == nil {
+		t.Fatal(a, err)
+	}
+	v := reflect.ValueOf(a).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Slice:
+			if f.Len() == 0 {
+				t.Fatalf("field %s: give the test role a value for it", v.Type().Field(i).Name)
+			}
+			f.Index(0).Set(reflect.ValueOf("changed").Convert(f.Type().Elem()))
+		case reflect.Map:
+			if f.Len() == 0 {
+				t.Fatalf("field %s: give the test role a value for it", v.Type().Field(i).Name)
+			}
+			f.SetMapIndex(f.MapKeys()[0], reflect.ValueOf("changed").Convert(f.Type().Elem()))
+		case reflect.Pointer, reflect.Interface, reflect.Func, reflect.Chan:
+			t.Fatalf("field %s of kind %s: make clone copy it and this test change it", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	a.Environment = "dev"
+	b, err := e.b.getRole(ctx, e.storage, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Environment != "prod" || !slices.Equal(b.Scopes, []string{"read", "trade"}) || !slices.Equal(b.AllowedCIDRs, []string{"10.0.0.0/8"}) || b.Labels["team"] != "desk" {
+		t.Fatalf("a caller's change reached the cache: %+v", b)
+	}
+	d, _ := e.issue("r", nil)
+	if !slices.Equal(scopesOf(t, d), []string{"read", "trade"}) {
+		t.Fatalf("issue after a caller's change: scopes %v", d["scopes"])
+	}
 }
