@@ -10,7 +10,6 @@ import (
 	"github.com/cryptokeys/terraform-provider-cryptokeys/vaultplugin"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
-	"github.com/hashicorp/vault/sdk/plugin"
 )
 
 func main() {
@@ -30,10 +29,7 @@ func main() {
 	tlsConfig := meta.GetTLSConfig()
 	tlsProviderFunc := api.VaultPluginTLSProvider(tlsConfig)
 
-	if err := plugin.ServeMultiplex(&plugin.ServeOpts{
-		BackendFactoryFunc: vaultplugin.Factory,
-		TLSProviderFunc:    tlsProviderFunc,
-	}); err != nil {
+	if err := serve(tlsProviderFunc); err != nil {
 		fatal(err)
 	}
 }
