@@ -26,11 +26,17 @@ type planHarness struct {
 
 func newPlanHarness(t testing.TB, now func() time.Time) planHarness {
 	t.Helper()
-	ctx := context.Background()
 	srv, err := NewProtocol6(NewWithClock("test", now)())()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return configuredHarness(t, srv)
+}
+
+// configuredHarness configures srv as newPlanHarness does.
+func configuredHarness(t testing.TB, srv tfprotov6.ProviderServer) planHarness {
+	t.Helper()
+	ctx := context.Background()
 	var sr resource.SchemaResponse
 	newAPIKeyResource().Schema(ctx, resource.SchemaRequest{}, &sr)
 	typ := sr.Schema.Type().TerraformType(ctx).(tftypes.Object)

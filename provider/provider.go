@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -40,6 +41,9 @@ type cryptokeysProvider struct {
 	// now is the provider's clock. Rotation decisions read it, so tests
 	// can move time instead of waiting for it.
 	now func() time.Time
+	// configured is the client Configure made last (nil before), for
+	// quietPlans, which answers below the framework.
+	configured atomic.Pointer[client]
 }
 
 // New returns the provider factory providerserver serves.
@@ -135,6 +139,7 @@ func (p *cryptokeysProvider) Configure(ctx context.Context, req provider.Configu
 		mount = strings.Trim(v, "/")
 	}
 	cl := &client{vault: c, mount: mount, now: p.now}
+	p.configured.Store(cl)
 	resp.ResourceData = cl
 	resp.DataSourceData = cl
 	resp.EphemeralResourceData = cl

@@ -36,6 +36,9 @@ func NewProtocol6(p provider.Provider) func() (tfprotov6.ProviderServer, error) 
 		if err != nil {
 			return nil, err
 		}
+		if cp, ok := p.(*cryptokeysProvider); ok {
+			s = quietPlans{ProviderServer: s, p: cp}
+		}
 		return Redacting(s), nil
 	}
 }

@@ -1,0 +1,140 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
+)
+
+// TestQuietPlan_sameAsFramework plans each case twice, through the server
+// main serves (quietPlans in front of the framework) and through the
+// framework alone, and wants the same answer; it also says which cases
+// quietPlan answers itself, so a change that sends every quiet key back
+// to the framework (issue 20's cost) fails here too.
+func TestQuietPlan_sameAsFramework(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	p := NewWithClock("test", clock)().(*cryptokeysProvider)
+	served, err := NewProtocol6(p)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	framework, err := providerserver.NewProtocol6WithError(NewWithClock("test", clock)())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, fw := configuredHarness(t, served), configuredHarness(t, framework)
+	ctx := context.Background()
+
+	month, day := now.Add(30*24*time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339)
+	state := func(set map[string]any) map[string]any {
+		s := map[string]any{
+			"id": "7Fq2LxR9aTbZ", "mount": "cryptokeys", "role": "r", "key_id": "7Fq2LxR9aTbZ",
+			"lease_id": "cryptokeys/creds/r/abc", "api_key": "ck_dev_secret", "environment": "dev",
+			"key_type": "bearer", "expires_at": month, "ready_for_rotation": false,
+		}
+		for k, v := range set {
+			s[k] = v
+		}
+		return s
+	}
+	cases := []struct {
+		name                    string
+		prior, proposed, config map[string]any // nil prior or proposed: a null object
+		quiet                   bool           // quietPlan answers
+	}{
+		{"unchanged, no rotate_before", state(nil), state(nil), map[string]any{"role": "r"}, true},
+		{"unchanged, outside the window", state(map[string]any{"rotate_before": "168h"}), state(map[string]any{"rotate_before": "168h"}),
+			map[string]any{"role": "r", "rotate_before": "168h"}, true},
+		{"unchanged, every optional set", state(map[string]any{"name": "n", "ttl": "720h", "rotate_before": "1h",
+			"scopes": []tftypes.Value{tftypes.NewValue(tftypes.String, "read")}, "public_key_wo_version": 1}),
+			state(map[string]any{"name": "n", "ttl": "720h", "rotate_before": "1h",
+				"scopes": []tftypes.Value{tftypes.NewValue(tftypes.String, "read")}, "public_key_wo_version": 1}),
+			map[string]any{"role": "r", "name": "n", "ttl": "720h", "rotate_before": "1h",
+				"scopes": []tftypes.Value{tftypes.NewValue(tftypes.String, "read")}, "public_key_wo_version": 1}, true},
+		{"inside the window", state(map[string]any{"expires_at": day, "rotate_before": "168h"}),
+			state(map[string]any{"expires_at": day, "rotate_before": "168h"}), map[string]any{"role": "r", "rotate_before": "168h"}, false},
+		{"refreshed as due, window since shortened", state(map[string]any{"ready_for_rotation": true, "rotate_before": "1h"}),
+			state(map[string]any{"ready_for_rotation": true, "rotate_before": "1h"}), map[string]any{"role": "r", "rotate_before": "1h"}, false},
+		{"ready_for_rotation null", state(map[string]any{"ready_for_rotation": nil}), state(map[string]any{"ready_for_rotation": nil}),
+			map[string]any{"role": "r"}, false},
+		{"expires_at unreadable", state(map[string]any{"expires_at": "soon", "rotate_before": "1h"}),
+			state(map[string]any{"expires_at": "soon", "rotate_before": "1h"}), map[string]any{"role": "r", "rotate_before": "1h"}, false},
+		{"same duration spelled otherwise", state(map[string]any{"ttl": "60m"}), state(map[string]any{"ttl": "1h"}),
+			map[string]any{"role": "r", "ttl": "1h"}, false},
+		{"role changed", state(nil), state(map[string]any{"role": "s"}), map[string]any{"role": "s"}, false},
+		{"create", nil, map[string]any{"role": "r", "mount": tftypes.UnknownValue, "id": tftypes.UnknownValue}, map[string]any{"role": "r"}, false},
+		{"destroy", state(nil), nil, nil, false},
+	}
+	obj := func(m map[string]any) *tfprotov6.DynamicValue {
+		if m == nil {
+			dv, err := tfprotov6.NewDynamicValue(h.typ, tftypes.NewValue(h.typ, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &dv
+		}
+		return dynamic(t, h.typ, h.object(m))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := func() *tfprotov6.PlanResourceChangeRequest {
+				return &tfprotov6.PlanResourceChangeRequest{
+					TypeName: "cryptokeys_api_key", PriorState: obj(c.prior), ProposedNewState: obj(c.proposed), Config: obj(c.config),
+				}
+			}
+			if got := p.quietPlan(req()) != nil; got != c.quiet {
+				t.Errorf("quietPlan answered: %v, want %v", got, c.quiet)
+			}
+			a, err := h.srv.PlanResourceChange(ctx, req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := fw.srv.PlanResourceChange(ctx, req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.Diagnostics) != len(b.Diagnostics) {
+				t.Fatalf("diagnostics: served %v, framework %v", a.Diagnostics, b.Diagnostics)
+			}
+			va, err := a.PlannedState.Unmarshal(h.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vb, err := b.PlannedState.Unmarshal(h.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !va.Equal(vb) {
+				t.Errorf("planned state:\nserved    %v\nframework %v", va, vb)
+			}
+			if len(a.RequiresReplace) != len(b.RequiresReplace) {
+				t.Errorf("requires replace: served %v, framework %v", a.RequiresReplace, b.RequiresReplace)
+			}
+			for i := range a.RequiresReplace {
+				if !a.RequiresReplace[i].Equal(b.RequiresReplace[i]) {
+					t.Errorf("requires replace: served %v, framework %v", a.RequiresReplace, b.RequiresReplace)
+				}
+			}
+			if !bytes.Equal(a.PlannedPrivate, b.PlannedPrivate) {
+				t.Errorf("planned private: served %q, framework %q", a.PlannedPrivate, b.PlannedPrivate)
+			}
+			if (a.Deferred == nil) != (b.Deferred == nil) || (a.PlannedIdentity == nil) != (b.PlannedIdentity == nil) {
+				t.Errorf("deferred or identity differ: served %v %v, framework %v %v", a.Deferred, a.PlannedIdentity, b.Deferred, b.PlannedIdentity)
+			}
+		})
+	}
+
+	t.Run("unconfigured provider", func(t *testing.T) {
+		q := NewWithClock("test", clock)().(*cryptokeysProvider)
+		prior := obj(state(nil))
+		if q.quietPlan(&tfprotov6.PlanResourceChangeRequest{TypeName: "cryptokeys_api_key", PriorState: prior, ProposedNewState: prior}) != nil {
+			t.Error("quietPlan answered for a provider Configure never configured")
+		}
+	})
+}
