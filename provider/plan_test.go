@@ -33,8 +33,16 @@ func newPlanHarness(t testing.TB, now func() time.Time) planHarness {
 	return configuredHarness(t, srv)
 }
 
-// configuredHarness configures srv as newPlanHarness does.
+// configuredHarness configures srv as newPlanHarness does: Configure
+// never contacts Vault.
 func configuredHarness(t testing.TB, srv tfprotov6.ProviderServer) planHarness {
+	t.Helper()
+	return configuredAt(t, srv, "http://127.0.0.1:1", "test-token", "")
+}
+
+// configuredAt configures srv with a Vault address, a token and a mount
+// ("" for the default).
+func configuredAt(t testing.TB, srv tfprotov6.ProviderServer, address, token, mount string) planHarness {
 	t.Helper()
 	ctx := context.Background()
 	var sr resource.SchemaResponse
@@ -49,9 +57,11 @@ func configuredHarness(t testing.TB, srv tfprotov6.ProviderServer) planHarness {
 	for k, at := range ptyp.AttributeTypes {
 		cfg[k] = tftypes.NewValue(at, nil)
 	}
-	// Configure never contacts Vault.
-	cfg["address"] = tftypes.NewValue(tftypes.String, "http://127.0.0.1:1")
-	cfg["token"] = tftypes.NewValue(tftypes.String, "test-token")
+	cfg["address"] = tftypes.NewValue(tftypes.String, address)
+	cfg["token"] = tftypes.NewValue(tftypes.String, token)
+	if mount != "" {
+		cfg["mount"] = tftypes.NewValue(tftypes.String, mount)
+	}
 	resp, err := srv.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, ptyp, cfg)})
 	if err != nil || len(resp.Diagnostics) > 0 {
 		t.Fatalf("configure: %v %v", err, resp.Diagnostics)

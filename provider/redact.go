@@ -37,7 +37,7 @@ func NewProtocol6(p provider.Provider) func() (tfprotov6.ProviderServer, error) 
 			return nil, err
 		}
 		if cp, ok := p.(*cryptokeysProvider); ok {
-			s = quietPlans{ProviderServer: s, p: cp}
+			s = quietKeys{ProviderServer: s, p: cp}
 		}
 		return Redacting(s), nil
 	}

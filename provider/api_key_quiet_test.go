@@ -11,12 +11,12 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 )
 
-// TestQuietPlan_sameAsFramework plans each case twice, through the server
+// TestQuietKeys_planSameAsFramework plans each case twice, through the server
 // main serves (quietPlans in front of the framework) and through the
 // framework alone, and wants the same answer; it also says which cases
 // quietPlan answers itself, so a change that sends every quiet key back
 // to the framework (issue 20's cost) fails here too.
-func TestQuietPlan_sameAsFramework(t *testing.T) {
+func TestQuietKeys_planSameAsFramework(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	p := NewWithClock("test", clock)().(*cryptokeysProvider)
@@ -137,4 +137,100 @@ func TestQuietPlan_sameAsFramework(t *testing.T) {
 			t.Error("quietPlan answered for a provider Configure never configured")
 		}
 	})
+}
+
+// TestAccQuietKeys_readSameAsFramework refreshes keys of a real Vault
+// twice, through the server main serves and through the framework alone,
+// and wants the same answer; quietRead answers only for a live key whose
+// refresh changes nothing.
+func TestAccQuietKeys_readSameAsFramework(t *testing.T) {
+	srv, mount := accServer(t)
+	srv.MustCLI(t, "write", mount+"/roles/r", "environment=dev", "scopes=read", "ttl=24h")
+	now := time.Now()
+	clock := func() time.Time { return now }
+	p := NewWithClock("test", clock)().(*cryptokeysProvider)
+	served, err := NewProtocol6(p)()
+	if err != nil {
+		t.Fatal(err)
+	}
+	framework, err := providerserver.NewProtocol6WithError(NewWithClock("test", clock)())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := configuredAt(t, served, srv.Addr, srv.Token, mount)
+	fw := configuredAt(t, framework, srv.Addr, srv.Token, mount)
+	ctx := context.Background()
+
+	issue := func() map[string]any {
+		s, err := srv.Client.Logical().Write(mount+"/creds/r", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		str := func(k string) string { v, _ := s.Data[k].(string); return v }
+		return map[string]any{
+			"id": str("key_id"), "key_id": str("key_id"), "mount": mount, "role": "r",
+			"lease_id": s.LeaseID, "api_key": str("api_key"), "environment": "dev", "key_type": "bearer",
+			"expires_at": str("expires_at"), "ready_for_rotation": false,
+		}
+	}
+	with := func(m map[string]any, set map[string]any) map[string]any {
+		out := map[string]any{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for k, v := range set {
+			out[k] = v
+		}
+		return out
+	}
+	live, revoked := issue(), issue()
+	srv.MustCLI(t, "delete", mount+"/keys/"+revoked["key_id"].(string))
+	cases := []struct {
+		name  string
+		state map[string]any
+		quiet bool
+	}{
+		{"live, unchanged", live, true},
+		{"live, rotation due and refreshed as due", with(live, map[string]any{"rotate_before": "48h", "ready_for_rotation": true}), true},
+		{"live, rotation due, state says not yet", with(live, map[string]any{"rotate_before": "48h"}), false},
+		{"live, expiry changed outside Terraform", with(live, map[string]any{"expires_at": "2030-01-01T00:00:00Z"}), false},
+		{"live, mount null in state", with(live, map[string]any{"mount": nil}), false},
+		{"revoked outside Terraform", revoked, false},
+		{"not found", with(live, map[string]any{"id": "000000000000", "key_id": "000000000000"}), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := func() *tfprotov6.ReadResourceRequest {
+				return &tfprotov6.ReadResourceRequest{TypeName: "cryptokeys_api_key", CurrentState: dynamic(t, h.typ, h.object(c.state))}
+			}
+			if got := p.quietRead(ctx, req()) != nil; got != c.quiet {
+				t.Errorf("quietRead answered: %v, want %v", got, c.quiet)
+			}
+			a, err := h.srv.ReadResource(ctx, req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := fw.srv.ReadResource(ctx, req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a.Diagnostics) != len(b.Diagnostics) {
+				t.Fatalf("diagnostics: served %v, framework %v", a.Diagnostics, b.Diagnostics)
+			}
+			va, err := a.NewState.Unmarshal(h.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vb, err := b.NewState.Unmarshal(h.typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !va.Equal(vb) {
+				t.Errorf("new state:\nserved    %v\nframework %v", va, vb)
+			}
+			if !bytes.Equal(a.Private, b.Private) || (a.Deferred == nil) != (b.Deferred == nil) || (a.NewIdentity == nil) != (b.NewIdentity == nil) {
+				t.Errorf("private, deferred or identity differ: served %q %v %v, framework %q %v %v", a.Private, a.Deferred, a.NewIdentity, b.Private, b.Deferred, b.NewIdentity)
+			}
+		})
+	}
 }
