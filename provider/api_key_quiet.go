@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/terraform-plugin-framework-timetypes/timetypes"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -35,18 +36,30 @@ import (
 // compares the two answers case by case).
 type quietKeys struct {
 	tfprotov6.ProviderServer
-	p *cryptokeysProvider
+	// configured is the client this server's provider Configure made
+	// (nil before, or after a Configure that made none).
+	configured *atomic.Pointer[client]
+}
+
+// configuredSink is the context key under which quietKeys hands
+// Configure the place for its client.
+type configuredSink struct{}
+
+func (s quietKeys) ConfigureProvider(ctx context.Context, req *tfprotov6.ConfigureProviderRequest) (*tfprotov6.ConfigureProviderResponse, error) {
+	// As for the framework, which keeps only what the last Configure gave.
+	s.configured.Store(nil)
+	return s.ProviderServer.ConfigureProvider(context.WithValue(ctx, configuredSink{}, s.configured), req)
 }
 
 func (s quietKeys) PlanResourceChange(ctx context.Context, req *tfprotov6.PlanResourceChangeRequest) (*tfprotov6.PlanResourceChangeResponse, error) {
-	if resp := s.p.quietPlan(req); resp != nil {
+	if resp := s.quietPlan(req); resp != nil {
 		return resp, nil
 	}
 	return s.ProviderServer.PlanResourceChange(ctx, req)
 }
 
 func (s quietKeys) ReadResource(ctx context.Context, req *tfprotov6.ReadResourceRequest) (*tfprotov6.ReadResourceResponse, error) {
-	if resp := s.p.quietRead(ctx, req); resp != nil {
+	if resp := s.quietRead(ctx, req); resp != nil {
 		return resp, nil
 	}
 	return s.ProviderServer.ReadResource(ctx, req)
@@ -54,11 +67,11 @@ func (s quietKeys) ReadResource(ctx context.Context, req *tfprotov6.ReadResource
 
 // quietRead is the refresh of a live key that changed nothing, or nil
 // when the framework must refresh it.
-func (p *cryptokeysProvider) quietRead(ctx context.Context, req *tfprotov6.ReadResourceRequest) *tfprotov6.ReadResourceResponse {
+func (s quietKeys) quietRead(ctx context.Context, req *tfprotov6.ReadResourceRequest) *tfprotov6.ReadResourceResponse {
 	if req.TypeName != "cryptokeys_api_key" || req.CurrentState == nil || len(req.CurrentState.MsgPack) == 0 || len(req.Private) > 0 {
 		return nil
 	}
-	c := p.configured.Load()
+	c := s.configured.Load()
 	if c == nil {
 		return nil
 	}
@@ -119,13 +132,13 @@ var apiKeyType = sync.OnceValue(func() tftypes.Type {
 
 // quietPlan is the plan of a key with nothing to change, or nil when the
 // framework must plan it.
-func (p *cryptokeysProvider) quietPlan(req *tfprotov6.PlanResourceChangeRequest) *tfprotov6.PlanResourceChangeResponse {
+func (s quietKeys) quietPlan(req *tfprotov6.PlanResourceChangeRequest) *tfprotov6.PlanResourceChangeResponse {
 	if req.TypeName != "cryptokeys_api_key" || req.PriorState == nil || req.ProposedNewState == nil ||
 		len(req.PriorState.MsgPack) == 0 || !bytes.Equal(req.PriorState.MsgPack, req.ProposedNewState.MsgPack) ||
 		len(req.PriorPrivate) > 0 {
 		return nil
 	}
-	c := p.configured.Load()
+	c := s.configured.Load()
 	if c == nil {
 		return nil
 	}

@@ -19,8 +19,7 @@ import (
 func TestQuietKeys_planSameAsFramework(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	p := NewWithClock("test", clock)().(*cryptokeysProvider)
-	served, err := NewProtocol6(p)()
+	served, err := NewProtocol6(NewWithClock("test", clock)())()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,6 +28,7 @@ func TestQuietKeys_planSameAsFramework(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, fw := configuredHarness(t, served), configuredHarness(t, framework)
+	p := quietOf(t, served)
 	ctx := context.Background()
 
 	month, day := now.Add(30*24*time.Hour).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339)
@@ -131,9 +131,12 @@ func TestQuietKeys_planSameAsFramework(t *testing.T) {
 	}
 
 	t.Run("unconfigured provider", func(t *testing.T) {
-		q := NewWithClock("test", clock)().(*cryptokeysProvider)
+		srv, err := NewProtocol6(NewWithClock("test", clock)())()
+		if err != nil {
+			t.Fatal(err)
+		}
 		prior := obj(state(nil))
-		if q.quietPlan(&tfprotov6.PlanResourceChangeRequest{TypeName: "cryptokeys_api_key", PriorState: prior, ProposedNewState: prior}) != nil {
+		if quietOf(t, srv).quietPlan(&tfprotov6.PlanResourceChangeRequest{TypeName: "cryptokeys_api_key", PriorState: prior, ProposedNewState: prior}) != nil {
 			t.Error("quietPlan answered for a provider Configure never configured")
 		}
 	})
@@ -148,8 +151,7 @@ func TestAccQuietKeys_readSameAsFramework(t *testing.T) {
 	srv.MustCLI(t, "write", mount+"/roles/r", "environment=dev", "scopes=read", "ttl=24h")
 	now := time.Now()
 	clock := func() time.Time { return now }
-	p := NewWithClock("test", clock)().(*cryptokeysProvider)
-	served, err := NewProtocol6(p)()
+	served, err := NewProtocol6(NewWithClock("test", clock)())()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +159,7 @@ func TestAccQuietKeys_readSameAsFramework(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := quietOf(t, served)
 	h := configuredAt(t, served, srv.Addr, srv.Token, mount)
 	fw := configuredAt(t, framework, srv.Addr, srv.Token, mount)
 	ctx := context.Background()
@@ -232,5 +235,59 @@ func TestAccQuietKeys_readSameAsFramework(t *testing.T) {
 				t.Errorf("private, deferred or identity differ: served %q %v %v, framework %q %v %v", a.Private, a.Deferred, a.NewIdentity, b.Private, b.Deferred, b.NewIdentity)
 			}
 		})
+	}
+}
+
+// quietOf is the quietKeys behind a server NewProtocol6 made.
+func quietOf(t *testing.T, srv tfprotov6.ProviderServer) quietKeys {
+	t.Helper()
+	r, ok := srv.(redactingServer)
+	if !ok {
+		t.Fatalf("%T is not a redactingServer", srv)
+	}
+	q, ok := r.inner.(quietKeys)
+	if !ok {
+		t.Fatalf("%T is not quietKeys", r.inner)
+	}
+	return q
+}
+
+// TestQuietKeys_clientPerServer: servers made from one provider value (the
+// acceptance tests' factory makes one per test step) each answer with the
+// client their own Configure made, and with none after a Configure that
+// made none (unknown values), as the framework does.
+func TestQuietKeys_clientPerServer(t *testing.T) {
+	factory := NewProtocol6(NewWithClock("test", time.Now)())
+	a, err := factory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := factory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configuredAt(t, a, "http://127.0.0.1:1", "a", "")
+	configuredAt(t, b, "http://127.0.0.1:2", "b", "")
+	for srv, want := range map[tfprotov6.ProviderServer]string{a: "http://127.0.0.1:1", b: "http://127.0.0.1:2"} {
+		if c := quietOf(t, srv).configured.Load(); c == nil || c.vault.Address() != want {
+			t.Errorf("server configured for %s answers with %v", want, c)
+		}
+	}
+
+	h := configuredHarness(t, a)
+	ptyp := tftypes.Object{AttributeTypes: map[string]tftypes.Type{
+		"address": tftypes.String, "token": tftypes.String, "namespace": tftypes.String,
+		"mount": tftypes.String, "ca_cert_file": tftypes.String, "skip_tls_verify": tftypes.Bool,
+	}}
+	cfg := map[string]tftypes.Value{}
+	for k, at := range ptyp.AttributeTypes {
+		cfg[k] = tftypes.NewValue(at, nil)
+	}
+	cfg["address"] = tftypes.NewValue(tftypes.String, tftypes.UnknownValue)
+	if _, err := h.srv.ConfigureProvider(context.Background(), &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, ptyp, cfg)}); err != nil {
+		t.Fatal(err)
+	}
+	if c := quietOf(t, a).configured.Load(); c != nil {
+		t.Errorf("after a Configure with an unknown address the server still answers with %s", c.vault.Address())
 	}
 }

@@ -41,9 +41,6 @@ type cryptokeysProvider struct {
 	// now is the provider's clock. Rotation decisions read it, so tests
 	// can move time instead of waiting for it.
 	now func() time.Time
-	// configured is the client Configure made last (nil before), for
-	// quietPlans, which answers below the framework.
-	configured atomic.Pointer[client]
 }
 
 // New returns the provider factory providerserver serves.
@@ -139,7 +136,11 @@ func (p *cryptokeysProvider) Configure(ctx context.Context, req provider.Configu
 		mount = strings.Trim(v, "/")
 	}
 	cl := &client{vault: c, mount: mount, now: p.now}
-	p.configured.Store(cl)
+	// The server that asked (quietKeys, which answers below the
+	// framework) keeps it too; one provider value may serve several.
+	if sink, ok := ctx.Value(configuredSink{}).(*atomic.Pointer[client]); ok {
+		sink.Store(cl)
+	}
 	resp.ResourceData = cl
 	resp.DataSourceData = cl
 	resp.EphemeralResourceData = cl

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"reflect"
+	"sync/atomic"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 
@@ -36,8 +37,8 @@ func NewProtocol6(p provider.Provider) func() (tfprotov6.ProviderServer, error) 
 		if err != nil {
 			return nil, err
 		}
-		if cp, ok := p.(*cryptokeysProvider); ok {
-			s = quietKeys{ProviderServer: s, p: cp}
+		if _, ok := p.(*cryptokeysProvider); ok {
+			s = quietKeys{ProviderServer: s, configured: new(atomic.Pointer[client])}
 		}
 		return Redacting(s), nil
 	}
