@@ -32,8 +32,9 @@ import (
 // decision, made here with the same inRotationWindow. Those walks were
 // half of the provider's CPU in the 200-key plan of issue 20. Any other
 // case goes to the framework: a refresh that finds a change, a gone key
-// or an error reads the key again there (TestQuietKeys_planSameAsFramework and TestAccQuietKeys_readSameAsFramework
-// compares the two answers case by case).
+// or an error reads the key again there. TestQuietKeys_planSameAsFramework
+// and TestAccQuietKeys_readSameAsFramework compare the two answers case by
+// case.
 type quietKeys struct {
 	tfprotov6.ProviderServer
 	// configured is the client this server's provider Configure made
