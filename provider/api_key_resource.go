@@ -247,14 +247,10 @@ func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if resp.Diagnostics.HasError() || !ready(r.c, &resp.Diagnostics) {
 		return
 	}
-	prior := m
-	status, d := r.read(ctx, &m)
+	status, same, d := r.refresh(ctx, &m)
 	if resp.Diagnostics.Append(d...); resp.Diagnostics.HasError() {
 		return
 	}
-	// As terraform-provider-tls does for early renewal, the refreshed state
-	// says rotation is due, so `plan -refresh-only` and outputs show it.
-	m.ReadyForRotation = types.BoolValue(inRotationWindow(r.c.now(), m.ExpiresAt, m.RotateBefore))
 	if status != "" {
 		// Revoked, expired or tidied away outside Terraform: drop it from
 		// state so the plan issues a new one.
@@ -266,11 +262,26 @@ func (r *apiKeyResource) Read(ctx context.Context, req resource.ReadRequest, res
 	}
 	// The response starts as the prior state: a key whose refresh changed
 	// nothing (every key of a quiet plan) costs no whole-state Set.
-	if m.sameRefresh(prior) {
+	if same {
 		return
 	}
 	tflog.Debug(ctx, "key changed outside Terraform: refreshing its state", map[string]any{"key_id": m.KeyID.ValueString()})
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// refresh reads the key into m (which holds its state) and sets
+// ready_for_rotation. gone is as read's; same reports a live key whose
+// refresh changed nothing. Read and quietRead decide with it.
+func (r *apiKeyResource) refresh(ctx context.Context, m *apiKeyModel) (gone string, same bool, diags diag.Diagnostics) {
+	prior := *m
+	status, diags := r.read(ctx, m)
+	if diags.HasError() {
+		return "", false, diags
+	}
+	// As terraform-provider-tls does for early renewal, the refreshed state
+	// says rotation is due, so `plan -refresh-only` and outputs show it.
+	m.ReadyForRotation = types.BoolValue(inRotationWindow(r.c.now(), m.ExpiresAt, m.RotateBefore))
+	return status, status == "" && m.sameRefresh(prior), diags
 }
 
 // sameRefresh reports whether every attribute read sets is as in prior.

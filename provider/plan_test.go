@@ -26,11 +26,25 @@ type planHarness struct {
 
 func newPlanHarness(t testing.TB, now func() time.Time) planHarness {
 	t.Helper()
-	ctx := context.Background()
 	srv, err := NewProtocol6(NewWithClock("test", now)())()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return configuredHarness(t, srv)
+}
+
+// configuredHarness configures srv as newPlanHarness does: Configure
+// never contacts Vault.
+func configuredHarness(t testing.TB, srv tfprotov6.ProviderServer) planHarness {
+	t.Helper()
+	return configuredAt(t, srv, "http://127.0.0.1:1", "test-token", "")
+}
+
+// configuredAt configures srv with a Vault address, a token and a mount
+// ("" for the default).
+func configuredAt(t testing.TB, srv tfprotov6.ProviderServer, address, token, mount string) planHarness {
+	t.Helper()
+	ctx := context.Background()
 	var sr resource.SchemaResponse
 	newAPIKeyResource().Schema(ctx, resource.SchemaRequest{}, &sr)
 	typ := sr.Schema.Type().TerraformType(ctx).(tftypes.Object)
@@ -43,9 +57,11 @@ func newPlanHarness(t testing.TB, now func() time.Time) planHarness {
 	for k, at := range ptyp.AttributeTypes {
 		cfg[k] = tftypes.NewValue(at, nil)
 	}
-	// Configure never contacts Vault.
-	cfg["address"] = tftypes.NewValue(tftypes.String, "http://127.0.0.1:1")
-	cfg["token"] = tftypes.NewValue(tftypes.String, "test-token")
+	cfg["address"] = tftypes.NewValue(tftypes.String, address)
+	cfg["token"] = tftypes.NewValue(tftypes.String, token)
+	if mount != "" {
+		cfg["mount"] = tftypes.NewValue(tftypes.String, mount)
+	}
 	resp, err := srv.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, ptyp, cfg)})
 	if err != nil || len(resp.Diagnostics) > 0 {
 		t.Fatalf("configure: %v %v", err, resp.Diagnostics)

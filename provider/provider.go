@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -135,6 +136,11 @@ func (p *cryptokeysProvider) Configure(ctx context.Context, req provider.Configu
 		mount = strings.Trim(v, "/")
 	}
 	cl := &client{vault: c, mount: mount, now: p.now}
+	// The server that asked (quietKeys, which answers below the
+	// framework) keeps it too; one provider value may serve several.
+	if sink, ok := ctx.Value(configuredSink{}).(*atomic.Pointer[client]); ok {
+		sink.Store(cl)
+	}
 	resp.ResourceData = cl
 	resp.DataSourceData = cl
 	resp.EphemeralResourceData = cl

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"reflect"
+	"sync/atomic"
 
 	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/redact"
 
@@ -35,6 +36,9 @@ func NewProtocol6(p provider.Provider) func() (tfprotov6.ProviderServer, error) 
 		s, err := inner()
 		if err != nil {
 			return nil, err
+		}
+		if _, ok := p.(*cryptokeysProvider); ok {
+			s = quietKeys{ProviderServer: s, configured: new(atomic.Pointer[client])}
 		}
 		return Redacting(s), nil
 	}

@@ -7,5 +7,5 @@ out="$root/bin/vault"
 mkdir -p "$root/bin"
 echo "==> building Vault 1.13.0 test server into bin/vault (about 5 minutes on a cold cache, more if its modules must be downloaded; built once)"
 start=$SECONDS
-"$root/scripts/go-build-progress.sh" "$root/tools/vault" "$out" github.com/hashicorp/vault
+"$root/scripts/go-build-progress.sh" "$root/tools/vault" "$out" ./server
 echo "==> bin/vault built in $((SECONDS - start))s: $("$out" version)"

@@ -44,3 +44,21 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("stale: %+v", s)
 	}
 }
+
+// Cursor is Status's cursor without its walk of the cache, and it moves
+// only once the events up to it have changed the cache: a caller that sees
+// the cursor past a revocation never finds the key still cached.
+func TestCursor(t *testing.T) {
+	r := newRig(t, "ab12cd34.5", nil)
+	if c := r.v.Cursor(); c != "ab12cd34.5" {
+		t.Fatalf("fresh: %q", c)
+	}
+	key, id := r.key(t, "ticket")
+	req := Request{APIKey: key}
+	r.cached(t, req)
+	r.eng.queue(feedReply("ab12cd34.6", false, ev(6, id, "revoked")))
+	r.wait(t, 2*time.Second)
+	if c, s := r.v.Cursor(), r.v.Status(); c != "ab12cd34.6" || s.Cursor != c || s.CacheEntries != 0 {
+		t.Fatalf("after the revocation: Cursor %q, Status %+v", c, s)
+	}
+}

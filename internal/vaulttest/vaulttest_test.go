@@ -1,6 +1,7 @@
 package vaulttest
 
 import (
+	"debug/buildinfo"
 	"errors"
 	"net"
 	"os"
@@ -85,5 +86,27 @@ func TestSkipOnlyWhenAsked(t *testing.T) {
 	})
 	if !skipped {
 		t.Fatal("Start did not skip with " + SkipEnv + "=1")
+	}
+}
+
+// The test server is tools/vault/server, Vault 1.13.0's main with the
+// deadlock detector that release leaves on for every lease and quota lock
+// turned off (hashicorp/vault#23902): built from Vault's own main instead,
+// every figure of make bench would carry that overhead, leased writes
+// (creds) most.
+func TestVaultBinaryIsTheFixedServer(t *testing.T) {
+	bin := VaultBin()
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv(SkipEnv) == "1" {
+			t.Skipf("%s: %v", bin, err)
+		}
+		t.Fatalf("%s: %v (make vault builds it)", bin, err)
+	}
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "github.com/cryptokeys/terraform-provider-cryptokeys/tools/vault/server"; info.Path != want {
+		t.Fatalf("%s is built from %s, want %s: rebuild it (make vault)", bin, info.Path, want)
 	}
 }

@@ -9,7 +9,10 @@ go 1.26
 // Vault 1.13's x509 handling trips Go 1.26's negative-serial check at start.
 godebug x509negativeserial=1
 
-require github.com/hashicorp/vault v1.13.0
+require (
+	github.com/hashicorp/vault v1.13.0
+	github.com/sasha-s/go-deadlock v0.2.0
+)
 
 require (
 	cloud.google.com/go v0.107.0 // indirect
@@ -342,7 +345,6 @@ require (
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	github.com/ryanuber/columnize v2.1.0+incompatible // indirect
 	github.com/ryanuber/go-glob v1.0.0 // indirect
-	github.com/sasha-s/go-deadlock v0.2.0 // indirect
 	github.com/sethvargo/go-limiter v0.7.1 // indirect
 	github.com/shirou/gopsutil/v3 v3.22.6 // indirect
 	github.com/sirupsen/logrus v1.9.0 // indirect
