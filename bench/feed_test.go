@@ -101,18 +101,7 @@ func feedRead(t *testing.T, r *report, srv *vaulttest.Server, m mode) {
 		t.Fatalf("writing %d feed events: %d failures", n, failed.Load())
 	}
 	t.Logf("wrote %d feed events in %s", n, time.Since(start).Round(time.Millisecond))
-	head := func(mount string) string {
-		var out struct {
-			Data struct {
-				Cursor string `json:"cursor"`
-			} `json:"data"`
-		}
-		if err := c.GetJSON(mount+"/revocations", &out); err != nil {
-			t.Fatal(err)
-		}
-		return out.Data.Cursor
-	}
-	busyAt, idleAt := head(busy), head(idle)
+	busyAt, idleAt := feedHead(t, c, busy), feedHead(t, c, idle)
 	if !strings.HasSuffix(busyAt, fmt.Sprintf(".%d", n)) {
 		t.Fatalf("the busy feed is at %s after %d revocations", busyAt, n)
 	}
@@ -223,17 +212,6 @@ func fleet(t *testing.T, r *report, srv *vaulttest.Server, m mode) {
 	t.Logf("fleet of %d idle verifiers: Vault and plugin %.0f us/s (%.0f with none): %.1f us/s per verifier", n, fleetCPU, base, r.FleetIdleCPUus)
 
 	// Revocations: each reaches every verifier.
-	head := func() uint64 {
-		var out struct {
-			Data struct {
-				Cursor string `json:"cursor"`
-			} `json:"data"`
-		}
-		if err := c.GetJSON(mount+"/revocations", &out); err != nil {
-			t.Fatal(err)
-		}
-		return cursorSeq(t, out.Data.Cursor)
-	}
 	var lags []time.Duration
 	var sweeps int
 	var sweeping time.Duration
@@ -249,7 +227,7 @@ func fleet(t *testing.T, r *report, srv *vaulttest.Server, m mode) {
 		time.Sleep(500 * time.Millisecond)
 		// The revocation writes the feed's next event: the target is
 		// known before it, so watching starts the moment it returns.
-		target := head() + 1
+		target := cursorSeq(t, feedHead(t, c, mount)) + 1
 		var gc0, gc1 runtime.MemStats
 		runtime.ReadMemStats(&gc0)
 		cpu0 := meter()
@@ -296,6 +274,20 @@ func fleet(t *testing.T, r *report, srv *vaulttest.Server, m mode) {
 	pct := func(p int) float64 { return float64(lags[min(len(lags)-1, len(lags)*p/100)].Microseconds()) / 1000 }
 	r.FleetP50ms, r.FleetP99ms = pct(50), pct(99)
 	t.Logf("fleet propagation over %d verifiers x %d revocations: p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d sweeps of the fleet, %s each); the last verifier of each revocation after:\n%s", n, keys, r.FleetP50ms, r.FleetP99ms, pct(100), sweeps, sweeping/time.Duration(max(sweeps, 1)), strings.Join(during, "\n"))
+}
+
+// feedHead is the cursor of a mount's feed head (a read with no cursor).
+func feedHead(t *testing.T, c *Client, mount string) string {
+	t.Helper()
+	var out struct {
+		Data struct {
+			Cursor string `json:"cursor"`
+		} `json:"data"`
+	}
+	if err := c.GetJSON(mount+"/revocations", &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Data.Cursor
 }
 
 // cursorSeq is the sequence number of a feed cursor ("<epoch>.<seq>").

@@ -102,17 +102,7 @@ func TestQuietKeys_planSameAsFramework(t *testing.T) {
 			if len(a.Diagnostics) != len(b.Diagnostics) {
 				t.Fatalf("diagnostics: served %v, framework %v", a.Diagnostics, b.Diagnostics)
 			}
-			va, err := a.PlannedState.Unmarshal(h.typ)
-			if err != nil {
-				t.Fatal(err)
-			}
-			vb, err := b.PlannedState.Unmarshal(h.typ)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !va.Equal(vb) {
-				t.Errorf("planned state:\nserved    %v\nframework %v", va, vb)
-			}
+			sameValue(t, h.typ, "planned state", a.PlannedState, b.PlannedState)
 			if len(a.RequiresReplace) != len(b.RequiresReplace) {
 				t.Errorf("requires replace: served %v, framework %v", a.RequiresReplace, b.RequiresReplace)
 			}
@@ -220,17 +210,7 @@ func TestAccQuietKeys_readSameAsFramework(t *testing.T) {
 			if len(a.Diagnostics) != len(b.Diagnostics) {
 				t.Fatalf("diagnostics: served %v, framework %v", a.Diagnostics, b.Diagnostics)
 			}
-			va, err := a.NewState.Unmarshal(h.typ)
-			if err != nil {
-				t.Fatal(err)
-			}
-			vb, err := b.NewState.Unmarshal(h.typ)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !va.Equal(vb) {
-				t.Errorf("new state:\nserved    %v\nframework %v", va, vb)
-			}
+			sameValue(t, h.typ, "new state", a.NewState, b.NewState)
 			if !bytes.Equal(a.Private, b.Private) || (a.Deferred == nil) != (b.Deferred == nil) || (a.NewIdentity == nil) != (b.NewIdentity == nil) {
 				t.Errorf("private, deferred or identity differ: served %q %v %v, framework %q %v %v", a.Private, a.Deferred, a.NewIdentity, b.Private, b.Deferred, b.NewIdentity)
 			}
@@ -289,5 +269,22 @@ func TestQuietKeys_clientPerServer(t *testing.T) {
 	}
 	if c := quietOf(t, a).configured.Load(); c != nil {
 		t.Errorf("after a Configure with an unknown address the server still answers with %s", c.vault.Address())
+	}
+}
+
+// sameValue fails t unless the served and the framework's answers decode
+// to equal values.
+func sameValue(t *testing.T, typ tftypes.Type, what string, served, framework *tfprotov6.DynamicValue) {
+	t.Helper()
+	va, err := served.Unmarshal(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := framework.Unmarshal(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !va.Equal(vb) {
+		t.Errorf("%s:\nserved    %v\nframework %v", what, va, vb)
 	}
 }
