@@ -255,16 +255,9 @@ func TestQuietKeys_clientPerServer(t *testing.T) {
 	}
 
 	h := configuredHarness(t, a)
-	ptyp := tftypes.Object{AttributeTypes: map[string]tftypes.Type{
-		"address": tftypes.String, "token": tftypes.String, "namespace": tftypes.String,
-		"mount": tftypes.String, "ca_cert_file": tftypes.String, "skip_tls_verify": tftypes.Bool,
-	}}
-	cfg := map[string]tftypes.Value{}
-	for k, at := range ptyp.AttributeTypes {
-		cfg[k] = tftypes.NewValue(at, nil)
-	}
+	cfg := nullProviderConfig()
 	cfg["address"] = tftypes.NewValue(tftypes.String, tftypes.UnknownValue)
-	if _, err := h.srv.ConfigureProvider(context.Background(), &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, ptyp, cfg)}); err != nil {
+	if _, err := h.srv.ConfigureProvider(context.Background(), &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, providerConfigType, cfg)}); err != nil {
 		t.Fatal(err)
 	}
 	if c := quietOf(t, a).configured.Load(); c != nil {

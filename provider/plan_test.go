@@ -49,24 +49,32 @@ func configuredAt(t testing.TB, srv tfprotov6.ProviderServer, address, token, mo
 	newAPIKeyResource().Schema(ctx, resource.SchemaRequest{}, &sr)
 	typ := sr.Schema.Type().TerraformType(ctx).(tftypes.Object)
 
-	ptyp := tftypes.Object{AttributeTypes: map[string]tftypes.Type{
-		"address": tftypes.String, "token": tftypes.String, "namespace": tftypes.String,
-		"mount": tftypes.String, "ca_cert_file": tftypes.String, "skip_tls_verify": tftypes.Bool,
-	}}
-	cfg := map[string]tftypes.Value{}
-	for k, at := range ptyp.AttributeTypes {
-		cfg[k] = tftypes.NewValue(at, nil)
-	}
+	cfg := nullProviderConfig()
 	cfg["address"] = tftypes.NewValue(tftypes.String, address)
 	cfg["token"] = tftypes.NewValue(tftypes.String, token)
 	if mount != "" {
 		cfg["mount"] = tftypes.NewValue(tftypes.String, mount)
 	}
-	resp, err := srv.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, ptyp, cfg)})
+	resp, err := srv.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: dynamic(t, providerConfigType, cfg)})
 	if err != nil || len(resp.Diagnostics) > 0 {
 		t.Fatalf("configure: %v %v", err, resp.Diagnostics)
 	}
 	return planHarness{srv, typ}
+}
+
+// providerConfigType is the provider block's type, for ConfigureProvider.
+var providerConfigType = tftypes.Object{AttributeTypes: map[string]tftypes.Type{
+	"address": tftypes.String, "token": tftypes.String, "namespace": tftypes.String,
+	"mount": tftypes.String, "ca_cert_file": tftypes.String, "skip_tls_verify": tftypes.Bool,
+}}
+
+// nullProviderConfig is a provider block with every attribute null.
+func nullProviderConfig() map[string]tftypes.Value {
+	cfg := map[string]tftypes.Value{}
+	for k, at := range providerConfigType.AttributeTypes {
+		cfg[k] = tftypes.NewValue(at, nil)
+	}
+	return cfg
 }
 
 func dynamic(t testing.TB, typ tftypes.Object, vals map[string]tftypes.Value) *tfprotov6.DynamicValue {

@@ -41,22 +41,14 @@ func configureWarnings(t *testing.T, address string) []*tfprotov6.Diagnostic {
 	if err != nil {
 		t.Fatal(err)
 	}
-	typ := tftypes.Object{AttributeTypes: map[string]tftypes.Type{
-		"address": tftypes.String, "token": tftypes.String, "namespace": tftypes.String,
-		"mount": tftypes.String, "ca_cert_file": tftypes.String, "skip_tls_verify": tftypes.Bool,
-	}}
-	cfg, err := tfprotov6.NewDynamicValue(typ, tftypes.NewValue(typ, map[string]tftypes.Value{
-		"address": tftypes.NewValue(tftypes.String, address), "token": tftypes.NewValue(tftypes.String, "s.x"),
-		"namespace": tftypes.NewValue(tftypes.String, nil), "mount": tftypes.NewValue(tftypes.String, nil),
-		"ca_cert_file": tftypes.NewValue(tftypes.String, nil), "skip_tls_verify": tftypes.NewValue(tftypes.Bool, nil),
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	vals := nullProviderConfig()
+	vals["address"] = tftypes.NewValue(tftypes.String, address)
+	vals["token"] = tftypes.NewValue(tftypes.String, "s.x")
+	cfg := dynamic(t, providerConfigType, vals)
 	if _, err := srv.GetProviderSchema(t.Context(), &tfprotov6.GetProviderSchemaRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := srv.ConfigureProvider(t.Context(), &tfprotov6.ConfigureProviderRequest{TerraformVersion: "1.11.4", Config: &cfg})
+	resp, err := srv.ConfigureProvider(t.Context(), &tfprotov6.ConfigureProviderRequest{TerraformVersion: "1.11.4", Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
