@@ -255,6 +255,7 @@ func TestBenchHarness(t *testing.T) {
 		r.Notes = append(r.Notes, note)
 	} else {
 		r.Ratios["tf_plan_seconds_vs_terraform_data"] = tf.PlanVsData
+		r.Ratios["tf_plan_floor_vs_terraform_data"] = tf.FloorVsData
 		r.TFProviderCPUms = tf.CPUmsPerRes
 	}
 	// Last: it revokes every key of the large set.
@@ -612,7 +613,7 @@ func writeReport(t *testing.T, r *report) {
 	fmt.Fprintf(&sb, "%-22s %12.0f\n%-22s %12.0f\n", "local_verify", r.LocalVerify, "local_malformed", r.LocalMalform)
 	fmt.Fprintf(&sb, "\n%-30s %8s\n", "ratio", "value")
 	for _, n := range names {
-		fmt.Fprintf(&sb, "%-30s %8.2f\n", n, r.Ratios[n])
+		fmt.Fprintf(&sb, "%-30s %8.2f%s\n", n, r.Ratios[n], ratioNotes[n])
 	}
 	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n%-30s %8.2f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms, "tf_provider_cpu_ms_per_resource", r.TFProviderCPUms)
 	fmt.Fprintf(&sb, "%-30s %8.0f\n%-30s %8.0f\n%-30s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
@@ -632,14 +633,22 @@ func writeReport(t *testing.T, r *report) {
 	t.Logf("wrote %s", path)
 }
 
+// ratioNotes follow a ratio's value in the table writeReport prints.
+var ratioNotes = map[string]string{
+	"tf_plan_floor_vs_terraform_data": " (reported, no target: Terraform's own cost of the schema, bench/tffloor)",
+}
+
 // tfFigures are the Terraform plan figures: how many times as long a
 // plan over N cryptokeys_api_key resources takes as one over N
-// terraform_data resources (a time ratio: lower is better), and the CPU the
-// provider processes spend per resource in that plan.
+// terraform_data resources (a time ratio: lower is better), the CPU the
+// provider processes spend per resource in that plan, and the same time
+// ratio for the floor provider (bench/tffloor) planning the same keys:
+// Terraform's own cost of this schema, under what any provider can reach.
 type tfFigures struct {
 	PlanVsData     float64
 	CPUmsPerRes    float64
 	CPUmsNoRefresh float64
+	FloorVsData    float64
 }
 
 // terraformPlan times `terraform plan` (which refreshes every resource:
@@ -650,6 +659,12 @@ type tfFigures struct {
 // median plan is kept as bin/tf-plan-cpu.pprof, and one of a plan with
 // -refresh=false (the provider's own work with no Vault read) as
 // bin/tf-plan-norefresh-cpu.pprof, for `go tool pprof`.
+//
+// The same keys are planned with the floor provider too (bench/tffloor,
+// built here into the temp dir): the real provider's server answering
+// that plan's calls for cryptokeys_api_key at once, with no Vault read,
+// so that its time over terraform_data's is Terraform's own cost of the
+// schema. Each of its plans must say "No changes".
 func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (tfFigures, string) {
 	t.Helper()
 	provider := filepath.Join(vaulttest.RepoRoot(), "bin", "terraform-provider-cryptokeys")
@@ -661,18 +676,34 @@ func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (t
 		return tfFigures{}, "bin/terraform-provider-cryptokeys not built: terraform figures skipped"
 	}
 	dir := t.TempDir()
-	cliConfig := filepath.Join(dir, "cli.tfrc")
-	if err := os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {
+	// cliConfig writes a CLI configuration under name that makes Terraform
+	// run the provider binary in providerDir.
+	cliConfig := func(name, providerDir string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(`provider_installation {
   dev_overrides {
     "registry.terraform.io/cryptokeys/cryptokeys" = %q
   }
   direct {}
 }
-`, filepath.Dir(provider))), 0o600); err != nil {
-		t.Fatal(err)
+`, providerDir)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
 	env := append(os.Environ(), srv.Env()...)
-	env = append(env, "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+	env = append(env, "TF_CLI_CONFIG_FILE="+cliConfig("cli.tfrc", filepath.Dir(provider)), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+	// The floor provider, under the provider's binary name in a directory
+	// of its own, and a CLI configuration naming it (the last value of a
+	// variable in Env wins).
+	floorDir := filepath.Join(dir, "floor-provider")
+	build := exec.Command("go", "build", "-o", filepath.Join(floorDir, "terraform-provider-cryptokeys"), "./bench/tffloor") // #nosec G204 -- the go command building this repository's own package
+	build.Dir = vaulttest.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./bench/tffloor: %v\n%s", err, out)
+	}
+	floorEnv := append(slices.Clone(env), "TF_CLI_CONFIG_FILE="+cliConfig("floor.tfrc", floorDir))
 	type run struct {
 		wall      time.Duration
 		cpu       time.Duration   // the provider processes', summed
@@ -680,28 +711,31 @@ func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (t
 		providers []time.Duration // each provider process Terraform started
 		profile   string          // the largest CPU profile of the run
 	}
-	tfRun := func(wd, profDir string, args ...string) time.Duration {
+	tfRun := func(env []string, wd, profDir string, args ...string) (time.Duration, []byte) {
 		t.Helper()
 		cmd := exec.Command(tf, args...) // #nosec G204 -- the Terraform CLI the test run names, with the harness's own arguments
 		cmd.Dir, cmd.Env = wd, env
 		if profDir != "" {
 			cmd.Env = append(slices.Clone(env), "CK_PROVIDER_PROFILE_DIR="+profDir)
 		}
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		if err != nil {
 			t.Fatalf("terraform %s in %s: %v\n%s", args[0], wd, err, out)
 		}
 		// Linux counts the CPU of the children a process waited for
 		// (the providers) in its own rusage.
-		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), out
 	}
-	plan := func(wd string, i int, extra ...string) run {
+	// planWith plans wd under env; profName names the run's directory of
+	// provider CPU files (one per run and provider).
+	planWith := func(env []string, wd, profName string, extra ...string) (run, []byte) {
 		t.Helper()
-		profDir := filepath.Join(wd, fmt.Sprintf("prof-%d", i))
+		profDir := filepath.Join(wd, profName)
 		if err := os.MkdirAll(profDir, 0o750); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		total := tfRun(wd, profDir, append([]string{"plan", "-input=false", "-no-color", "-lock=false"}, extra...)...)
+		total, out := tfRun(env, wd, profDir, append([]string{"plan", "-input=false", "-no-color", "-lock=false"}, extra...)...)
 		r := run{wall: time.Since(start), total: total}
 		files, _ := filepath.Glob(filepath.Join(profDir, "provider-*.cpu"))
 		var biggest time.Duration
@@ -721,12 +755,25 @@ func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (t
 				biggest, r.profile = d, strings.TrimSuffix(f, ".cpu")+".pprof"
 			}
 		}
+		return r, out
+	}
+	plan := func(wd string, i int, extra ...string) run {
+		t.Helper()
+		r, _ := planWith(env, wd, fmt.Sprintf("prof-%d", i), extra...)
+		return r
+	}
+	floorPlan := func(wd string, i int) run {
+		t.Helper()
+		r, out := planWith(floorEnv, wd, fmt.Sprintf("prof-floor-%d", i))
+		if !strings.Contains(string(out), "No changes") {
+			t.Fatalf("floor provider's plan %d: want \"No changes\", got\n%s", i, out)
+		}
 		return r
 	}
 	// Both configurations are applied, then planned in turns (keys, data,
-	// keys, data, ...), so a machine whose speed drifts (other work on it,
-	// a neighbour on the VM) slows both alike; each figure is the median
-	// of its runs.
+	// floor, keys, data, floor, ...; the floor plans the keys' directory),
+	// so a machine whose speed drifts (other work on it, a neighbour on the
+	// VM) slows them alike; each figure is the median of its runs.
 	setup := func(name, config string) string {
 		t.Helper()
 		wd := filepath.Join(dir, name)
@@ -736,8 +783,8 @@ func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (t
 		if err := os.WriteFile(filepath.Join(wd, "main.tf"), []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		tfRun(wd, "", "apply", "-auto-approve", "-input=false", "-no-color")
-		t.Cleanup(func() { tfRun(wd, "", "destroy", "-auto-approve", "-input=false", "-no-color") })
+		tfRun(env, wd, "", "apply", "-auto-approve", "-input=false", "-no-color")
+		t.Cleanup(func() { tfRun(env, wd, "", "destroy", "-auto-approve", "-input=false", "-no-color") })
 		return wd
 	}
 	keysDir := setup("keys", fmt.Sprintf(`terraform {
@@ -758,7 +805,7 @@ resource "cryptokeys_api_key" "k" {
   input = "x"
 }
 `, m.tfResources))
-	var keyRuns, dataRuns []run
+	var keyRuns, dataRuns, floorRuns []run
 	runs := 5
 	if m.name == "short" {
 		runs = 3
@@ -766,18 +813,20 @@ resource "cryptokeys_api_key" "k" {
 	for i := range runs {
 		keyRuns = append(keyRuns, plan(keysDir, i))
 		dataRuns = append(dataRuns, plan(dataDir, i))
+		floorRuns = append(floorRuns, floorPlan(keysDir, i))
 	}
 	median := func(runs []run) run {
 		slices.SortFunc(runs, func(a, b run) int { return int(a.wall - b.wall) })
 		return runs[len(runs)/2]
 	}
-	keys, data := median(keyRuns), median(dataRuns)
+	keys, data, floor := median(keyRuns), median(dataRuns), median(floorRuns)
 	noRefresh := plan(keysDir, runs, "-refresh=false")
 	n := float64(m.tfResources)
 	f := tfFigures{
 		PlanVsData:     keys.wall.Seconds() / data.wall.Seconds(),
 		CPUmsPerRes:    float64(keys.cpu.Microseconds()) / 1000 / n,
 		CPUmsNoRefresh: float64(noRefresh.cpu.Microseconds()) / 1000 / n,
+		FloorVsData:    floor.wall.Seconds() / data.wall.Seconds(),
 	}
 	for src, dst := range map[string]string{keys.profile: "tf-plan-cpu.pprof", noRefresh.profile: "tf-plan-norefresh-cpu.pprof"} {
 		b, err := os.ReadFile(src) // #nosec G304 -- a profile the provider wrote into the harness's temp dir
@@ -792,6 +841,8 @@ resource "cryptokeys_api_key" "k" {
 	t.Logf("terraform plan over %d resources: cryptokeys_api_key %s (CPU: terraform %s, provider %s in processes of %v, %.2f ms per resource; with -refresh=false %s, provider %.2f ms per resource), terraform_data %s (terraform CPU %s): %.2f times as long",
 		m.tfResources, keys.wall.Round(time.Millisecond), (keys.total - keys.cpu).Round(time.Millisecond), keys.cpu.Round(time.Millisecond), keys.providers, f.CPUmsPerRes,
 		noRefresh.wall.Round(time.Millisecond), f.CPUmsNoRefresh, data.wall.Round(time.Millisecond), data.total.Round(time.Millisecond), f.PlanVsData)
+	t.Logf("floor provider (bench/tffloor: instant answers, no Vault read) over the same %d keys: %s (CPU: terraform %s, provider %s in processes of %v): %.2f times as long as terraform_data (reported: Terraform's own cost of the schema)",
+		m.tfResources, floor.wall.Round(time.Millisecond), (floor.total - floor.cpu).Round(time.Millisecond), floor.cpu.Round(time.Millisecond), floor.providers, f.FloorVsData)
 	return f, ""
 }
 
@@ -808,7 +859,7 @@ func TestBenchTerraformPlan(t *testing.T) {
 	if note != "" {
 		t.Skip(note)
 	}
-	t.Logf("tf_plan_seconds_vs_terraform_data %.2f, tf_provider_cpu_ms_per_resource %.2f", f.PlanVsData, f.CPUmsPerRes)
+	t.Logf("tf_plan_seconds_vs_terraform_data %.2f, tf_provider_cpu_ms_per_resource %.2f, tf_plan_floor_vs_terraform_data %.2f (reported)", f.PlanVsData, f.CPUmsPerRes, f.FloorVsData)
 }
 
 // TestBenchFleet measures only the feed and fleet figures, for work on the
