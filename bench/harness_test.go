@@ -611,22 +611,22 @@ func writeReport(t *testing.T, r *report) {
 		fmt.Fprintf(&sb, "%-22s %12.0f %10.0f %10.0f   %8.0f %6.0f %4.0f | %4.0f %5.0f\n", name, mm.RPS, mm.P50us, mm.P99us, c["vault"], c["plugin"], c["load"], c["idle"], c["steal"])
 	}
 	fmt.Fprintf(&sb, "%-22s %12.0f\n%-22s %12.0f\n", "local_verify", r.LocalVerify, "local_malformed", r.LocalMalform)
-	fmt.Fprintf(&sb, "\n%-30s %8s\n", "ratio", "value")
+	fmt.Fprintf(&sb, "\n%-33s %8s\n", "ratio", "value")
 	for _, n := range names {
-		fmt.Fprintf(&sb, "%-30s %8.2f%s\n", n, r.Ratios[n], ratioNotes[n])
+		fmt.Fprintf(&sb, "%-33s %8.2f%s\n", n, r.Ratios[n], ratioNotes[n])
 	}
-	fmt.Fprintf(&sb, "%-30s %8.1f\n%-30s %8.0f\n%-30s %8.2f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms, "tf_provider_cpu_ms_per_resource", r.TFProviderCPUms)
-	fmt.Fprintf(&sb, "%-30s %8.0f\n%-30s %8.0f\n%-30s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
-	fmt.Fprintf(&sb, "%-30s %8.2f\n%-30s %8.2f (%.0f/s on two goroutines)\n", "local_verify_allocs_per_op", r.LocalVerifyAllocs, "local_verify_parallel_scaling", r.LocalVerifyParallel, r.LocalVerify2rps)
-	fmt.Fprintf(&sb, "%-30s %8.2f (%d events; CPU ratio %.2f)\n", "feed_read_100k_vs_idle", r.FeedRead100kVsIdle, r.FeedEvents, r.FeedReadCPU100kIdle)
-	fmt.Fprintf(&sb, "%-30s %8.0f (p50 %.0f ms, %d verifiers)\n%-30s %8.1f\n", "fleet_propagation_p99_ms", r.FleetP99ms, r.FleetP50ms, r.FleetVerifiers, "fleet_vault_cpu_per_idle_us_s", r.FleetIdleCPUus)
+	fmt.Fprintf(&sb, "%-33s %8.1f\n%-33s %8.0f\n%-33s %8.2f\n", "plugin_rss_mb", r.PluginRSSMB, "revocation_propagation_p99_ms", r.RevokeP99ms, "tf_provider_cpu_ms_per_resource", r.TFProviderCPUms)
+	fmt.Fprintf(&sb, "%-33s %8.0f\n%-33s %8.0f\n%-33s %8.1f (%d cached keys)\n", "gateway_added_p50_us", r.Gateway.AddedP50us, "gateway_added_p99_us", r.Gateway.AddedP99us, "gateway_rss_mb", r.Gateway.RSSMB, r.Gateway.CachedKeys)
+	fmt.Fprintf(&sb, "%-33s %8.2f\n%-33s %8.2f (%.0f/s on two goroutines)\n", "local_verify_allocs_per_op", r.LocalVerifyAllocs, "local_verify_parallel_scaling", r.LocalVerifyParallel, r.LocalVerify2rps)
+	fmt.Fprintf(&sb, "%-33s %8.2f (%d events; CPU ratio %.2f)\n", "feed_read_100k_vs_idle", r.FeedRead100kVsIdle, r.FeedEvents, r.FeedReadCPU100kIdle)
+	fmt.Fprintf(&sb, "%-33s %8.0f (p50 %.0f ms, %d verifiers)\n%-33s %8.1f\n", "fleet_propagation_p99_ms", r.FleetP99ms, r.FleetP50ms, r.FleetVerifiers, "fleet_vault_cpu_per_idle_us_s", r.FleetIdleCPUus)
 	figures := make([]string, 0, len(r.Figures))
 	for k := range r.Figures {
 		figures = append(figures, k)
 	}
 	slices.Sort(figures)
 	for _, k := range figures {
-		fmt.Fprintf(&sb, "%-30s %8.1f\n", k, r.Figures[k])
+		fmt.Fprintf(&sb, "%-33s %8.1f\n", k, r.Figures[k])
 	}
 	t.Log(sb.String())
 	fmt.Println(sb.String())
@@ -757,17 +757,24 @@ func terraformPlan(t *testing.T, srv *vaulttest.Server, mount string, m mode) (t
 		}
 		return r, out
 	}
+	// Every plan is of applied, unchanged configuration: one that
+	// proposes a change times other work than the figure names.
+	noChanges := func(who string, i int, out []byte) {
+		t.Helper()
+		if !strings.Contains(string(out), "No changes") {
+			t.Fatalf("%s plan %d: want \"No changes\", got\n%s", who, i, out)
+		}
+	}
 	plan := func(wd string, i int, extra ...string) run {
 		t.Helper()
-		r, _ := planWith(env, wd, fmt.Sprintf("prof-%d", i), extra...)
+		r, out := planWith(env, wd, fmt.Sprintf("prof-%d", i), extra...)
+		noChanges(filepath.Base(wd), i, out)
 		return r
 	}
 	floorPlan := func(wd string, i int) run {
 		t.Helper()
 		r, out := planWith(floorEnv, wd, fmt.Sprintf("prof-floor-%d", i))
-		if !strings.Contains(string(out), "No changes") {
-			t.Fatalf("floor provider's plan %d: want \"No changes\", got\n%s", i, out)
-		}
+		noChanges("floor provider's", i, out)
 		return r
 	}
 	// Both configurations are applied, then planned in turns (keys, data,
