@@ -482,29 +482,13 @@ func (b *backend) tidyEvents(ctx context.Context, s logical.Storage) (int, error
 	return n, nil
 }
 
-// feedEventsData renders events for the reply.
-func feedEventsData(evs []revocationEvent) []map[string]any {
-	out := make([]map[string]any, 0, len(evs))
-	for _, ev := range evs {
-		m := map[string]any{
-			"seq":        ev.Seq,
-			"key_id":     ev.KeyID,
-			"kind":       ev.Kind,
-			"at":         formatEventTime(ev.At),
-			"expires_at": formatTime(ev.ExpiresAt),
-		}
-		if ev.Role != "" {
-			m["role"] = ev.Role
-		}
-		if ev.Environment != "" {
-			m["environment"] = ev.Environment
-		}
-		if !ev.Before.IsZero() {
-			m["revoked_before"] = formatEventTime(ev.Before)
-		}
-		out = append(out, m)
+// wire is the event as the feed's reply carries it.
+func (ev revocationEvent) wire() wire.FeedEvent {
+	return wire.FeedEvent{
+		Seq: ev.Seq, KeyID: ev.KeyID, Kind: ev.Kind,
+		At: formatEventTime(ev.At), ExpiresAt: formatTime(ev.ExpiresAt),
+		Role: ev.Role, Environment: ev.Environment, RevokedBefore: formatEventTime(ev.Before),
 	}
-	return out
 }
 
 func formatEventTime(t time.Time) string {

@@ -132,14 +132,20 @@ func (b *backend) pathRevocationsRead(ctx context.Context, req *logical.Request,
 			break
 		}
 	}
-	events := feedEventsData(r.events)
+	reply := wire.FeedReply{
+		Events: make([]wire.FeedEvent, 0, len(r.events)), Cursor: r.cursor.String(), Reset: r.reset,
+		WaitMax: int(maxFeedWait / time.Second),
+	}
+	for _, ev := range r.events {
+		reply.Events = append(reply.Events, ev.wire())
+	}
 	// Suspensions this node decided but has not flushed yet: verify cannot
 	// write them, so they travel in memory until then, out of the sequence
 	// (seq 0). Dropping a cached key twice is harmless.
 	for _, id := range b.anomalies.suspendedKeys() {
-		events = append(events, map[string]any{"seq": uint64(0), "key_id": id, "kind": eventSuspended, "at": "", "expires_at": ""})
+		reply.Events = append(reply.Events, wire.FeedEvent{KeyID: id, Kind: eventSuspended})
 	}
-	return &logical.Response{Data: map[string]any{"events": events, "cursor": r.cursor.String(), "reset": r.reset, "wait_max": int(maxFeedWait / time.Second)}}, nil
+	return &logical.Response{Data: reply.Data()}, nil
 }
 
 // waitForFeed waits for the feed's head to move (true: read again), or for

@@ -232,13 +232,12 @@ var (
 		"message": "Why, for people.",
 	}))
 
-	feedResponseFields = withFields(wireFields(wire.FeedReply{}, describe(map[string]string{
-		"events": "Events after the cursor: seq, key_id, kind, at, expires_at (and role, environment, revoked_before for bulk revocations).",
-		"cursor": "The cursor to pass as since next.",
-		"reset":  "The cursor could not be continued: drop what is cached and go on from cursor.",
-	})), map[string]*framework.FieldSchema{
-		"wait_max": intField("The longest wait this engine holds a read for, seconds: an engine that blocks says so."),
-	})
+	feedResponseFields = wireFields(wire.FeedReply{}, describe(map[string]string{
+		"events":   "Events after the cursor: seq, key_id, kind, at, expires_at (and role, environment, revoked_before for bulk revocations).",
+		"cursor":   "The cursor to pass as since next.",
+		"reset":    "The cursor could not be continued: drop what is cached and go on from cursor.",
+		"wait_max": "The longest wait this engine holds a read for, seconds: an engine that blocks says so.",
+	}))
 
 	usageResponseFields = wireFields(wire.UsageReply{}, describe(map[string]string{
 		"accepted": "Reports counted.",

@@ -31,11 +31,14 @@ type FeedEvent struct {
 
 // FeedReply is a read of the feed: the events after the "since" cursor and
 // the cursor to pass next. Reset says the cursor could not be continued:
-// drop everything cached and go on from Cursor.
+// drop everything cached and go on from Cursor. WaitMax (FeedWaitMax) is
+// the longest wait the engine holds a read for, in seconds; an engine that
+// cannot block leaves it out.
 type FeedReply struct {
-	Events []FeedEvent `json:"events"`
-	Cursor string      `json:"cursor"`
-	Reset  bool        `json:"reset"`
+	Events  []FeedEvent `json:"events"`
+	Cursor  string      `json:"cursor"`
+	Reset   bool        `json:"reset"`
+	WaitMax int         `json:"wait_max,omitempty"`
 }
 
 // FeedSince is the query parameter that carries the cursor.
@@ -47,7 +50,11 @@ func (r *FeedReply) Data() map[string]any {
 	for _, ev := range r.Events {
 		evs = append(evs, ev.data())
 	}
-	return map[string]any{"events": evs, "cursor": r.Cursor, "reset": r.Reset}
+	m := map[string]any{"events": evs, "cursor": r.Cursor, "reset": r.Reset}
+	if r.WaitMax > 0 {
+		m[FeedWaitMax] = r.WaitMax
+	}
+	return m
 }
 
 func (ev FeedEvent) data() map[string]any {

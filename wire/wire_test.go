@@ -41,6 +41,7 @@ func TestDataMatchesJSON(t *testing.T) {
 		"verify, not found":     {(&VerifyResponse{Code: CodeNotFound, Message: "m"}).Data(), &VerifyResponse{Code: CodeNotFound, Message: "m"}},
 		"verify request":        {VerifyRequest{APIKey: "k", Scopes: []string{"a"}, SourceIP: "1.2.3.4", Body: "{}"}.Data(), VerifyRequest{APIKey: "k", Scopes: []string{"a"}, SourceIP: "1.2.3.4", Body: "{}"}},
 		"feed":                  {(&FeedReply{Events: []FeedEvent{{Seq: 1, KeyID: "k", Kind: KindRevoked, At: "x"}}, Cursor: "c.1"}).Data(), &FeedReply{Events: []FeedEvent{{Seq: 1, KeyID: "k", Kind: KindRevoked, At: "x"}}, Cursor: "c.1"}},
+		"feed, blocking engine": {(&FeedReply{Events: []FeedEvent{{Seq: 2, Kind: KindRevokedRole, Role: "r", RevokedBefore: "y"}}, Cursor: "c.2", Reset: true, WaitMax: 60}).Data(), &FeedReply{Events: []FeedEvent{{Seq: 2, Kind: KindRevokedRole, Role: "r", RevokedBefore: "y"}}, Cursor: "c.2", Reset: true, WaitMax: 60}},
 		"usage request":         {UsageRequest{Reports: []UsageReport{{KeyID: "k", Count: 2, LastUsedAt: "x", Ticket: "t"}}}.Data(), UsageRequest{Reports: []UsageReport{{KeyID: "k", Count: 2, LastUsedAt: "x", Ticket: "t"}}}},
 		"usage reply":           {UsageReply{Accepted: 1, Rejected: 2}.Data(), UsageReply{Accepted: 1, Rejected: 2}},
 		"leaked reply":          {(&LeakedReply{Revoked: []string{"k"}, RevokedCount: 1, UnknownCount: 2, AlreadyRevoked: 3, BadChecksum: 4}).Data(), &LeakedReply{Revoked: []string{"k"}, RevokedCount: 1, UnknownCount: 2, AlreadyRevoked: 3, BadChecksum: 4}},
