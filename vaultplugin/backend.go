@@ -111,6 +111,11 @@ type backend struct {
 	// lastTidy is when periodic last ran tidy on this node.
 	tidyMu   sync.Mutex
 	lastTidy time.Time
+	// suspects are the key index entries tidy found without a record, by
+	// when it first did (sweepIndex); sweepMu guards them and keeps two
+	// sweeps (a tidy write during periodic's) from running together.
+	sweepMu  sync.Mutex
+	suspects map[string]time.Time
 }
 
 func newBackend(now func() time.Time) *backend {

@@ -18,8 +18,10 @@ const (
 	// The key index lets bulk revocation, listings and max_active_keys find
 	// a role's or an environment's keys without scanning every record: one
 	// entry per key, keyIndexPrefix + role/environment/key_id. An entry
-	// without a record is ignored (it can only be left by an interrupted
-	// issue, which writes the index first).
+	// without a record (left by an interrupted issue, which writes the
+	// index first, or by a removal that stopped between the record and its
+	// entry) is skipped by readers, and tidy sweeps it once it has been
+	// orphaned for orphanGrace (sweepIndex).
 	keyIndexPrefix = "index/keys/"
 	// anomalyIndexPrefix lists keys with recorded anomalies, for monitor/anomalies.
 	anomalyIndexPrefix = "index/anomalies/"

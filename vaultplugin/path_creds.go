@@ -431,8 +431,9 @@ func (b *backend) newKey(req *logical.Request, cfg *engineConfig, t keyTemplate)
 // committed, and a record whose lease was never handed out would hold a
 // max_active_keys slot until it expired.
 func (b *backend) storeNewKey(ctx context.Context, s logical.Storage, rec *keyRecord) error {
-	// Index first: an index entry without a record is harmless, a record
-	// missing from the index would escape bulk revocation.
+	// Index first: an index entry without a record is harmless (tidy
+	// sweeps it after orphanGrace), a record missing from the index would
+	// escape bulk revocation.
 	if err := b.writeIndex(ctx, s, rec); err != nil {
 		return err
 	}
@@ -448,8 +449,9 @@ func (b *backend) storeNewKey(ctx context.Context, s logical.Storage, rec *keyRe
 }
 
 // deleteNewKey removes a key whose lease was never handed out: record
-// first, then its index entry (a crash in between leaves only an index
-// entry, which readers skip). Best effort; failures are logged.
+// first, then its index entry (a crash or failure in between leaves only an
+// index entry, which readers skip and tidy sweeps after orphanGrace). Best
+// effort; failures are logged.
 func (b *backend) deleteNewKey(ctx context.Context, s logical.Storage, rec *keyRecord) error {
 	err := s.Delete(ctx, keyStoragePrefix+rec.KeyID)
 	b.cache.drop(rec.KeyID)

@@ -3,6 +3,9 @@ package vaultplugin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -19,6 +22,15 @@ const (
 	// minRetention is the least config retention accepted: a record
 	// outlives its feed event (kept feedRetention) and a day of questions.
 	minRetention = 24 * time.Hour
+	// orphanGrace is how long a key index entry must have been seen without
+	// its record before tidy deletes it. An issue writes its index entry
+	// before its record, so an entry without one may be an issue in flight:
+	// an hour is far longer than any issue's two writes (the role's lock,
+	// which sweepIndex takes for the last look, covers a longer one).
+	orphanGrace = time.Hour
+	// maxSuspects bounds the index entries tidy remembers as suspects; more
+	// orphans than that are taken up as the first ones go.
+	maxSuspects = 100_000
 )
 
 func pathTidy(b *backend) []*framework.Path {
@@ -40,18 +52,22 @@ func pathTidy(b *backend) []*framework.Path {
 (max_expires_at, or a later revocation or expiry) is longer than config
 "retention" ago (default 30 days, at least 24h), and any in-memory state they
 left, and revocations feed events older than the feed keeps (24h; the
-newest event is always kept, so event numbers are never reused). Runs in
-pages; also runs hourly on the active node. Replies with how many records
-were scanned and removed.`,
+newest event is always kept, so event numbers are never reused). A key index
+entry without a record (left by an issue or a tidy that stopped half way)
+is swept once two runs at least an hour apart have found it so. Runs in pages;
+also runs hourly on the active node. Replies with how many records were
+scanned and removed, and how many index entries were swept.`,
 	}}
 }
 
 func (b *backend) pathTidy(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	scanned, removed, err := b.tidy(ctx, req.Storage)
+	n, err := b.tidy(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]any{"scanned": scanned, "removed": removed}}, nil
+	return &logical.Response{Data: map[string]any{
+		"scanned": n.scanned, "removed": n.removed, "index_entries_removed": n.indexRemoved,
+	}}, nil
 }
 
 // tidyLastPath keeps when periodic last started a tidy, so a plugin that
@@ -68,7 +84,7 @@ func (b *backend) periodicTidy(ctx context.Context, s logical.Storage) error {
 	if err != nil || !due {
 		return err
 	}
-	_, _, err = b.tidy(ctx, s)
+	_, err = b.tidy(ctx, s)
 	return err
 }
 
@@ -104,42 +120,158 @@ func (b *backend) tidyDue(ctx context.Context, s logical.Storage) (bool, error) 
 	return true, nil
 }
 
+// tidyCounts is what one tidy did.
+type tidyCounts struct {
+	scanned, removed int // key records looked at and dropped
+	indexRemoved     int // orphaned key index entries swept
+}
+
 // tidy removes records whose end (revocation or expiry) is older than the
-// retention. It takes each key's lock only for that key, a page at a time.
-func (b *backend) tidy(ctx context.Context, s logical.Storage) (scanned, removed int, err error) {
+// retention, then sweeps key index entries left without a record. It takes
+// each key's lock only for that key, a page at a time.
+func (b *backend) tidy(ctx context.Context, s logical.Storage) (n tidyCounts, err error) {
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
-		return 0, 0, err
+		return n, err
 	}
 	ids, err := s.List(ctx, keyStoragePrefix)
 	if err != nil {
-		return 0, 0, err
+		return n, err
 	}
 	// A retention stored by an earlier build may be below the minimum.
 	cutoff := b.now().Add(-max(cfg.Retention, minRetention))
 	for start := 0; start < len(ids); start += tidyPage {
 		if err := ctx.Err(); err != nil {
-			return scanned, removed, err
+			return n, err
 		}
 		for _, id := range ids[start:min(start+tidyPage, len(ids))] {
-			scanned++
+			n.scanned++
 			ok, err := b.tidyOne(ctx, s, id, cutoff)
 			if err != nil {
-				return scanned, removed, err
+				return n, err
 			}
 			if ok {
-				removed++
+				n.removed++
 			}
 		}
+	}
+	if n.indexRemoved, err = b.sweepIndex(ctx, s, ids); err != nil {
+		return n, err
 	}
 	events, err := b.tidyEvents(ctx, s)
 	if err != nil {
-		return scanned, removed, err
+		return n, err
 	}
-	if removed > 0 || events > 0 {
-		b.Logger().Info("tidy removed old records", "keys", removed, "scanned", scanned, "feed_events", events)
+	if n.removed > 0 || n.indexRemoved > 0 || events > 0 {
+		b.Logger().Info("tidy removed old records", "keys", n.removed, "scanned", n.scanned,
+			"index_entries", n.indexRemoved, "feed_events", events)
 	}
-	return scanned, removed, nil
+	return n, nil
+}
+
+// sweepIndex deletes key index entries that have had no record for at
+// least orphanGrace, and returns how many it deleted. records is the
+// record listing tidy began with.
+//
+// An issue writes its index entry first, so an entry without a record may
+// be an issue in flight; deleting it would let that key, once its record
+// lands, escape bulk revocation and max_active_keys. So an entry found
+// without a record is only a suspect: it is deleted by a later sweep, at
+// least orphanGrace on, that still finds no record, looking under the
+// role's lock, which every issue and rotation of the role holds from its
+// index write to its record write. The suspects are kept in memory only: a
+// restart, or a failover to another node, forgets them, which only delays
+// the sweep by one grace.
+func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []string) (int, error) {
+	b.sweepMu.Lock()
+	defer b.sweepMu.Unlock()
+	if b.suspects == nil {
+		b.suspects = make(map[string]time.Time)
+	}
+	// A key in the listing had a record when tidy began: skipping it is
+	// safe (only a delete could lose a key) and spares a read per key; one
+	// orphaned since is found by the next tidy.
+	records = slices.Clone(records)
+	slices.Sort(records)
+	now := b.now()
+	removed := 0
+	// seen are the suspects still orphaned; the others are forgotten.
+	seen := make(map[string]bool, len(b.suspects))
+	roles, err := s.List(ctx, keyIndexPrefix)
+	if err != nil {
+		return 0, err
+	}
+	for _, role := range roles { // List names folders with a slash: "r/"
+		envs, err := s.List(ctx, keyIndexPrefix+role)
+		if err != nil {
+			return removed, err
+		}
+		for _, env := range envs {
+			if err := ctx.Err(); err != nil {
+				return removed, err
+			}
+			dir := keyIndexPrefix + role + env
+			ids, err := s.List(ctx, dir)
+			if err != nil {
+				return removed, err
+			}
+			for _, id := range ids {
+				if _, ok := slices.BinarySearch(records, id); ok {
+					continue
+				}
+				entry := dir + id
+				first, known := b.suspects[entry]
+				if known && now.Sub(first) >= orphanGrace {
+					gone, err := b.deleteOrphan(ctx, s, strings.TrimSuffix(role, "/"), entry, id)
+					if err != nil {
+						return removed, err // still a suspect: retried next time
+					}
+					delete(b.suspects, entry)
+					if gone {
+						removed++
+					}
+					continue
+				}
+				// The listing is a snapshot: look at the record itself.
+				e, err := s.Get(ctx, keyStoragePrefix+id)
+				if err != nil {
+					return removed, err
+				}
+				switch {
+				case e != nil:
+				case known:
+					seen[entry] = true
+				case len(b.suspects) < maxSuspects:
+					b.suspects[entry] = now
+					seen[entry] = true
+				}
+			}
+		}
+	}
+	// Suspects whose record appeared or whose entry went are forgotten.
+	for entry := range b.suspects {
+		if !seen[entry] {
+			delete(b.suspects, entry)
+		}
+	}
+	return removed, nil
+}
+
+// deleteOrphan deletes a key index entry if its record is still missing,
+// and reports whether it did. It looks and deletes under the role's lock,
+// so no issue of the role is between its index write and its record write.
+func (b *backend) deleteOrphan(ctx context.Context, s logical.Storage, role, entry, id string) (bool, error) {
+	lock := locksutil.LockForKey(b.roleLocks, role)
+	lock.Lock()
+	defer lock.Unlock()
+	e, err := s.Get(ctx, keyStoragePrefix+id)
+	if err != nil || e != nil {
+		return false, err
+	}
+	if err := s.Delete(ctx, entry); err != nil {
+		return false, fmt.Errorf("deleting orphaned key index entry %s: %w", entry, err)
+	}
+	return true, nil
 }
 
 // keepUntil is the key's latest possible end, from which the retention
@@ -165,7 +297,8 @@ func (b *backend) tidyOne(ctx context.Context, s logical.Storage, id string, cut
 		return false, nil
 	}
 	// Indexes go after the record: a crash in between leaves only index
-	// entries without a record, which every reader skips.
+	// entries without a record, which every reader skips and a later tidy
+	// sweeps once they have been orphaned for orphanGrace (sweepIndex).
 	if err := s.Delete(ctx, keyStoragePrefix+id); err != nil {
 		return false, err
 	}

@@ -3,6 +3,8 @@ package vaultplugin
 import (
 	"context"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,9 +88,9 @@ func TestTidy_pagesThroughManyRecords(t *testing.T) {
 		e.issue("r", nil)
 	}
 	e.clock.Add(25 * time.Hour)
-	scanned, removed, err := e.b.tidy(context.Background(), e.storage)
-	if err != nil || scanned != n || removed != n {
-		t.Fatalf("tidy scanned %d removed %d (%v), want %d", scanned, removed, err, n)
+	got, err := e.b.tidy(context.Background(), e.storage)
+	if err != nil || got.scanned != n || got.removed != n {
+		t.Fatalf("tidy scanned %d removed %d (%v), want %d", got.scanned, got.removed, err, n)
 	}
 	if left := e.dump(); len(left) != 2 { // config and the role
 		t.Fatalf("%d entries left: %v", len(left), sortedKeys(left)[:3])
@@ -168,5 +170,199 @@ func TestTidy_lastRunSurvivesARestart(t *testing.T) {
 	run()
 	if keyLists() != 3 {
 		t.Fatalf("a last-tidy time in the future held tidy off (%d scans)", keyLists())
+	}
+}
+
+// putOrphan writes a key index entry with no record, as an issue stopped
+// between its two writes, or a removal between its two deletes, leaves one.
+func (e *testEnv) putOrphan(role, env, keyID string) string {
+	e.t.Helper()
+	entry := indexEntry(role, env, keyID)
+	if err := e.storage.Put(context.Background(), &logical.StorageEntry{Key: entry, Value: []byte{}}); err != nil {
+		e.t.Fatal(err)
+	}
+	return entry
+}
+
+// tidyOK runs tidy and checks how many index entries it swept.
+func (e *testEnv) tidyOK(wantSwept int) {
+	e.t.Helper()
+	if got := e.ok(logical.UpdateOperation, "tidy", nil).Data; got["index_entries_removed"] != wantSwept {
+		e.t.Fatalf("tidy swept %v index entries, want %d: %v", got["index_entries_removed"], wantSwept, got)
+	}
+}
+
+func (e *testEnv) stored(key string) bool {
+	e.t.Helper()
+	_, ok := e.dump()[key]
+	return ok
+}
+
+func TestTidy_sweepsOrphanIndexEntries(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "48h", "max_ttl": "48h"})
+	live, _ := e.issue("r", nil)
+	liveID := live["key_id"].(string)
+	orphans := []string{
+		e.putOrphan("r", "prod", "orphan000001"),
+		e.putOrphan("gone", "dev", "orphan000002"), // a role deleted since
+	}
+	e.tidyOK(0) // first found: suspects only
+	e.clock.Add(orphanGrace - time.Minute)
+	e.tidyOK(0)
+	for _, o := range orphans {
+		if !e.stored(o) {
+			t.Fatalf("tidy swept %s before the grace", o)
+		}
+	}
+	e.clock.Add(time.Minute)
+	e.tidyOK(2)
+	for _, o := range orphans {
+		if e.stored(o) {
+			t.Fatalf("tidy left %s behind past the grace", o)
+		}
+	}
+	if !e.stored(indexEntry("r", "prod", liveID)) || !e.stored(keyStoragePrefix+liveID) {
+		t.Fatal("tidy removed the live key's index entry or record")
+	}
+	if n := len(e.b.suspects); n != 0 {
+		t.Fatalf("tidy still remembers %d suspects", n)
+	}
+	e.clock.Add(orphanGrace)
+	e.tidyOK(0)
+	if got := e.ok(logical.UpdateOperation, "revoke/role/r", nil).Data; got["revoked"] != 1 {
+		t.Fatalf("revoke/role after the sweep: %v", got)
+	}
+	e.wantCode(map[string]any{"api_key": live["api_key"]}, wire.CodeRevoked)
+}
+
+// holdRecordPut holds the first key record write until released: an issue
+// in flight, its index entry written and its record not yet.
+type holdRecordPut struct {
+	logical.Storage
+	fired       atomic.Bool
+	reached     chan struct{}
+	releaseCh   chan struct{}
+	releaseOnce sync.Once
+}
+
+func (e *testEnv) holdRecordPut() *holdRecordPut {
+	h := &holdRecordPut{Storage: e.storage.Storage, reached: make(chan struct{}), releaseCh: make(chan struct{})}
+	e.storage.Storage = h
+	e.t.Cleanup(h.release)
+	return h
+}
+
+func (h *holdRecordPut) release() { h.releaseOnce.Do(func() { close(h.releaseCh) }) }
+
+func (h *holdRecordPut) Put(ctx context.Context, ent *logical.StorageEntry) error {
+	if strings.HasPrefix(ent.Key, keyStoragePrefix) && h.fired.CompareAndSwap(false, true) {
+		close(h.reached)
+		<-h.releaseCh
+	}
+	return h.Storage.Put(ctx, ent)
+}
+
+// issueInFlight starts an issue of role and returns once its index entry is
+// written and its record is not.
+func (e *testEnv) issueInFlight(role string) (*holdRecordPut, *pending) {
+	e.t.Helper()
+	h := e.holdRecordPut()
+	p := e.start(&logical.Request{Operation: logical.ReadOperation, Path: "creds/" + role})
+	select {
+	case <-h.reached:
+	case <-p.done:
+		e.t.Fatalf("the issue finished without writing a record: %v %v", p.resp, p.err)
+	case <-time.After(waitTimeout(e.t)):
+		e.t.Fatal("the issue never reached its record write")
+	}
+	return h, p
+}
+
+// tidyDuring runs tidy while the issue is held (tidy may wait for it), then
+// lets the issue finish; it returns tidy's reply and the issued key.
+func (e *testEnv) tidyDuring(h *holdRecordPut, issue *pending) (tidy, key map[string]any) {
+	e.t.Helper()
+	r := e.start(&logical.Request{Operation: logical.UpdateOperation, Path: "tidy"})
+	select {
+	case <-r.done:
+	case <-time.After(100 * time.Millisecond): // long enough to delete
+	}
+	h.release()
+	return r.wait(e.t).Data, issue.wait(e.t).Data
+}
+
+// An issue writes its index entry before its record: tidy must never sweep
+// the entry of an issue in flight, or the key, once its record lands, would
+// escape bulk revocation and max_active_keys.
+func TestTidy_neverSweepsAnIssueInFlight(t *testing.T) {
+	check := func(t *testing.T, e *testEnv, tidy, key map[string]any, capped bool) {
+		t.Helper()
+		if tidy["index_entries_removed"] != 0 {
+			t.Fatalf("tidy swept the entry of an issue in flight: %v", tidy)
+		}
+		e.clock.Add(2 * orphanGrace)
+		e.tidyOK(0)
+		e.tidyOK(0)
+		if !e.stored(indexEntry("r", "prod", key["key_id"].(string))) {
+			t.Fatal("tidy swept the index entry of a key issued while it ran")
+		}
+		if n := len(e.b.suspects); n != 0 {
+			t.Fatalf("tidy still remembers %d suspects once the record landed", n)
+		}
+		if capped {
+			e.badRequest(logical.ReadOperation, "creds/r", nil, "max_active_keys", "already has 1 live keys")
+		}
+		if got := e.ok(logical.UpdateOperation, "revoke/role/r", nil).Data; got["revoked"] != 1 {
+			t.Fatalf("revoke/role: %v", got)
+		}
+		e.wantCode(map[string]any{"api_key": key["api_key"]}, wire.CodeRevoked)
+	}
+	// Tidy finds the entry without its record, which lands after.
+	t.Run("record lands", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.role("r", map[string]any{"environment": "prod", "ttl": "48h", "max_ttl": "48h", "max_active_keys": 1})
+		h, issue := e.issueInFlight("r")
+		tidy, key := e.tidyDuring(h, issue)
+		check(t, e, tidy, key, true)
+	})
+	// The issue is still between its writes past the grace (a storage
+	// write that hangs): tidy waits for the role's lock, which the issue
+	// holds (shared, the role having no cap), then finds the record.
+	t.Run("issue outlasts the grace", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.role("r", map[string]any{"environment": "prod", "ttl": "48h", "max_ttl": "48h"})
+		h, issue := e.issueInFlight("r")
+		first := e.start(&logical.Request{Operation: logical.UpdateOperation, Path: "tidy"})
+		if got := first.wait(t).Data; got["index_entries_removed"] != 0 {
+			t.Fatalf("tidy swept the entry of an issue in flight: %v", got)
+		}
+		e.clock.Add(orphanGrace)
+		tidy, key := e.tidyDuring(h, issue)
+		check(t, e, tidy, key, false)
+	})
+}
+
+// A sweep whose delete fails stops with the error and keeps the suspect:
+// the next tidy deletes it without another grace.
+func TestTidy_failedSweepIsRetried(t *testing.T) {
+	e := newTestEnv(t)
+	orphan := e.putOrphan("r", "prod", "orphan000001")
+	e.tidyOK(0)
+	e.clock.Add(orphanGrace)
+	f := e.withFaults()
+	f.failDeletes = keyIndexPrefix
+	if resp, err := e.try(logical.UpdateOperation, "tidy", nil); !failed(resp, err) {
+		t.Fatalf("tidy with a failing delete: %v", resp)
+	}
+	if !e.stored(orphan) {
+		t.Fatal("the entry went though its delete failed")
+	}
+	f.mu.Lock()
+	f.failDeletes = ""
+	f.mu.Unlock()
+	e.tidyOK(1)
+	if e.stored(orphan) {
+		t.Fatal("the retried sweep left the entry")
 	}
 }

@@ -278,7 +278,8 @@ var (
 	})
 
 	tidyResponseFields = map[string]*framework.FieldSchema{
-		"scanned": intField("Records looked at."),
-		"removed": intField("Records dropped."),
+		"scanned":               intField("Records looked at."),
+		"removed":               intField("Records dropped."),
+		"index_entries_removed": intField("Key index entries swept: found without a record on two runs at least an hour apart."),
 	}
 )
