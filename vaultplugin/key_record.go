@@ -23,7 +23,9 @@ const (
 	// entry) is skipped by readers, and tidy sweeps it once it has been
 	// orphaned for orphanGrace (sweepIndex).
 	keyIndexPrefix = "index/keys/"
-	// anomalyIndexPrefix lists keys with recorded anomalies, for monitor/anomalies.
+	// anomalyIndexPrefix lists keys with recorded anomalies, for
+	// monitor/anomalies; tidy sweeps an entry left without its record
+	// (sweepAnomalyIndex).
 	anomalyIndexPrefix = "index/anomalies/"
 
 	statusActive  = "active"

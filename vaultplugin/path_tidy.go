@@ -54,9 +54,10 @@ func pathTidy(b *backend) []*framework.Path {
 left, and revocations feed events older than the feed keeps (24h; the
 newest event is always kept, so event numbers are never reused). A key index
 entry without a record (left by an issue or a tidy that stopped half way)
-is swept once two runs at least an hour apart have found it so. Runs in pages;
-also runs hourly on the active node. Replies with how many records were
-scanned and removed, and how many index entries were swept.`,
+is swept once two runs at least an hour apart have found it so, and an
+anomaly index entry without its record at once. Runs in pages; also runs
+hourly on the active node. Replies with how many records were scanned and
+removed, and how many index entries were swept.`,
 	}}
 }
 
@@ -155,7 +156,15 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage) (n tidyCounts, er
 			}
 		}
 	}
-	if n.indexRemoved, err = b.sweepIndex(ctx, s, ids); err != nil {
+	// The record listing, sorted, for the sweeps' lookups (a backend's
+	// List need not sort).
+	records := slices.Sorted(slices.Values(ids))
+	if n.indexRemoved, err = b.sweepIndex(ctx, s, records); err != nil {
+		return n, err
+	}
+	anomalies, err := b.sweepAnomalyIndex(ctx, s, records)
+	n.indexRemoved += anomalies
+	if err != nil {
 		return n, err
 	}
 	events, err := b.tidyEvents(ctx, s)
@@ -171,7 +180,7 @@ func (b *backend) tidy(ctx context.Context, s logical.Storage) (n tidyCounts, er
 
 // sweepIndex deletes key index entries that have had no record for at
 // least orphanGrace, and returns how many it deleted. records is the
-// record listing tidy began with.
+// record listing tidy began with, sorted.
 //
 // An issue writes its index entry first, so an entry without a record may
 // be an issue in flight; deleting it would let that key, once its record
@@ -191,8 +200,6 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 	// A key in the listing had a record when tidy began: skipping it is
 	// safe (only a delete could lose a key) and spares a read per key; one
 	// orphaned since is found by the next tidy.
-	records = slices.Clone(records)
-	slices.Sort(records)
 	now := b.now()
 	removed := 0
 	// seen are the suspects still orphaned; the others are forgotten.
@@ -255,6 +262,50 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 		}
 	}
 	return removed, nil
+}
+
+// sweepAnomalyIndex deletes monitor/anomalies' index entries whose key has
+// no record (a tidy that stopped between a record and its entries), and
+// returns how many it deleted. records is as for sweepIndex. It needs no
+// grace: the usage flush writes an anomaly entry only under the key's lock
+// and for a record it has just read, so an entry found without a record
+// under that lock is an orphan.
+func (b *backend) sweepAnomalyIndex(ctx context.Context, s logical.Storage, records []string) (int, error) {
+	ids, err := s.List(ctx, anomalyIndexPrefix)
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, id := range ids {
+		if _, ok := slices.BinarySearch(records, id); ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		gone, err := b.deleteAnomalyOrphan(ctx, s, id)
+		if err != nil {
+			return removed, err
+		}
+		if gone {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+func (b *backend) deleteAnomalyOrphan(ctx context.Context, s logical.Storage, id string) (bool, error) {
+	lock := locksutil.LockForKey(b.keyLocks, id)
+	lock.Lock()
+	defer lock.Unlock()
+	e, err := s.Get(ctx, keyStoragePrefix+id)
+	if err != nil || e != nil {
+		return false, err
+	}
+	if err := s.Delete(ctx, anomalyIndexPrefix+id); err != nil {
+		return false, fmt.Errorf("deleting orphaned anomaly index entry %s: %w", id, err)
+	}
+	return true, nil
 }
 
 // deleteOrphan deletes a key index entry if its record is still missing,

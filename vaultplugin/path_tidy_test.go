@@ -2,6 +2,7 @@ package vaultplugin
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,6 +235,33 @@ func TestTidy_sweepsOrphanIndexEntries(t *testing.T) {
 		t.Fatalf("revoke/role after the sweep: %v", got)
 	}
 	e.wantCode(map[string]any{"api_key": live["api_key"]}, wire.CodeRevoked)
+}
+
+// An anomaly index entry whose record is gone (a tidy stopped between the
+// two) is swept by the next tidy, with no grace; one whose key still has its
+// record stays, and monitor/anomalies still lists that key.
+func TestTidy_sweepsOrphanAnomalyEntries(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "ttl": "48h", "max_ttl": "48h"})
+	live, _ := e.issue("r", nil)
+	liveID := live["key_id"].(string)
+	kept, orphan := anomalyIndexPrefix+liveID, anomalyIndexPrefix+"orphan000003"
+	for _, k := range []string{kept, orphan} {
+		if err := e.storage.Put(context.Background(), &logical.StorageEntry{Key: k, Value: []byte{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.tidyOK(1)
+	if e.stored(orphan) {
+		t.Fatal("tidy left the orphaned anomaly entry behind")
+	}
+	if !e.stored(kept) {
+		t.Fatal("tidy removed the anomaly entry of a key that has its record")
+	}
+	if got := e.ok(logical.ReadOperation, "monitor/anomalies", nil).Data["keys"]; !slices.Equal(got.([]string), []string{liveID}) {
+		t.Fatalf("monitor/anomalies after the sweep: %v", got)
+	}
+	e.tidyOK(0)
 }
 
 // holdRecordPut holds the first key record write until released: an issue

@@ -280,6 +280,6 @@ var (
 	tidyResponseFields = map[string]*framework.FieldSchema{
 		"scanned":               intField("Records looked at."),
 		"removed":               intField("Records dropped."),
-		"index_entries_removed": intField("Key index entries swept: found without a record on two runs at least an hour apart."),
+		"index_entries_removed": intField("Index entries swept: key index entries found without a record on two runs at least an hour apart, and anomaly index entries without a record."),
 	}
 )
