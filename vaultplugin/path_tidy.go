@@ -229,7 +229,7 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 				entry := dir + id
 				first, known := b.suspects[entry]
 				if known && now.Sub(first) >= orphanGrace {
-					gone, err := b.deleteOrphan(ctx, s, strings.TrimSuffix(role, "/"), entry, id)
+					gone, err := deleteOrphan(ctx, s, locksutil.LockForKey(b.roleLocks, strings.TrimSuffix(role, "/")), entry, id)
 					if err != nil {
 						return removed, err // still a suspect: retried next time
 					}
@@ -283,7 +283,7 @@ func (b *backend) sweepAnomalyIndex(ctx context.Context, s logical.Storage, reco
 		if err := ctx.Err(); err != nil {
 			return removed, err
 		}
-		gone, err := b.deleteAnomalyOrphan(ctx, s, id)
+		gone, err := deleteOrphan(ctx, s, locksutil.LockForKey(b.keyLocks, id), anomalyIndexPrefix+id, id)
 		if err != nil {
 			return removed, err
 		}
@@ -294,25 +294,13 @@ func (b *backend) sweepAnomalyIndex(ctx context.Context, s logical.Storage, reco
 	return removed, nil
 }
 
-func (b *backend) deleteAnomalyOrphan(ctx context.Context, s logical.Storage, id string) (bool, error) {
-	lock := locksutil.LockForKey(b.keyLocks, id)
-	lock.Lock()
-	defer lock.Unlock()
-	e, err := s.Get(ctx, keyStoragePrefix+id)
-	if err != nil || e != nil {
-		return false, err
-	}
-	if err := s.Delete(ctx, anomalyIndexPrefix+id); err != nil {
-		return false, fmt.Errorf("deleting orphaned anomaly index entry %s: %w", id, err)
-	}
-	return true, nil
-}
-
-// deleteOrphan deletes a key index entry if its record is still missing,
-// and reports whether it did. It looks and deletes under the role's lock,
-// so no issue of the role is between its index write and its record write.
-func (b *backend) deleteOrphan(ctx context.Context, s logical.Storage, role, entry, id string) (bool, error) {
-	lock := locksutil.LockForKey(b.roleLocks, role)
+// deleteOrphan deletes an index entry if the record of key id is still
+// missing, and reports whether it did. It looks and deletes holding lock,
+// the one every writer of such an entry holds while it writes it: the
+// role's for a key index entry (an issue or rotation holds it from the
+// entry's write to its record's), the key's for an anomaly entry (the
+// usage flush writes one beside a record it has just read).
+func deleteOrphan(ctx context.Context, s logical.Storage, lock *locksutil.LockEntry, entry, id string) (bool, error) {
 	lock.Lock()
 	defer lock.Unlock()
 	e, err := s.Get(ctx, keyStoragePrefix+id)
@@ -320,7 +308,7 @@ func (b *backend) deleteOrphan(ctx context.Context, s logical.Storage, role, ent
 		return false, err
 	}
 	if err := s.Delete(ctx, entry); err != nil {
-		return false, fmt.Errorf("deleting orphaned key index entry %s: %w", entry, err)
+		return false, fmt.Errorf("deleting orphaned index entry %s: %w", entry, err)
 	}
 	return true, nil
 }
