@@ -326,19 +326,39 @@ func indexEntries(r *keyRecord) []string {
 // roleKeyIDs lists the key_ids indexed under a role, sorted.
 func roleKeyIDs(ctx context.Context, s logical.Storage, role string) ([]string, error) {
 	var ids []string
-	envs, err := s.List(ctx, keyIndexPrefix+role+"/")
+	err := eachRoleIndexDir(ctx, s, role, func(_ string, more []string) error {
+		ids = append(ids, more...)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	return sortedUnique(ids), nil
+}
+
+// eachRoleIndexDir lists the key index under a role one environment at a
+// time, handing f each folder (keyIndexPrefix + role/env/) and the key_ids
+// in it.
+func eachRoleIndexDir(ctx context.Context, s logical.Storage, role string, f func(dir string, ids []string) error) error {
+	envs, err := s.List(ctx, keyIndexPrefix+role+"/")
+	if err != nil {
+		return err
+	}
 	// List names folders with their trailing slash: env is "prod/".
 	for _, env := range envs {
-		more, err := s.List(ctx, keyIndexPrefix+role+"/"+env)
-		if err != nil {
-			return nil, err
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		ids = append(ids, more...)
+		dir := keyIndexPrefix + role + "/" + env
+		ids, err := s.List(ctx, dir)
+		if err != nil {
+			return err
+		}
+		if err := f(dir, ids); err != nil {
+			return err
+		}
 	}
-	return sortedUnique(ids), nil
+	return nil
 }
 
 // environmentKeyIDs lists the key_ids indexed under an environment, sorted.

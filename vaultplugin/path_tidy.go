@@ -124,7 +124,7 @@ func (b *backend) tidyDue(ctx context.Context, s logical.Storage) (bool, error) 
 // tidyCounts is what one tidy did.
 type tidyCounts struct {
 	scanned, removed int // key records looked at and dropped
-	indexRemoved     int // orphaned key index entries swept
+	indexRemoved     int // orphaned index entries swept (key and anomaly)
 }
 
 // tidy removes records whose end (revocation or expiry) is older than the
@@ -209,19 +209,8 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 		return 0, err
 	}
 	for _, role := range roles { // List names folders with a slash: "r/"
-		envs, err := s.List(ctx, keyIndexPrefix+role)
-		if err != nil {
-			return removed, err
-		}
-		for _, env := range envs {
-			if err := ctx.Err(); err != nil {
-				return removed, err
-			}
-			dir := keyIndexPrefix + role + env
-			ids, err := s.List(ctx, dir)
-			if err != nil {
-				return removed, err
-			}
+		role = strings.TrimSuffix(role, "/")
+		err := eachRoleIndexDir(ctx, s, role, func(dir string, ids []string) error {
 			for _, id := range ids {
 				if _, ok := slices.BinarySearch(records, id); ok {
 					continue
@@ -229,9 +218,9 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 				entry := dir + id
 				first, known := b.suspects[entry]
 				if known && now.Sub(first) >= orphanGrace {
-					gone, err := deleteOrphan(ctx, s, locksutil.LockForKey(b.roleLocks, strings.TrimSuffix(role, "/")), entry, id)
+					gone, err := deleteOrphan(ctx, s, locksutil.LockForKey(b.roleLocks, role), entry, id)
 					if err != nil {
-						return removed, err // still a suspect: retried next time
+						return err // still a suspect: retried next time
 					}
 					delete(b.suspects, entry)
 					if gone {
@@ -242,7 +231,7 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 				// The listing is a snapshot: look at the record itself.
 				e, err := s.Get(ctx, keyStoragePrefix+id)
 				if err != nil {
-					return removed, err
+					return err
 				}
 				switch {
 				case e != nil:
@@ -253,6 +242,10 @@ func (b *backend) sweepIndex(ctx context.Context, s logical.Storage, records []s
 					seen[entry] = true
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return removed, err
 		}
 	}
 	// Suspects whose record appeared or whose entry went are forgotten.
