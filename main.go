@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/providerproc"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/provider"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6/tf6server"
@@ -31,12 +32,12 @@ func run() error {
 		fmt.Println(version)
 		return nil
 	}
-	quietUnlessAsked(os.Getenv, os.Setenv)
-	lessGC(os.Getenv)
+	providerproc.QuietUnlessAsked(os.Getenv, os.Setenv)
+	providerproc.LessGC(os.Getenv)
 	// For profiling only (the bench harness sets it): a CPU profile and
 	// the process's CPU time, written into that directory when Terraform
 	// stops the provider.
-	if dir := os.Getenv(profileEnv); dir != "" {
+	if dir := os.Getenv(providerproc.ProfileEnv); dir != "" {
 		stop, err := startProfile(dir)
 		if err != nil {
 			return err

@@ -1,24 +1,17 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
-	"syscall"
-	"time"
+
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/providerproc"
 )
 
-// profileEnv names a directory: when set, each provider process writes
-// provider-<pid>.pprof (a CPU profile, for `go tool pprof`) and
-// provider-<pid>.cpu (its user plus system CPU time in microseconds) there
-// when Terraform stops it. For profiling only; the bench harness sets it
-// to measure tf_provider_cpu_ms_per_resource.
-const profileEnv = "CK_PROVIDER_PROFILE_DIR"
-
+// startProfile starts this process's CPU profile into
+// providerproc.ProfileEnv's directory; the function it returns stops it
+// and writes the process's CPU time beside it.
 func startProfile(dir string) (func(), error) {
-	base := filepath.Join(dir, fmt.Sprintf("provider-%d", os.Getpid()))
-	f, err := os.Create(base + ".pprof") // #nosec G304 G703 -- a directory the person profiling names in the environment, for profiling only
+	f, err := os.Create(providerproc.ProfileBase(dir) + ".pprof") // #nosec G304 G703 -- a directory the person profiling names in the environment, for profiling only
 	if err != nil {
 		return nil, err
 	}
@@ -29,11 +22,6 @@ func startProfile(dir string) (func(), error) {
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
-		var ru syscall.Rusage
-		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-			return
-		}
-		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		_ = os.WriteFile(base+".cpu", []byte(fmt.Sprintf("%d\n", cpu.Microseconds())), 0o600) // #nosec G703 -- the same directory, for profiling only
+		providerproc.WriteCPUTime(dir)
 	}, nil
 }

@@ -20,14 +20,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log"
 	"os"
-	"path/filepath"
-	"runtime/debug"
-	"syscall"
-	"time"
 
+	"github.com/cryptokeys/terraform-provider-cryptokeys/internal/providerproc"
 	"github.com/cryptokeys/terraform-provider-cryptokeys/provider"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6/tf6server"
@@ -37,29 +33,17 @@ import (
 const typeName = "cryptokeys_api_key"
 
 func main() {
-	// As the real provider's main.go does (logging.go, lessGC): its SDK
-	// loggers off unless a TF_LOG* variable asks for them, so Terraform
-	// does not parse log lines the real provider never writes, and its
-	// collector at four times the live heap.
-	quiet := true
-	for _, k := range []string{"TF_LOG", "TF_LOG_PATH", "TF_LOG_PROVIDER", "TF_LOG_PROVIDER_CRYPTOKEYS", "TF_LOG_SDK", "TF_LOG_SDK_PROTO", "TF_LOG_SDK_FRAMEWORK"} {
-		if os.Getenv(k) != "" {
-			quiet = false
-		}
-	}
-	if quiet {
-		for _, k := range []string{"TF_LOG_SDK", "TF_LOG_SDK_PROTO", "TF_LOG_SDK_FRAMEWORK", "TF_LOG_PROVIDER_CRYPTOKEYS"} {
-			_ = os.Setenv(k, "off")
-		}
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	// The harness's CK_PROVIDER_PROFILE_DIR: this process's CPU time, as
-	// the real provider writes it (profile.go; no CPU profile here), so
-	// the harness can tell Terraform's CPU from the provider's.
-	if dir := os.Getenv("CK_PROVIDER_PROFILE_DIR"); dir != "" {
-		defer writeCPU(dir)
+	// What the real provider's main.go does before it serves
+	// (providerproc): its SDK loggers off unless a TF_LOG* variable asks
+	// for them, so Terraform does not parse log lines the real provider
+	// never writes, and its collector at four times the live heap. And
+	// the harness's ProfileEnv: this process's CPU time, as the real
+	// provider writes it (no CPU profile here), so the harness can tell
+	// Terraform's CPU from the provider's.
+	providerproc.QuietUnlessAsked(os.Getenv, os.Setenv)
+	providerproc.LessGC(os.Getenv)
+	if dir := os.Getenv(providerproc.ProfileEnv); dir != "" {
+		defer providerproc.WriteCPUTime(dir)
 	}
 	factory := provider.NewProtocol6(provider.New("floor")())
 	err := tf6server.Serve("registry.terraform.io/cryptokeys/cryptokeys", func() tfprotov6.ProviderServer {
@@ -72,18 +56,6 @@ func main() {
 	if err != nil {
 		log.Print(err)
 	}
-}
-
-// writeCPU writes the process's user plus system CPU time in microseconds
-// to dir/provider-<pid>.cpu.
-func writeCPU(dir string) {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return
-	}
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	name := filepath.Join(dir, fmt.Sprintf("provider-%d.cpu", os.Getpid()))
-	_ = os.WriteFile(name, []byte(fmt.Sprintf("%d\n", cpu.Microseconds())), 0o600) // #nosec G703 -- the directory the bench harness names, for its measurement only
 }
 
 // floor is the real server with instant answers for typeName.

@@ -1,6 +1,17 @@
-package main
+// Package providerproc is what a Terraform provider process of this
+// repository does before it serves: the real provider (the root main.go)
+// and the bench's floor provider (bench/tffloor), which must cost what the
+// real one costs around its RPCs, or the floor would not be a floor.
+package providerproc
 
-import "runtime/debug"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"time"
+)
 
 // The framework and terraform-plugin-go log every RPC, attribute walk and
 // plan modifier at TRACE, and unless told otherwise they write all of it,
@@ -23,9 +34,9 @@ var logSwitches = []string{
 // (tflog) logger.
 var quietLoggers = []string{"TF_LOG_SDK", "TF_LOG_SDK_PROTO", "TF_LOG_SDK_FRAMEWORK", "TF_LOG_PROVIDER_CRYPTOKEYS"}
 
-// quietUnlessAsked turns the loggers off when none of logSwitches is set.
+// QuietUnlessAsked turns the loggers off when none of logSwitches is set.
 // It reports whether it did.
-func quietUnlessAsked(getenv func(string) string, setenv func(string, string) error) bool {
+func QuietUnlessAsked(getenv func(string) string, setenv func(string, string) error) bool {
 	for _, k := range logSwitches {
 		if getenv(k) != "" {
 			return false
@@ -45,8 +56,33 @@ func quietUnlessAsked(getenv func(string) string, setenv func(string, string) er
 // Collecting at four times the live heap instead costs a few megabytes.
 const gcPercent = 400
 
-func lessGC(getenv func(string) string) {
+// LessGC sets gcPercent unless GOGC is set.
+func LessGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
+}
+
+// ProfileEnv names a directory: when set, each provider process writes
+// provider-<pid>.cpu there (its user plus system CPU time in microseconds)
+// when Terraform stops it, and the real provider a CPU profile beside it,
+// provider-<pid>.pprof. For profiling only; the bench harness sets it to
+// measure tf_provider_cpu_ms_per_resource.
+const ProfileEnv = "CK_PROVIDER_PROFILE_DIR"
+
+// ProfileBase is dir/provider-<pid>, the name, less its extension, of the
+// files this process writes into ProfileEnv's directory.
+func ProfileBase(dir string) string {
+	return filepath.Join(dir, fmt.Sprintf("provider-%d", os.Getpid()))
+}
+
+// WriteCPUTime writes the process's user plus system CPU time so far, in
+// microseconds, to ProfileBase(dir)+".cpu".
+func WriteCPUTime(dir string) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return
+	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	_ = os.WriteFile(ProfileBase(dir)+".cpu", []byte(fmt.Sprintf("%d\n", cpu.Microseconds())), 0o600) // #nosec G703 -- the directory the person profiling (or the bench harness) names, for profiling only
 }

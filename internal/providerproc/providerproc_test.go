@@ -1,4 +1,4 @@
-package main
+package providerproc
 
 import (
 	"testing"
@@ -21,7 +21,7 @@ func TestQuietUnlessAsked(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set := map[string]string{}
-			got := quietUnlessAsked(func(k string) string { return tc.env[k] }, func(k, v string) error { set[k] = v; return nil })
+			got := QuietUnlessAsked(func(k string) string { return tc.env[k] }, func(k, v string) error { set[k] = v; return nil })
 			if got != tc.quiet {
 				t.Fatalf("quiet = %v, want %v", got, tc.quiet)
 			}
