@@ -264,6 +264,39 @@ func TestTidy_sweepsOrphanAnomalyEntries(t *testing.T) {
 	e.tidyOK(0)
 }
 
+// The sweep's listing of records is older than its listing of anomaly
+// entries: a key issued and flagged in between (its usage flushed, which
+// writes its anomaly entry) has an entry but is missing from the listing.
+// Its entry must stay, or monitor/anomalies would lose a flagged key.
+func TestTidy_keepsTheAnomalyEntryOfAKeyFlaggedWhileItRuns(t *testing.T) {
+	e := newTestEnv(t)
+	e.role("r", map[string]any{"environment": "prod", "on_anomaly": "flag", "anomaly_rate": 1})
+	h := e.pauseAt("list", keyStoragePrefix)
+	tidy := e.inBackground(h, &logical.Request{Operation: logical.UpdateOperation, Path: "tidy"})
+
+	d, _ := e.issue("r", nil)
+	id := d["key_id"].(string)
+	for range 11 { // the 11th in 10 s is above anomaly_rate: flagged
+		e.wantCode(map[string]any{"api_key": d["api_key"]}, wire.CodeValid)
+	}
+	if err := e.b.flushUsage(t.Context(), e.storage, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !e.stored(anomalyIndexPrefix + id) {
+		t.Fatal("the flush wrote no anomaly entry: the test sets up nothing")
+	}
+	h.release()
+	if got := tidy.wait(t).Data["index_entries_removed"]; got != 0 {
+		t.Fatalf("tidy removed %v index entries", got)
+	}
+	if !e.stored(anomalyIndexPrefix + id) {
+		t.Fatal("tidy swept the anomaly entry of a key flagged while it ran")
+	}
+	if got := e.ok(logical.ReadOperation, "monitor/anomalies", nil).Data["keys"]; !slices.Equal(got.([]string), []string{id}) {
+		t.Fatalf("monitor/anomalies after tidy: %v", got)
+	}
+}
+
 // holdRecordPut holds the first key record write until released: an issue
 // in flight, its index entry written and its record not yet.
 type holdRecordPut struct {
