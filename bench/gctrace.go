@@ -15,9 +15,12 @@ import (
 const GCTraceEnv = "gctrace=1"
 
 // GCTrace follows the GODEBUG=gctrace=1 lines a Go process writes into a
-// log file and adds up the CPU its collector has spent. Vault's own CPU
+// log file and adds up the CPU its collector reports. Vault's own CPU
 // from /proc does not say how much of it went to collecting a heap that
-// the dev server's in-memory storage makes large; this does. Lines the
+// the dev server's in-memory storage makes large; this estimates it. The
+// runtime times its mark workers with the wall clock while they hold a P,
+// so on a machine shared with other busy processes the figure overstates;
+// and a cycle is counted when its line is written, at its end. Lines the
 // process logs through its logger (a plugin's stderr, relayed by Vault)
 // carry a prefix and are not counted.
 type GCTrace struct {

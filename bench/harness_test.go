@@ -452,8 +452,9 @@ func tracedVault(t *testing.T) *vaulttest.Server {
 }
 
 func cpuMeter(t *testing.T, srv *vaulttest.Server) CPUMeter {
-	// vault_gc: the part of Vault's CPU its collector spent, when the
-	// server was started by tracedVault (else it stays 0).
+	// vault_gc: what Vault's collector reports it spent (an estimate:
+	// GCTrace), when the server was started by tracedVault (else it stays
+	// 0).
 	gc := NewGCTrace(srv.LogPath)
 	return func() map[string]time.Duration {
 		out := map[string]time.Duration{}
